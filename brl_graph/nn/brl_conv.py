@@ -1,0 +1,468 @@
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Dropout, LayerNorm, Linear, Parameter, Sequential
+
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
+from torch_geometric.utils import scatter, softmax, to_dense_batch
+
+from brl_graph.nn.functional import DenseGroup, dense_groups, prefix_softmax_pool
+
+# Keyword arguments of the local convolution that are indexed by edge and must
+# therefore be filtered together with ``edge_index`` in causal mode.
+EDGE_KWARGS = ("edge_attr", "edge_weight", "edge_type")
+
+
+class BRLConv(torch.nn.Module):
+    r"""The Bottleneck Regularized Linear (BRL) graph transformer layer.
+
+    Like :class:`torch_geometric.nn.conv.GPSConv`, the layer adds a local
+    message-passing branch and a global branch, then applies a feed-forward
+    block. The global branch is *exact* softmax attention to and from
+    :math:`K` compressed tokens per graph, a pooled reservoir of virtual nodes,
+    so it costs :math:`O(NKC + EC)` instead of :math:`O(N^2 C)`.
+
+    For a graph with node states :math:`\mathbf{X} \in \mathbb{R}^{n \times C}`
+    and token states :math:`\mathbf{T} \in \mathbb{R}^{K \times C}` (learned
+    seeds :math:`\mathbf{T}^{(0)}` when none are given), one layer computes
+
+    .. math::
+        \mathbf{H}_L &= \mathrm{Norm}\big(\mathbf{X} +
+            \mathrm{MPNN}(\mathbf{X}, \mathcal{E})\big)
+
+        \mathbf{T} &\leftarrow \mathbf{T} + \mathrm{Attn}\big(
+            \mathrm{LN}(\mathbf{T}),\, \mathbf{X},\, \mathbf{X}\big)
+            \qquad \text{(compress: tokens query their graph's nodes)}
+
+        \mathbf{T} &\leftarrow \mathbf{T} + \mathrm{Attn}\big(
+            \mathrm{LN}(\mathbf{T}),\, \mathrm{LN}(\mathbf{T}),
+            \mathrm{LN}(\mathbf{T})\big),\quad
+            \mathbf{T} \leftarrow \mathbf{T} + \mathrm{MLP}(\mathrm{LN}(\mathbf{T}))
+            \qquad \text{(mix)}
+
+        \mathbf{H}_G &= \mathrm{Norm}\big(\mathbf{X} + \mathrm{Attn}(
+            \mathbf{X},\, \mathrm{LN}(\mathbf{T}),\, \mathrm{LN}(\mathbf{T}))\big)
+            \qquad \text{(broadcast: nodes read the tokens)}
+
+        \mathbf{X}' &= \mathrm{Norm}\big(\mathbf{H} + \mathrm{MLP}(\mathbf{H})\big),
+            \quad \mathbf{H} = \mathbf{H}_L + \mathbf{H}_G ,
+
+    where every :math:`\mathrm{Attn}` is multi-head softmax attention whose
+    normaliser runs over the nodes or tokens *of the same graph only*. The
+    pooling queries come from the tokens' current state, so what the tokens
+    fetch depends on what they already hold; the updated tokens are returned so
+    the next layer continues from them.
+
+    With :obj:`joint=True` the broadcast step is replaced by the BRL-attention
+    form, in which node :math:`i` attends over its neighbours (and itself) and
+    over its graph's :math:`K` tokens under **one** softmax:
+
+    .. math::
+        \mathbf{h}_i = \sum_{j \in \mathcal{N}(i) \cup \{i\}} \alpha_{ij}
+        \mathbf{W}_V \mathbf{x}_j + \sum_{k=1}^{K} \alpha_{ik}
+        \mathbf{W}_V' \mathbf{t}_k, \qquad
+        \sum_j \alpha_{ij} + \sum_k \alpha_{ik} = 1 .
+
+    **Causal mode** (:obj:`causal=True`) orders nodes by their index within each
+    graph. Node :math:`i`'s output then depends only on nodes :math:`j \le i`:
+    local messages use only edges :math:`j \to i` with :math:`j \le i`, and the
+    tokens that node :math:`i` reads summarise only nodes :math:`j \le i`, by a
+    numerically stable prefix softmax
+    (:func:`~brl_graph.nn.functional.prefix_softmax_pool`). The reservoir is then
+    per position, :obj:`tokens` has shape :obj:`[num_nodes, K, C]`, and the
+    pooling queries come from the learned seeds, which are the same for every
+    position: a query that changed with the position would turn the prefix pooling
+    back into quadratic causal attention. The per-position reservoir is still
+    carried from layer to layer.
+
+    Graphs in a batch never see each other: not through the tokens, the padding
+    or any softmax normaliser. A graph's output is identical alone and batched.
+
+    Args:
+        channels (int): Size of each node and token state :math:`C`.
+        conv (MessagePassing, optional): The local message-passing layer,
+            mapping :obj:`[N, C]` to :obj:`[N, C]`, or :obj:`None` for no local
+            branch.
+        num_tokens (int, optional): Number of compressed tokens :math:`K` per
+            graph. :obj:`0` disables the global branch, giving the MPNN-only
+            twin. (default: :obj:`8`)
+        heads (int, optional): Attention heads; must divide :obj:`channels`.
+            (default: :obj:`4`)
+        dropout (float, optional): Dropout after each branch and in the
+            feed-forward block. (default: :obj:`0.0`)
+        attn_dropout (float, optional): Dropout on attention weights.
+            (default: :obj:`0.0`)
+        causal (bool, optional): Causal (prefix) mode. (default: :obj:`False`)
+        joint (bool, optional): One softmax over neighbours and tokens in place
+            of the separate broadcast step. (default: :obj:`False`)
+        act (str, optional): Activation of the feed-forward block.
+            (default: :obj:`"relu"`)
+        act_kwargs (Dict[str, Any], optional): Arguments for :obj:`act`.
+        norm (str, optional): Node normalisation, resolved by PyG
+            (:obj:`"layer_norm"` normalises each node; :obj:`"batch_norm"` as in
+            GPS; :obj:`None` for none). (default: :obj:`"layer_norm"`)
+        norm_kwargs (Dict[str, Any], optional): Arguments for :obj:`norm`.
+        prefix_block (int, optional): Block size of the causal prefix softmax.
+            (default: :obj:`32`)
+
+    Shapes:
+        - **input:**
+          node features :math:`(N, C)`, edge indices :math:`(2, E)`,
+          batch vector :math:`(N)` *(optional, sorted)*,
+          tokens :math:`(B, K, C)`, or :math:`(N, K, C)` in causal mode
+          *(optional)*, and the local conv's extra arguments such as
+          :obj:`edge_attr` :math:`(E, D)`.
+        - **output:** node features :math:`(N, C)`, tokens as in the input
+          (:obj:`None` when :obj:`num_tokens=0`).
+    """
+    def __init__(
+        self,
+        channels: int,
+        conv: Optional[MessagePassing],
+        num_tokens: int = 8,
+        heads: int = 4,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        causal: bool = False,
+        joint: bool = False,
+        act: str = "relu",
+        act_kwargs: Optional[Dict[str, Any]] = None,
+        norm: Optional[str] = "layer_norm",
+        norm_kwargs: Optional[Dict[str, Any]] = None,
+        prefix_block: int = 32,
+    ) -> None:
+        super().__init__()
+        if channels <= 0:
+            raise ValueError(f"channels must be positive, got {channels}")
+        if num_tokens < 0:
+            raise ValueError(f"num_tokens must be >= 0, got {num_tokens}")
+        if heads <= 0 or channels % heads != 0:
+            raise ValueError(f"heads ({heads}) must be positive and divide channels ({channels})")
+        if conv is None and num_tokens == 0:
+            raise ValueError("BRLConv needs a local conv, num_tokens > 0, or both")
+        if joint and num_tokens == 0:
+            raise ValueError("joint=True needs num_tokens > 0")
+        self.channels = channels
+        self.conv = conv
+        self.num_tokens = num_tokens
+        self.heads = heads
+        self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.causal = causal
+        self.joint = joint
+        self.prefix_block = prefix_block
+
+        self.mlp = Sequential(
+            Linear(channels, channels * 2),
+            activation_resolver(act, **(act_kwargs or {})),
+            Dropout(dropout),
+            Linear(channels * 2, channels),
+            Dropout(dropout),
+        )
+        norm_kwargs = dict(norm_kwargs or {})
+        if norm == "layer_norm":
+            # PyG's LayerNorm defaults to graph-wise statistics; a transformer
+            # layer normalises each node on its own.
+            norm_kwargs.setdefault("mode", "node")
+        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm3 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm_with_batch = (
+            self.norm1 is not None
+            and "batch" in inspect.signature(self.norm1.forward).parameters)
+
+        if num_tokens > 0:
+            C = channels
+            self.seeds = Parameter(torch.empty(num_tokens, C))
+            # compress: token queries, node keys/values.
+            self.tok_norm_c = LayerNorm(C)
+            self.q_c = Linear(C, C)
+            self.kv_c = Linear(C, 2 * C)
+            self.o_c = Linear(C, C)
+            # mix: self-attention among the K tokens, then a token MLP.
+            self.tok_norm_m = LayerNorm(C)
+            self.qkv_m = Linear(C, 3 * C)
+            self.o_m = Linear(C, C)
+            self.tok_norm_f = LayerNorm(C)
+            self.tok_mlp = Sequential(Linear(C, 2 * C), activation_resolver(act, **(act_kwargs or {})),
+                                      Linear(2 * C, C))
+            # broadcast (or joint): node queries, token keys/values.
+            self.tok_norm_b = LayerNorm(C)
+            self.q_b = Linear(C, C)
+            self.kv_b = Linear(C, 2 * C)
+            self.o_b = Linear(C, C)
+            if joint:
+                self.kv_n = Linear(C, 2 * C)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        if self.conv is not None:
+            self.conv.reset_parameters()
+        for module in self.modules():
+            if module is self or module is self.conv:
+                continue
+            if isinstance(module, (Linear, LayerNorm)):
+                module.reset_parameters()
+        for norm in (self.norm1, self.norm2, self.norm3):
+            if norm is not None:
+                norm.reset_parameters()
+        if self.num_tokens > 0:
+            torch.nn.init.normal_(self.seeds, std=1.0)
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor],
+                  tokens: Optional[Tensor]) -> Tuple[Tensor, int]:
+        if x.dim() != 2 or x.size(1) != self.channels:
+            raise ValueError(f"BRLConv expected x of shape [num_nodes, {self.channels}], "
+                             f"got {list(x.shape)}")
+        N = x.size(0)
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, num_edges], got {list(edge_index.shape)}")
+        if edge_index.dtype not in (torch.long, torch.int):
+            raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
+        if edge_index.numel() > 0:
+            lo, hi = int(edge_index.min()), int(edge_index.max())
+            if lo < 0 or hi >= N:
+                raise ValueError(f"edge_index holds node indices in [{lo}, {hi}] but x has "
+                                 f"{N} nodes (valid range [0, {N - 1}])")
+        if batch is None:
+            batch = x.new_zeros(N, dtype=torch.long)
+            num_graphs = 1 if N > 0 else 0
+        else:
+            if batch.dim() != 1 or batch.numel() != N:
+                raise ValueError(f"batch must be a vector with one entry per node "
+                                 f"({N}), got shape {list(batch.shape)}")
+            if N > 0:
+                if int(batch.min()) < 0:
+                    raise ValueError("batch holds negative graph indices")
+                if bool((batch[1:] < batch[:-1]).any()):
+                    raise ValueError("batch must be sorted (nodes of a graph contiguous, "
+                                     "as produced by torch_geometric.data.Batch)")
+                num_graphs = int(batch[-1]) + 1
+            else:
+                num_graphs = 0
+            if edge_index.numel() > 0 and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
+                raise ValueError("edge_index joins nodes of different graphs in batch")
+        if tokens is not None:
+            rows = N if self.causal else num_graphs
+            expect = [rows, self.num_tokens, self.channels]
+            if list(tokens.shape) != expect:
+                what = "[num_nodes, K, C] in causal mode" if self.causal else "[num_graphs, K, C]"
+                raise ValueError(f"tokens must have shape {what} = {expect}, got {list(tokens.shape)}")
+        return batch, num_graphs
+
+    # ------------------------------------------------------------------ helpers
+    def _split(self, t: Tensor) -> Tensor:
+        """[..., C] -> [..., H, C/H]."""
+        return t.unflatten(-1, (self.heads, self.channels // self.heads))
+
+    def _attn_p(self) -> float:
+        return self.attn_dropout if self.training else 0.0
+
+    def _mix(self, T: Tensor) -> Tensor:
+        """Self-attention among the K tokens of each reservoir, then the token MLP.
+
+        ``T`` has shape ``[..., K, C]``; each leading index is an independent reservoir.
+        """
+        q, k, v = (self._split(t) for t in self.qkv_m(self.tok_norm_m(T)).chunk(3, dim=-1))
+        lead = T.shape[:-2]
+        q, k, v = (t.reshape(-1, *t.shape[-3:]).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self._attn_p())
+        a = a.transpose(1, 2).reshape(*lead, self.num_tokens, self.channels)
+        T = T + F.dropout(self.o_m(a), p=self.dropout, training=self.training)
+        return T + F.dropout(self.tok_mlp(self.tok_norm_f(T)), p=self.dropout, training=self.training)
+
+    def _global_dense(self, x: Tensor, group: DenseGroup, T: Optional[Tensor]
+                      ) -> Tuple[Tensor, Tensor]:
+        """Compress, mix and read back for the graphs of one dense group.
+
+        Returns the per-node broadcast output ``[n, C]`` (before ``o_b``; ``None``
+        in joint mode) and the new tokens.
+        """
+        C, H, K = self.channels, self.heads, self.num_tokens
+        D = C // H
+        kv = self.kv_c(x)
+        if not self.joint:
+            kv = torch.cat([kv, self.q_b(x)], dim=-1)
+        dense, mask = to_dense_batch(kv, group.batch, batch_size=group.num_graphs,
+                                     max_num_nodes=group.max_nodes)
+        G, L = mask.shape
+        k_n, v_n = self._split(dense[..., :C]), self._split(dense[..., C:2 * C])  # [G, L, H, D]
+
+        if self.causal:
+            # Queries from the position-independent seeds: prefix pooling stays linear.
+            q = self._split(self.q_c(self.tok_norm_c(self.seeds)))  # [K, H, D]
+            logits = torch.einsum("khd,glhd->ghkl", q, k_n) / math.sqrt(D)
+            pooled = prefix_softmax_pool(logits, v_n.permute(0, 2, 1, 3).unsqueeze(2),
+                                         mask=mask[:, None, None, :], block=self.prefix_block)
+            pooled = pooled.permute(0, 3, 2, 1, 4).reshape(G, L, K, C)  # [G, L, K, C]
+            if T is None:
+                T = self.seeds.expand(G, L, K, C)
+            T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
+            T = self._mix(T)
+            if self.joint:
+                return None, T[mask]
+            tn = self.tok_norm_b(T)
+            k_t, v_t = (self._split(t) for t in self.kv_b(tn).chunk(2, dim=-1))  # [G, L, K, H, D]
+            q_n = self._split(dense[..., 2 * C:])  # [G, L, H, D]
+            w = torch.einsum("glhd,glkhd->glhk", q_n, k_t) / math.sqrt(D)
+            w = F.dropout(torch.softmax(w, dim=-1), p=self._attn_p(), training=self.training)
+            out = torch.einsum("glhk,glkhd->glhd", w, v_t).reshape(G, L, C)
+            return out[mask], T[mask]
+
+        # Non-causal: the tokens query their own graph's nodes.
+        if T is None:
+            T = self.seeds.expand(G, K, C)
+        q = self._split(self.q_c(self.tok_norm_c(T))).transpose(1, 2)  # [G, H, K, D]
+        empty = ~mask.any(dim=1)
+        # An empty graph would leave a softmax without any key (NaN): let it see
+        # its padding, then zero what it pooled.
+        key_mask = (mask | empty[:, None])[:, None, None, :]
+        pooled = F.scaled_dot_product_attention(
+            q, k_n.transpose(1, 2), v_n.transpose(1, 2), attn_mask=key_mask,
+            dropout_p=self._attn_p())
+        pooled = pooled.transpose(1, 2).reshape(G, K, C)
+        pooled = pooled.masked_fill(empty[:, None, None], 0.0)
+        T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
+        T = self._mix(T)
+        if self.joint:
+            return None, T
+        k_t, v_t = (self._split(t).transpose(1, 2)
+                    for t in self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1))  # [G, H, K, D]
+        q_n = self._split(dense[..., 2 * C:]).transpose(1, 2)  # [G, H, L, D]
+        out = F.scaled_dot_product_attention(q_n, k_t, v_t, dropout_p=self._attn_p())
+        out = out.transpose(1, 2).reshape(G, L, C)
+        return out[mask], T
+
+    def _joint(self, x: Tensor, edge_index: Tensor, batch: Tensor, T_node: Tensor) -> Tensor:
+        """One softmax per node over its in-neighbours, itself and its K tokens.
+
+        ``T_node`` holds the tokens each node reads, ``[N, K, C]``.
+        """
+        N, C, H, K = x.size(0), self.channels, self.heads, self.num_tokens
+        D = C // H
+        q = self._split(self.q_b(x))  # [N, H, D]
+        k_n, v_n = (self._split(t) for t in self.kv_n(x).chunk(2, dim=-1))
+        k_t, v_t = (self._split(t) for t in self.kv_b(self.tok_norm_b(T_node)).chunk(2, dim=-1))
+        src, dst = edge_index
+        keep = src != dst  # self-attention is added once below, whatever the input holds
+        loop = torch.arange(N, device=x.device)
+        src = torch.cat([src[keep], loop])
+        dst = torch.cat([dst[keep], loop])
+        e_logit = (q[dst] * k_n[src]).sum(-1) / math.sqrt(D)  # [E', H]
+        t_logit = torch.einsum("nhd,nkhd->nkh", q, k_t) / math.sqrt(D)  # [N, K, H]
+        index = torch.cat([dst, loop.repeat_interleave(K)])
+        alpha = softmax(torch.cat([e_logit, t_logit.reshape(N * K, H)]), index, num_nodes=N)
+        alpha = F.dropout(alpha, p=self._attn_p(), training=self.training)
+        a_e, a_t = alpha[:dst.numel()], alpha[dst.numel():].view(N, K, H)
+        out = scatter(a_e.unsqueeze(-1) * v_n[src], dst, dim=0, dim_size=N, reduce="sum")
+        out = out + torch.einsum("nkh,nkhd->nhd", a_t, v_t)
+        return out.reshape(N, C)
+
+    def _norm(self, norm, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        if norm is None:
+            return h
+        if self.norm_with_batch:
+            return norm(h, batch=batch, batch_size=num_graphs)
+        return norm(h)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Optional[Tensor] = None,
+        tokens: Optional[Tensor] = None,
+        **kwargs: Any,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        r"""Runs the layer.
+
+        Args:
+            x (torch.Tensor): Node states :obj:`[N, C]`.
+            edge_index (torch.Tensor): Edges :obj:`[2, E]`, source to target.
+            batch (torch.Tensor, optional): Sorted graph assignment :obj:`[N]`.
+            tokens (torch.Tensor, optional): The reservoir from the previous
+                layer; learned seeds when :obj:`None`.
+            **kwargs: Passed to the local conv (e.g. :obj:`edge_attr`). In
+                causal mode the edge-indexed ones (:obj:`edge_attr`,
+                :obj:`edge_weight`, :obj:`edge_type`) are filtered with the edges.
+
+        Returns:
+            (torch.Tensor, torch.Tensor or None): new node states and tokens.
+        """
+        batch, num_graphs = self._validate(x, edge_index, batch, tokens)
+        N, K, C = x.size(0), self.num_tokens, self.channels
+        if N == 0:
+            if K == 0:
+                return x, None
+            rows = 0 if self.causal else num_graphs
+            return x, tokens if tokens is not None else x.new_zeros(rows, K, C)
+
+        if self.causal:
+            # Node order within a graph is its index; graphs are contiguous, so
+            # comparing global indices compares positions within the graph.
+            keep = edge_index[0] <= edge_index[1]
+            if not bool(keep.all()):
+                edge_index = edge_index[:, keep]
+                for name in EDGE_KWARGS:
+                    if name in kwargs and isinstance(kwargs[name], Tensor):
+                        kwargs[name] = kwargs[name][keep]
+
+        hs = []
+        if self.conv is not None:
+            h = self.conv(x, edge_index, **kwargs)
+            h = F.dropout(h, p=self.dropout, training=self.training) + x
+            hs.append(self._norm(self.norm1, h, batch, num_graphs))
+
+        new_tokens = None
+        if K > 0:
+            out = x.new_empty(N, C) if not self.joint else None
+            if self.causal:
+                new_tokens = x.new_empty(N, K, C)
+            else:
+                new_tokens = x.new_empty(num_graphs, K, C)
+            for group in dense_groups(batch, num_graphs):
+                xs = x if group.node_index is None else x[group.node_index]
+                if tokens is None:
+                    T = None
+                elif self.causal:
+                    tg = tokens if group.node_index is None else tokens[group.node_index]
+                    T = to_dense_batch(tg.flatten(1), group.batch, batch_size=group.num_graphs,
+                                       max_num_nodes=group.max_nodes)[0].unflatten(-1, (K, C))
+                else:
+                    T = tokens if group.graph_index is None else tokens[group.graph_index]
+                o, T_new = self._global_dense(xs, group, T)
+                if group.node_index is None:
+                    if o is not None:
+                        out = o
+                    new_tokens = T_new
+                else:
+                    if o is not None:
+                        out = out.index_copy(0, group.node_index, o)
+                    rows = group.node_index if self.causal else group.graph_index
+                    new_tokens = new_tokens.index_copy(0, rows, T_new)
+            if self.joint:
+                T_node = new_tokens if self.causal else new_tokens[batch]
+                out = self._joint(x, edge_index, batch, T_node)
+            h = F.dropout(self.o_b(out), p=self.dropout, training=self.training) + x
+            hs.append(self._norm(self.norm2, h, batch, num_graphs))
+
+        out = hs[0] if len(hs) == 1 else hs[0] + hs[1]
+        out = out + self.mlp(out)
+        return self._norm(self.norm3, out, batch, num_graphs), new_tokens
+
+    def __repr__(self) -> str:
+        conv = repr(self.conv)
+        if "\n" in conv:
+            conv = self.conv.__class__.__name__
+        return (f"{self.__class__.__name__}({self.channels}, conv={conv}, "
+                f"num_tokens={self.num_tokens}, heads={self.heads}, causal={self.causal}, "
+                f"joint={self.joint})")

@@ -1,0 +1,92 @@
+"""Input encoders: node and edge features, and positional/structural encodings."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Linear
+
+
+class FeatureEncoder(torch.nn.Module):
+    r"""Embeds node or edge features into :obj:`channels`.
+
+    :obj:`kind="atom"` / :obj:`"bond"` use OGB's :class:`AtomEncoder` /
+    :class:`BondEncoder` on integer molecule features (:obj:`[N, 9]` /
+    :obj:`[E, 3]`); :obj:`kind="linear"` applies a linear map to float features of
+    width :obj:`in_channels`.
+    """
+    def __init__(self, kind: str, channels: int, in_channels: Optional[int] = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.in_channels = in_channels
+        if kind == "atom":
+            from ogb.graphproppred.mol_encoder import AtomEncoder
+            self.enc = AtomEncoder(channels)
+        elif kind == "bond":
+            from ogb.graphproppred.mol_encoder import BondEncoder
+            self.enc = BondEncoder(channels)
+        elif kind == "linear":
+            if in_channels is None or in_channels <= 0:
+                raise ValueError("a linear encoder needs in_channels > 0")
+            self.enc = Linear(in_channels, channels)
+        else:
+            raise ValueError(f"unknown encoder kind {kind!r}; use 'atom', 'bond' or 'linear'")
+
+    def reset_parameters(self) -> None:
+        for m in self.enc.modules():
+            if isinstance(m, (Linear, torch.nn.Embedding)):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "linear":
+            if x.dim() == 1:
+                x = x.unsqueeze(-1)
+            if x.size(-1) != self.in_channels:
+                raise ValueError(f"expected features of width {self.in_channels}, got {list(x.shape)}")
+            return self.enc(x.float())
+        if x.is_floating_point():
+            raise ValueError(f"the {self.kind!r} encoder expects integer OGB features, got {x.dtype}")
+        if x.dim() == 1:
+            x = x.unsqueeze(-1)
+        tables = self.enc.atom_embedding_list if self.kind == "atom" else self.enc.bond_embedding_list
+        if x.size(1) != len(tables):
+            raise ValueError(f"the {self.kind!r} encoder expects {len(tables)} feature columns, "
+                             f"got {list(x.shape)}")
+        if x.numel():
+            sizes = torch.tensor([t.num_embeddings for t in tables], device=x.device)
+            bad = (x.min(dim=0).values < 0) | (x.max(dim=0).values >= sizes)
+            if bool(bad.any()):
+                col = int(bad.nonzero()[0])
+                raise ValueError(f"{self.kind} feature column {col} holds values outside "
+                                 f"[0, {int(sizes[col]) - 1}]: not OGB molecule features?")
+        return self.enc(x.long())
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.kind!r}, in_channels={self.in_channels})"
+
+
+class PEEncoder(torch.nn.Module):
+    r"""Adds a linear embedding of a positional encoding (RWSE or LapPE) to the
+    node states. For Laplacian eigenvectors, whose sign is arbitrary, each
+    eigenvector's sign is flipped at random per graph in training.
+    """
+    def __init__(self, in_channels: int, channels: int, sign_flip: bool = False) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.sign_flip = sign_flip
+        self.lin = Linear(in_channels, channels)
+
+    def reset_parameters(self) -> None:
+        self.lin.reset_parameters()
+
+    def forward(self, pe: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        if pe.dim() != 2 or pe.size(1) != self.in_channels:
+            raise ValueError(f"expected a positional encoding of shape [N, {self.in_channels}], "
+                             f"got {list(pe.shape)}")
+        pe = pe.float()
+        if self.sign_flip and self.training:
+            num_graphs = int(batch.max()) + 1 if batch is not None and batch.numel() else 1
+            sign = torch.randint(0, 2, (num_graphs, self.in_channels), device=pe.device) * 2 - 1
+            pe = pe * (sign[batch] if batch is not None else sign[0])
+        return self.lin(pe)

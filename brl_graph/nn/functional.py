@@ -1,0 +1,143 @@
+r"""Functional building blocks shared by :class:`BRLConv` and :class:`BRLAttention`.
+
+* :func:`prefix_softmax_pool`: the causal (prefix) softmax pooling that lets the
+  compressed tokens seen by position :math:`i` summarise positions :math:`j \le i`
+  only, in linear cost and without overflow.
+* :func:`dense_groups`: splits a batch of graphs into groups of similar size so
+  that padding to a dense tensor never costs more than a constant factor over the
+  number of real nodes.
+"""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+# A finite stand-in for -inf: exp(NEG - x) underflows to exactly 0 for any real
+# logit, while NEG - NEG stays 0 instead of the NaN that -inf - -inf gives.
+NEG = -1e30
+
+
+def _quadratic_prefix(s: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+    """Exact causal softmax pooling over a short last axis, by an explicit mask."""
+    L = s.size(-1)
+    causal = torch.ones(L, L, dtype=torch.bool, device=s.device).tril()
+    S = s.unsqueeze(-2).expand(*s.shape[:-1], L, L).masked_fill(~causal, NEG)
+    w = torch.softmax(S, dim=-1)
+    return w @ v, torch.logsumexp(S, dim=-1)
+
+
+def _prefix(s: Tensor, v: Tensor, block: int) -> Tuple[Tensor, Tensor]:
+    L = s.size(-1)
+    if L <= block:
+        return _quadratic_prefix(s, v)
+    nb = -(-L // block)
+    pad = nb * block - L
+    if pad:
+        s = torch.nn.functional.pad(s, (0, pad), value=NEG)
+        v = torch.nn.functional.pad(v, (0, 0, 0, pad))
+    s_blk = s.unflatten(-1, (nb, block))
+    v_blk = v.unflatten(-2, (nb, block))
+    # Within a block: the exact causal softmax, quadratic in the block size only.
+    intra, intra_lse = _quadratic_prefix(s_blk, v_blk)
+    # Across blocks: the same problem one level up, on the blocks' summaries
+    # (their log-normaliser acts as the logit, their pooled mean as the value).
+    blk_out, blk_lse = _prefix(intra_lse[..., -1], intra[..., -1, :], block)
+    # Block m may only use blocks < m: shift the inclusive prefix right by one.
+    ex_lse = torch.nn.functional.pad(blk_lse[..., :-1], (1, 0), value=NEG)
+    ex_out = torch.nn.functional.pad(blk_out[..., :-1, :], (0, 0, 1, 0))
+    lse = torch.logaddexp(ex_lse.unsqueeze(-1), intra_lse)
+    out = (torch.exp(ex_lse.unsqueeze(-1) - lse).unsqueeze(-1) * ex_out.unsqueeze(-2)
+           + torch.exp(intra_lse - lse).unsqueeze(-1) * intra)
+    out = out.flatten(-3, -2)[..., :L, :]
+    return out, lse.flatten(-2)[..., :L]
+
+
+def prefix_softmax_pool(
+    logits: Tensor,
+    values: Tensor,
+    mask: Optional[Tensor] = None,
+    block: int = 32,
+) -> Tensor:
+    r"""Causal softmax pooling: for every position :math:`i`,
+
+    .. math::
+        \mathbf{o}_i = \sum_{j \le i,\, m_j}
+        \frac{\exp(s_j)}{\sum_{j' \le i,\, m_{j'}} \exp(s_{j'})}\, \mathbf{v}_j .
+
+    A plain cumulative sum of :math:`\exp(s_j)` overflows (or underflows to
+    :math:`0/0`) as soon as logits differ by a few hundred. Here positions are cut
+    into blocks of size ``block``: inside a block the masked softmax is computed
+    exactly; across blocks the same routine is applied recursively to the blocks'
+    log-normalisers and means, and the two are merged with ``logaddexp``. Every
+    step is a max-subtracted softmax, so logits of any scale are safe. The cost is
+    :math:`O(L \cdot \text{block})` per row and the computation runs in float32
+    even under bf16/fp16 autocast.
+
+    The gradient of :math:`\mathbf{o}_i` with respect to any :math:`s_j` or
+    :math:`\mathbf{v}_j` with :math:`j > i` is exactly zero.
+
+    Args:
+        logits (torch.Tensor): Scores :math:`s` of shape :obj:`[..., L]`.
+        values (torch.Tensor): Values of shape :obj:`[..., L, D]`, broadcastable
+            against :obj:`logits` in the leading dimensions.
+        mask (torch.Tensor, optional): Boolean :obj:`[..., L]`, :obj:`False` for
+            positions that must be ignored (padding). A row whose prefix holds no
+            valid position returns a vector carrying no information from valid
+            positions. (default: :obj:`None`)
+        block (int, optional): Block size. (default: :obj:`32`)
+
+    Returns:
+        torch.Tensor: :obj:`[..., L, D]` in the dtype of :obj:`values`.
+    """
+    if block < 2:
+        raise ValueError(f"block must be >= 2, got {block}")
+    if logits.size(-1) != values.size(-2):
+        raise ValueError(
+            f"logits has {logits.size(-1)} positions but values has {values.size(-2)}")
+    out_dtype = values.dtype
+    s = logits.float()
+    v = values.float()
+    if mask is not None:
+        s = s.masked_fill(~mask, NEG)
+    with torch.autocast(device_type=s.device.type, enabled=False):
+        out, _ = _prefix(s, v, block)
+    return out.to(out_dtype)
+
+
+class DenseGroup(NamedTuple):
+    """Graphs padded together: ``node_index`` selects their nodes (``None`` = all)."""
+    graph_index: Optional[Tensor]
+    node_index: Optional[Tensor]
+    batch: Tensor
+    num_graphs: int
+    max_nodes: int
+
+
+def dense_groups(batch: Tensor, num_graphs: int, slack: float = 2.0) -> List[DenseGroup]:
+    r"""Plans the dense padding of a sorted ``batch`` vector.
+
+    When padding every graph to the largest one costs at most ``slack`` times the
+    real node count, a single group is returned. Otherwise graphs are bucketed by
+    :math:`\lfloor \log_2 n_g \rfloor`, which bounds the padding of each bucket to
+    a factor of two, so the global branch stays :math:`O(N K C)` even for a batch
+    with one huge graph and many tiny ones.
+    """
+    counts = torch.bincount(batch, minlength=num_graphs) if batch.numel() else \
+        torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
+    n = batch.numel()
+    max_nodes = int(counts.max()) if num_graphs > 0 else 0
+    if num_graphs * max_nodes <= slack * n + 64:
+        return [DenseGroup(None, None, batch, num_graphs, max_nodes)]
+    bucket = torch.floor(torch.log2(counts.clamp(min=1).float())).long()
+    groups = []
+    for b in torch.unique(bucket).tolist():
+        graph_index = (bucket == b).nonzero().view(-1)
+        remap = torch.full((num_graphs,), -1, dtype=torch.long, device=batch.device)
+        remap[graph_index] = torch.arange(graph_index.numel(), device=batch.device)
+        local = remap[batch]
+        node_index = (local >= 0).nonzero().view(-1)
+        groups.append(DenseGroup(graph_index, node_index, local[node_index],
+                                 graph_index.numel(), int(counts[graph_index].max())))
+    return groups

@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Dropout, Linear, ReLU, Sequential
+
+from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
+                                ResGatedGraphConv, global_add_pool, global_max_pool,
+                                global_mean_pool)
+from torch_geometric.nn.conv import MessagePassing
+
+from brl_graph.nn.brl_conv import BRLConv
+from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
+
+LOCAL_CONVS = ("gine", "gatedgcn", "gcn", "gatv2")
+GLOBAL_ATTNS = ("brl", "full", "performer", "none")
+TASK_LEVELS = ("graph", "node", "readout")
+POOLS = {"mean": global_mean_pool, "add": global_add_pool, "max": global_max_pool}
+
+
+def _mlp(channels: int) -> Sequential:
+    return Sequential(Linear(channels, channels), ReLU(), Linear(channels, channels))
+
+
+def make_local_conv(name: str, channels: int, heads: int, edge_channels: Optional[int]
+                    ) -> MessagePassing:
+    """The local MPNN of one layer; ``edge_channels`` is the embedded edge width or ``None``."""
+    if name == "gine":
+        if edge_channels is None:
+            return GINConv(_mlp(channels))
+        return GINEConv(_mlp(channels), edge_dim=edge_channels)
+    if name == "gatedgcn":
+        return ResGatedGraphConv(channels, channels, edge_dim=edge_channels)
+    if name == "gcn":
+        return GCNConv(channels, channels)
+    if name == "gatv2":
+        return GATv2Conv(channels, channels // heads, heads=heads, edge_dim=edge_channels)
+    raise ValueError(f"unknown local conv {name!r}; choose one of {LOCAL_CONVS}")
+
+
+class BRLGraphModel(torch.nn.Module):
+    r"""A graph transformer of stacked :class:`~brl_graph.nn.BRLConv` layers.
+
+    Input encoders (OGB atom/bond or linear, plus optional RWSE/LapPE) map the
+    features to :obj:`channels`; :obj:`num_layers` layers follow, carrying the
+    token reservoir from one layer to the next; a head predicts per graph (pooled
+    nodes), per node, or per graph at a marked readout node.
+
+    :obj:`num_tokens=0` (or :obj:`global_attn="none"`) gives the MPNN-only twin
+    with the same encoders, local convs, norms, FFNs and head: the baseline for
+    every comparison. :obj:`global_attn="full"` and :obj:`"performer"` swap each
+    layer for PyG's :class:`~torch_geometric.nn.conv.GPSConv` with the same local
+    conv.
+
+    Args:
+        out_channels (int): Output width (tasks or classes).
+        channels (int, optional): Hidden width. (default: :obj:`64`)
+        num_layers (int, optional): Number of layers. (default: :obj:`4`)
+        num_tokens (int, optional): Compressed tokens per graph. (default: :obj:`8`)
+        heads (int, optional): Attention heads. (default: :obj:`4`)
+        local (str, optional): Local conv: :obj:`"gine"`, :obj:`"gatedgcn"`,
+            :obj:`"gcn"` or :obj:`"gatv2"`. (default: :obj:`"gine"`)
+        global_attn (str, optional): :obj:`"brl"`, :obj:`"full"`,
+            :obj:`"performer"` or :obj:`"none"`. (default: :obj:`"brl"`)
+        node_encoder (str, optional): :obj:`"atom"` for OGB integer atom
+            features, :obj:`"linear"` for float features. (default: :obj:`"linear"`)
+        in_channels (int, optional): Node feature width for :obj:`"linear"`.
+        edge_encoder (str, optional): :obj:`"bond"`, :obj:`"linear"` or
+            :obj:`None` (no edge features). (default: :obj:`None`)
+        edge_dim (int, optional): Edge feature width for :obj:`"linear"`.
+        rwse_dim (int, optional): Width of :obj:`data.rwse`; :obj:`0` = unused.
+        lap_pe_dim (int, optional): Width of :obj:`data.lap_pe`; :obj:`0` = unused.
+        dropout (float, optional): Dropout. (default: :obj:`0.0`)
+        attn_dropout (float, optional): Attention dropout. (default: :obj:`0.0`)
+        causal (bool, optional): Causal BRL layers. (default: :obj:`False`)
+        joint (bool, optional): Joint neighbour/token softmax. (default: :obj:`False`)
+        task_level (str, optional): :obj:`"graph"`, :obj:`"node"` or
+            :obj:`"readout"`. (default: :obj:`"graph"`)
+        pool (str, optional): Graph pooling: :obj:`"mean"`, :obj:`"add"` or
+            :obj:`"max"`. (default: :obj:`"mean"`)
+        readout_attr (str, optional): Boolean node attribute marking each graph's
+            readout node, for :obj:`task_level="readout"`.
+            (default: :obj:`"readout_mask"`)
+        norm (str, optional): Normalisation in every layer.
+            (default: :obj:`"layer_norm"`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` (or :class:`Data`)
+          with :obj:`x`, :obj:`edge_index` and, as configured, :obj:`edge_attr`,
+          :obj:`rwse`, :obj:`lap_pe`, :obj:`batch` and the readout attribute.
+        - **output:** :math:`(B, \text{out})` for graph and readout level,
+          :math:`(N, \text{out})` for node level.
+    """
+    def __init__(
+        self,
+        out_channels: int,
+        channels: int = 64,
+        num_layers: int = 4,
+        num_tokens: int = 8,
+        heads: int = 4,
+        local: str = "gine",
+        global_attn: str = "brl",
+        node_encoder: str = "linear",
+        in_channels: Optional[int] = None,
+        edge_encoder: Optional[str] = None,
+        edge_dim: Optional[int] = None,
+        rwse_dim: int = 0,
+        lap_pe_dim: int = 0,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        causal: bool = False,
+        joint: bool = False,
+        task_level: str = "graph",
+        pool: str = "mean",
+        readout_attr: str = "readout_mask",
+        norm: Optional[str] = "layer_norm",
+    ) -> None:
+        super().__init__()
+        if global_attn not in GLOBAL_ATTNS:
+            raise ValueError(f"unknown global_attn {global_attn!r}; choose one of {GLOBAL_ATTNS}")
+        if task_level not in TASK_LEVELS:
+            raise ValueError(f"unknown task_level {task_level!r}; choose one of {TASK_LEVELS}")
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}; choose one of {tuple(POOLS)}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if causal and global_attn in ("full", "performer"):
+            raise ValueError("causal=True is only available with global_attn='brl' or 'none'")
+        if global_attn == "none":
+            num_tokens = 0
+        self.out_channels = out_channels
+        self.channels = channels
+        self.num_layers = num_layers
+        self.num_tokens = num_tokens if global_attn == "brl" else 0
+        self.global_attn = global_attn
+        self.local = local
+        self.task_level = task_level
+        self.pool = pool
+        self.readout_attr = readout_attr
+
+        self.node_encoder = FeatureEncoder(node_encoder, channels, in_channels)
+        self.edge_encoder = (FeatureEncoder(edge_encoder, channels, edge_dim)
+                             if edge_encoder is not None else None)
+        self.rwse_encoder = PEEncoder(rwse_dim, channels) if rwse_dim > 0 else None
+        self.lap_encoder = PEEncoder(lap_pe_dim, channels, sign_flip=True) if lap_pe_dim > 0 else None
+        edge_channels = channels if edge_encoder is not None else None
+        self._conv_takes_edges = edge_channels is not None and local != "gcn"
+
+        self.layers = torch.nn.ModuleList()
+        for _ in range(num_layers):
+            conv = make_local_conv(local, channels, heads, edge_channels)
+            if global_attn in ("brl", "none"):
+                layer = BRLConv(channels, conv, num_tokens=self.num_tokens, heads=heads,
+                                dropout=dropout, attn_dropout=attn_dropout, causal=causal,
+                                joint=joint, norm=norm)
+            else:
+                norm_kwargs = {"mode": "node"} if norm == "layer_norm" else None
+                attn_kwargs = {"dropout": attn_dropout} if global_attn == "full" else None
+                layer = GPSConv(channels, conv, heads=heads, dropout=dropout, norm=norm,
+                                norm_kwargs=norm_kwargs,
+                                attn_type="multihead" if global_attn == "full" else "performer",
+                                attn_kwargs=attn_kwargs)
+            self.layers.append(layer)
+        self.head = Sequential(Linear(channels, channels), ReLU(), Dropout(dropout),
+                               Linear(channels, out_channels))
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        for module in (self.node_encoder, self.edge_encoder, self.rwse_encoder, self.lap_encoder):
+            if module is not None:
+                module.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+        for m in self.head:
+            if isinstance(m, Linear):
+                m.reset_parameters()
+
+    def encode(self, data) -> Tensor:
+        """The encoded input node states ``[N, channels]``."""
+        x = self.node_encoder(data.x)
+        batch = getattr(data, "batch", None)
+        if self.rwse_encoder is not None:
+            x = x + self.rwse_encoder(self._require(data, "rwse"), batch)
+        if self.lap_encoder is not None:
+            x = x + self.lap_encoder(self._require(data, "lap_pe"), batch)
+        return x
+
+    @staticmethod
+    def _require(data, name: str) -> Tensor:
+        value = getattr(data, name, None)
+        if value is None:
+            raise ValueError(f"the model was built to use data.{name}, which this data lacks "
+                             f"(add the matching positional-encoding option to the dataset)")
+        return value
+
+    def node_states(self, data, x_encoded: Optional[Tensor] = None) -> Tensor:
+        """Final node states ``[N, channels]`` before the head.
+
+        ``x_encoded`` replaces the encoded input (see :meth:`encode`), which lets
+        diagnostics differentiate with respect to the layers' input.
+        """
+        x = self.encode(data) if x_encoded is None else x_encoded
+        edge_index = data.edge_index
+        batch = getattr(data, "batch", None)
+        kwargs = {}
+        if self.edge_encoder is not None:
+            edge_attr = self._require(data, "edge_attr")
+            if self._conv_takes_edges:
+                kwargs["edge_attr"] = self.edge_encoder(edge_attr)
+        tokens = None
+        for layer in self.layers:
+            if isinstance(layer, BRLConv):
+                x, tokens = layer(x, edge_index, batch, tokens, **kwargs)
+            else:
+                x = layer(x, edge_index, batch, **kwargs)
+        return x
+
+    def forward(self, data) -> Tensor:
+        x = self.node_states(data)
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        num_graphs = int(getattr(data, "num_graphs", 1) or 1)
+        if self.task_level == "node":
+            return self.head(x)
+        if self.task_level == "readout":
+            mark = self._require(data, self.readout_attr).view(-1).bool()
+            if mark.numel() != x.size(0):
+                raise ValueError(f"data.{self.readout_attr} must have one entry per node")
+            counts = torch.bincount(batch[mark], minlength=num_graphs)
+            if bool((counts != 1).any()):
+                raise ValueError(f"every graph needs exactly one node marked by "
+                                 f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
+            order = torch.argsort(batch[mark])
+            return self.head(x[mark][order])
+        return self.head(POOLS[self.pool](x, batch, size=num_graphs))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(out_channels={self.out_channels}, "
+                f"channels={self.channels}, num_layers={self.num_layers}, local={self.local!r}, "
+                f"global_attn={self.global_attn!r}, num_tokens={self.num_tokens}, "
+                f"task_level={self.task_level!r})")
