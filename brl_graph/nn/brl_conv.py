@@ -111,6 +111,12 @@ class BRLConv(torch.nn.Module):
         norm_kwargs (Dict[str, Any], optional): Arguments for :obj:`norm`.
         prefix_block (int, optional): Block size of the causal prefix softmax.
             (default: :obj:`32`)
+        learn_seeds (bool, optional): Whether the layer owns learned seed
+            tokens. A non-causal layer that always receives the reservoir of
+            the layer before it does not need them (and unused parameters upset
+            :class:`DistributedDataParallel`); it then requires :obj:`tokens`.
+            Causal layers always need seeds, which supply their pooling queries.
+            (default: :obj:`True`)
 
     Shapes:
         - **input:**
@@ -137,6 +143,7 @@ class BRLConv(torch.nn.Module):
         norm: Optional[str] = "layer_norm",
         norm_kwargs: Optional[Dict[str, Any]] = None,
         prefix_block: int = 32,
+        learn_seeds: bool = True,
     ) -> None:
         super().__init__()
         if channels <= 0:
@@ -149,6 +156,8 @@ class BRLConv(torch.nn.Module):
             raise ValueError("BRLConv needs a local conv, num_tokens > 0, or both")
         if joint and num_tokens == 0:
             raise ValueError("joint=True needs num_tokens > 0")
+        if causal and not learn_seeds:
+            raise ValueError("causal layers need learned seeds (they supply the pooling queries)")
         self.channels = channels
         self.conv = conv
         self.num_tokens = num_tokens
@@ -171,16 +180,17 @@ class BRLConv(torch.nn.Module):
             # PyG's LayerNorm defaults to graph-wise statistics; a transformer
             # layer normalises each node on its own.
             norm_kwargs.setdefault("mode", "node")
-        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
-        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
+        # norm1 / norm2 only exist with their branch: an unused parameter breaks DDP.
+        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs) if conv is not None else None
+        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs) if num_tokens > 0 else None
         self.norm3 = normalization_resolver(norm, channels, **norm_kwargs)
         self.norm_with_batch = (
-            self.norm1 is not None
-            and "batch" in inspect.signature(self.norm1.forward).parameters)
+            self.norm3 is not None
+            and "batch" in inspect.signature(self.norm3.forward).parameters)
 
         if num_tokens > 0:
             C = channels
-            self.seeds = Parameter(torch.empty(num_tokens, C))
+            self.seeds = Parameter(torch.empty(num_tokens, C)) if learn_seeds else None
             # compress: token queries, node keys/values.
             self.tok_norm_c = LayerNorm(C)
             self.q_c = Linear(C, C)
@@ -214,7 +224,7 @@ class BRLConv(torch.nn.Module):
         for norm in (self.norm1, self.norm2, self.norm3):
             if norm is not None:
                 norm.reset_parameters()
-        if self.num_tokens > 0:
+        if self.num_tokens > 0 and self.seeds is not None:
             torch.nn.init.normal_(self.seeds, std=1.0)
 
     # ------------------------------------------------------------------ checks
@@ -251,6 +261,9 @@ class BRLConv(torch.nn.Module):
                 num_graphs = 0
             if edge_index.numel() > 0 and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
                 raise ValueError("edge_index joins nodes of different graphs in batch")
+        if tokens is None and self.num_tokens > 0 and self.seeds is None:
+            raise ValueError("this layer was built with learn_seeds=False: pass the tokens "
+                             "returned by the previous layer")
         if tokens is not None:
             rows = N if self.causal else num_graphs
             expect = [rows, self.num_tokens, self.channels]

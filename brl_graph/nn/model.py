@@ -68,7 +68,8 @@ class BRLGraphModel(torch.nn.Module):
             features, :obj:`"linear"` for float features. (default: :obj:`"linear"`)
         in_channels (int, optional): Node feature width for :obj:`"linear"`.
         edge_encoder (str, optional): :obj:`"bond"`, :obj:`"linear"` or
-            :obj:`None` (no edge features). (default: :obj:`None`)
+            :obj:`None` (no edge features; also implied by :obj:`local="gcn"`,
+            which takes none). (default: :obj:`None`)
         edge_dim (int, optional): Edge feature width for :obj:`"linear"`.
         rwse_dim (int, optional): Width of :obj:`data.rwse`; :obj:`0` = unused.
         lap_pe_dim (int, optional): Width of :obj:`data.lap_pe`; :obj:`0` = unused.
@@ -141,20 +142,22 @@ class BRLGraphModel(torch.nn.Module):
         self.readout_attr = readout_attr
 
         self.node_encoder = FeatureEncoder(node_encoder, channels, in_channels)
+        # GCN has no use for edge features: build no encoder that nothing would train.
         self.edge_encoder = (FeatureEncoder(edge_encoder, channels, edge_dim)
-                             if edge_encoder is not None else None)
+                             if edge_encoder is not None and local != "gcn" else None)
         self.rwse_encoder = PEEncoder(rwse_dim, channels) if rwse_dim > 0 else None
         self.lap_encoder = PEEncoder(lap_pe_dim, channels, sign_flip=True) if lap_pe_dim > 0 else None
-        edge_channels = channels if edge_encoder is not None else None
-        self._conv_takes_edges = edge_channels is not None and local != "gcn"
+        edge_channels = channels if self.edge_encoder is not None else None
 
         self.layers = torch.nn.ModuleList()
-        for _ in range(num_layers):
+        for i in range(num_layers):
             conv = make_local_conv(local, channels, heads, edge_channels)
             if global_attn in ("brl", "none"):
                 layer = BRLConv(channels, conv, num_tokens=self.num_tokens, heads=heads,
                                 dropout=dropout, attn_dropout=attn_dropout, causal=causal,
-                                joint=joint, norm=norm)
+                                joint=joint, norm=norm,
+                                # later non-causal layers continue from the carried reservoir
+                                learn_seeds=causal or i == 0)
             else:
                 norm_kwargs = {"mode": "node"} if norm == "layer_norm" else None
                 attn_kwargs = {"dropout": attn_dropout} if global_attn == "full" else None
@@ -206,9 +209,7 @@ class BRLGraphModel(torch.nn.Module):
         batch = getattr(data, "batch", None)
         kwargs = {}
         if self.edge_encoder is not None:
-            edge_attr = self._require(data, "edge_attr")
-            if self._conv_takes_edges:
-                kwargs["edge_attr"] = self.edge_encoder(edge_attr)
+            kwargs["edge_attr"] = self.edge_encoder(self._require(data, "edge_attr"))
         tokens = None
         for layer in self.layers:
             if isinstance(layer, BRLConv):

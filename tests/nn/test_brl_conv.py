@@ -1,0 +1,237 @@
+import math
+
+import pytest
+import torch
+from torch.nn import Linear, ReLU, Sequential
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GINConv, GINEConv
+
+from brl_graph.nn import BRLConv
+
+C = 16
+
+
+def make(K=4, causal=False, joint=False, edge=True, **kw):
+    mlp = Sequential(Linear(C, C), ReLU(), Linear(C, C))
+    conv = GINEConv(mlp, edge_dim=3) if edge else GINConv(mlp)
+    return BRLConv(C, conv, num_tokens=K, heads=4, causal=causal, joint=joint, **kw)
+
+
+def rand_graph(n, e, seed):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, max(n, 1), (2, e), generator=g) if n > 0 else torch.empty(2, 0, dtype=torch.long)
+    return Data(x=torch.randn(n, C, generator=g), edge_index=ei, edge_attr=torch.randn(e, 3, generator=g))
+
+
+# LayerNorm outputs sum to zero per node, so gradients are taken of a random
+# projection rather than of a plain sum.
+PROBE = torch.randn(C, generator=torch.Generator().manual_seed(123))
+
+MODES = [(False, False), (False, True), (True, False), (True, True)]
+
+
+def test_shapes_repr_and_reset():
+    conv = make()
+    g = rand_graph(10, 20, 0)
+    out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    assert out.shape == (10, C) and tok.shape == (1, 4, C)
+    r = repr(conv)
+    assert r.startswith("BRLConv(16") and "num_tokens=4" and "\n" not in r
+    before = conv.seeds.detach().clone()
+    conv.reset_parameters()
+    assert not torch.equal(before, conv.seeds)
+    c2 = make(causal=True)
+    out, tok = c2(g.x, g.edge_index, edge_attr=g.edge_attr)
+    assert tok.shape == (10, 4, C)
+
+
+@pytest.mark.parametrize("causal,joint", MODES)
+def test_batch_isolation(causal, joint):
+    torch.manual_seed(0)
+    conv = make(causal=causal, joint=joint).eval()
+    graphs = [rand_graph(n, 3 * n, i) for i, n in enumerate([1, 300, 2, 0, 7, 40])]
+    b = Batch.from_data_list(graphs)
+    out, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    for i, g in enumerate(graphs):
+        if g.num_nodes == 0:
+            continue  # a zero-node graph at the end of a batch has no batch entry
+        o, t = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        torch.testing.assert_close(o, out[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+        if causal:
+            torch.testing.assert_close(t, tok[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_batch_isolation_with_grouped_padding(causal):
+    # one huge graph and many tiny ones: the layer pads them in separate groups
+    conv = make(causal=causal).eval()
+    graphs = [rand_graph(600, 1200, 0)] + [rand_graph(3, 4, i + 1) for i in range(400)]
+    b = Batch.from_data_list(graphs)
+    out, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    for i in (0, 1, 200, 400):
+        g = graphs[i]
+        o, t = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        torch.testing.assert_close(o, out[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+        expect = tok[b.ptr[i]:b.ptr[i + 1]] if causal else tok[i:i + 1]
+        torch.testing.assert_close(t, expect, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_never_reaches_the_pooling_normaliser():
+    # a small graph batched next to a big one: its pooled tokens must equal the
+    # exact per-graph softmax computed by hand (no padded key in the normaliser)
+    conv = make(K=2).eval()
+    small, big = rand_graph(3, 4, 1), rand_graph(50, 100, 2)
+    b = Batch.from_data_list([small, big])
+    _, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    H, D = conv.heads, C // conv.heads
+    q = conv.q_c(conv.tok_norm_c(conv.seeds)).view(2, H, D)
+    k, v = conv.kv_c(small.x).chunk(2, -1)
+    w = torch.softmax(torch.einsum("khd,nhd->khn", q, k.view(3, H, D)) / math.sqrt(D), -1)
+    pooled = torch.einsum("khn,nhd->khd", w, v.view(3, H, D)).reshape(2, C)
+    T = conv._mix(conv.seeds + conv.o_c(pooled))
+    torch.testing.assert_close(tok[0], T, atol=1e-5, rtol=1e-5)
+
+
+def test_permutation_equivariance():
+    torch.manual_seed(0)
+    conv = make(joint=False).eval()
+    g = rand_graph(30, 80, 3)
+    perm = torch.randperm(30)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(30)
+    out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    out_p, tok_p = conv(g.x[perm], inv[g.edge_index], edge_attr=g.edge_attr)
+    torch.testing.assert_close(out_p, out[perm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tok_p, tok, atol=1e-5, rtol=1e-5)
+    joint = make(joint=True).eval()
+    torch.testing.assert_close(joint(g.x[perm], inv[g.edge_index], edge_attr=g.edge_attr)[0],
+                               joint(g.x, g.edge_index, edge_attr=g.edge_attr)[0][perm],
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_causal_no_leak_exact_zero_gradient(joint):
+    torch.manual_seed(0)
+    layers = [make(causal=True, joint=joint) for _ in range(2)]
+    graphs = [rand_graph(60, 200, 5), rand_graph(25, 60, 6)]
+    b = Batch.from_data_list(graphs)
+    x = b.x.clone().requires_grad_()
+    ea = b.edge_attr.clone().requires_grad_()
+    h, tok = x, None
+    for layer in layers:
+        h, tok = layer(h, b.edge_index, b.batch, tok, edge_attr=ea)
+    for i in (0, 10, 59, 60, 75):
+        x.grad = ea.grad = None
+        (h[i] * PROBE).sum().backward(retain_graph=True)
+        graph_start = 0 if i < 60 else 60
+        assert (x.grad[i + 1:] == 0).all(), f"node {i} sees later nodes"
+        assert (x.grad[:graph_start] == 0).all(), f"node {i} sees another graph"
+        later_edge = (b.edge_index[0] > i) | (b.edge_index[1] > i)
+        assert (ea.grad[later_edge] == 0).all()
+        assert x.grad[i].abs().sum() > 0
+    # and the returned per-position tokens obey the same rule
+    x.grad = None
+    (tok[20] * PROBE).sum().backward()
+    assert (x.grad[21:] == 0).all() and x.grad[:21].abs().sum() > 0
+
+
+@pytest.mark.parametrize("causal,joint", MODES)
+def test_information_flows_through_tokens_in_edgeless_graph(causal, joint):
+    conv = make(causal=causal, joint=joint)
+    x = torch.randn(40, C, requires_grad=True)
+    ei = torch.empty(2, 0, dtype=torch.long)
+    out, _ = conv(x, ei, edge_attr=torch.empty(0, 3))
+    (out[39] * PROBE).sum().backward()
+    # the far earlier node 0 reaches node 39 only through the tokens
+    assert x.grad[0].abs().sum() > 0
+    mpnn = make(K=0)
+    x.grad = None
+    (mpnn(x, ei, edge_attr=torch.empty(0, 3))[0][39] * PROBE).sum().backward()
+    assert (x.grad[:39] == 0).all()
+
+
+def test_tokens_are_carried_and_queries_depend_on_them():
+    conv = make().eval()
+    g = rand_graph(20, 40, 7)
+    out1, tok1 = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    out2, tok2 = conv(g.x, g.edge_index, tokens=tok1 * 3.0, edge_attr=g.edge_attr)
+    assert not torch.allclose(out1, out2)
+    # same input state as the seeds gives the same result as tokens=None
+    seeds = conv.seeds.unsqueeze(0)
+    torch.testing.assert_close(conv(g.x, g.edge_index, tokens=seeds, edge_attr=g.edge_attr)[0], out1)
+
+
+def test_num_tokens_zero_is_the_mpnn_path():
+    torch.manual_seed(0)
+    conv = make(K=0).eval()
+    g = rand_graph(25, 60, 8)
+    out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    assert tok is None
+    assert not any("seeds" in n or "_c." in n for n, _ in conv.named_parameters())
+    h = conv.norm1(conv.conv(g.x, g.edge_index, edge_attr=g.edge_attr) + g.x)
+    torch.testing.assert_close(out, conv.norm3(h + conv.mlp(h)))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_degenerate_inputs(causal):
+    conv = make(causal=causal, edge=False)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    out, tok = conv(torch.randn(0, C), empty)
+    assert out.shape == (0, C) and tok.shape[1:] == (4, C)
+    out, tok = conv(torch.randn(1, C), empty)
+    assert out.shape == (1, C) and torch.isfinite(out).all()
+    out, _ = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))  # graph 1 is empty
+    assert torch.isfinite(out).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    conv = make()
+    x, ei, ea = torch.randn(5, C), torch.tensor([[0, 1], [1, 2]]), torch.randn(2, 3)
+    with pytest.raises(ValueError, match=r"x of shape \[num_nodes, 16\]"):
+        conv(torch.randn(5, 8), ei, edge_attr=ea)
+    with pytest.raises(ValueError, match=r"\[0, 7\].*5 nodes"):
+        conv(x, torch.tensor([[0, 7], [1, 2]]), edge_attr=ea)
+    with pytest.raises(ValueError, match="negative|\\[-1"):
+        conv(x, torch.tensor([[0, -1], [1, 2]]), edge_attr=ea)
+    with pytest.raises(ValueError, match=r"edge_index must have shape \[2, num_edges\]"):
+        conv(x, torch.tensor([0, 1, 2]), edge_attr=ea)
+    with pytest.raises(ValueError, match="one entry per node"):
+        conv(x, ei, torch.zeros(4, dtype=torch.long), edge_attr=ea)
+    with pytest.raises(ValueError, match="sorted"):
+        conv(x, ei, torch.tensor([0, 1, 0, 1, 1]), edge_attr=ea)
+    with pytest.raises(ValueError, match="different graphs"):
+        conv(x, ei, torch.tensor([0, 1, 1, 1, 1]), edge_attr=ea)
+    with pytest.raises(ValueError, match="tokens must have shape"):
+        conv(x, ei, tokens=torch.randn(1, 3, C), edge_attr=ea)
+    with pytest.raises(ValueError, match="divide"):
+        BRLConv(C, None, heads=3)
+    with pytest.raises(ValueError, match="local conv, num_tokens"):
+        BRLConv(C, None, num_tokens=0)
+
+
+def test_causal_huge_logits_and_bf16_stay_finite():
+    conv = make(causal=True)
+    with torch.no_grad():
+        conv.q_c.weight.mul_(1e2)  # pooling logits around 1e4
+        conv.kv_c.weight.mul_(1e2)
+    g = rand_graph(300, 600, 9)
+    out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    assert torch.isfinite(out).all() and torch.isfinite(tok).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    assert torch.isfinite(out.float()).all() and torch.isfinite(tok.float()).all()
+    (out.float() * PROBE).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in conv.parameters() if p.grad is not None)
+
+
+def test_torch_compile_matches_eager():
+    pytest.importorskip("torch._inductor")
+    conv = make().eval()
+    g = rand_graph(30, 60, 10)
+    try:
+        compiled = torch.compile(conv)
+        out = compiled(g.x, g.edge_index, edge_attr=g.edge_attr)[0]
+    except Exception as e:  # pragma: no cover - depends on the local toolchain
+        pytest.skip(f"torch.compile is unavailable on this machine: {type(e).__name__}: {e}")
+    torch.testing.assert_close(out, conv(g.x, g.edge_index, edge_attr=g.edge_attr)[0],
+                               atol=1e-4, rtol=1e-4)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from brl_graph.nn.functional import dense_groups, prefix_softmax_pool
+
+
+def naive_prefix(s, v, mask=None):
+    L = s.size(-1)
+    outs = []
+    for i in range(L):
+        si = s[..., : i + 1]
+        if mask is not None:
+            si = si.masked_fill(~mask[..., : i + 1], float("-inf"))
+        w = torch.softmax(si, dim=-1)
+        outs.append((w.unsqueeze(-1) * v[..., : i + 1, :]).sum(-2))
+    return torch.stack(outs, dim=-2)
+
+
+@pytest.mark.parametrize("L", [1, 7, 8, 9, 64, 200])
+def test_prefix_pool_matches_naive(L):
+    torch.manual_seed(L)
+    s = torch.randn(2, 3, L, dtype=torch.float64) * 4
+    v = torch.randn(2, 3, L, 5, dtype=torch.float64)
+    out = prefix_softmax_pool(s, v, block=8)
+    assert out.shape == (2, 3, L, 5)
+    torch.testing.assert_close(out, naive_prefix(s, v), atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_pool_mask_and_broadcast():
+    torch.manual_seed(0)
+    s = torch.randn(2, 4, 50)
+    v = torch.randn(2, 1, 50, 3)  # broadcast over the 4 query rows
+    mask = torch.rand(2, 4, 50) > 0.3
+    mask[..., 0] = True
+    out = prefix_softmax_pool(s, v, mask=mask, block=4)
+    ref = naive_prefix(s, v.expand(2, 4, 50, 3), mask)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_pool_is_stable_for_huge_logits():
+    torch.manual_seed(0)
+    s = (torch.randn(3, 300) * 1e4).requires_grad_()
+    v = torch.randn(3, 300, 4, requires_grad=True)
+    out = prefix_softmax_pool(s, v, block=16)
+    assert torch.isfinite(out).all()
+    # with logits this far apart each prefix picks its running argmax
+    idx = torch.cummax(s.detach(), dim=-1).indices
+    torch.testing.assert_close(out, torch.gather(v.detach(), 1, idx.unsqueeze(-1).expand(-1, -1, 4)))
+    out.sum().backward()
+    assert torch.isfinite(s.grad).all() and torch.isfinite(v.grad).all()
+
+
+def test_prefix_pool_bf16_autocast():
+    s = torch.randn(2, 500).bfloat16() * 1e4
+    v = torch.randn(2, 500, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = prefix_softmax_pool(s, v)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_prefix_pool_gradient_never_leaks_forward():
+    torch.manual_seed(0)
+    s = torch.randn(1, 2, 130, requires_grad=True)
+    v = torch.randn(1, 1, 130, 3, requires_grad=True)
+    out = prefix_softmax_pool(s, v, block=8)
+    for i in (0, 17, 64, 129):
+        s.grad = v.grad = None
+        out[0, :, i].sum().backward(retain_graph=True)
+        assert (s.grad[..., i + 1:] == 0).all() and (v.grad[..., i + 1:, :] == 0).all()
+        assert v.grad[..., : i + 1, :].abs().sum() > 0
+
+
+def test_prefix_pool_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="positions"):
+        prefix_softmax_pool(torch.randn(4, 5), torch.randn(4, 6, 2))
+    with pytest.raises(ValueError, match="block"):
+        prefix_softmax_pool(torch.randn(4, 5), torch.randn(4, 5, 2), block=1)
+
+
+def test_dense_groups_bound_padding():
+    sizes = [5000] + [3] * 2000
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    groups = dense_groups(batch, len(sizes))
+    assert len(groups) > 1
+    seen = torch.cat([g.graph_index for g in groups]).sort().values
+    assert torch.equal(seen, torch.arange(len(sizes)))
+    padded = sum(g.num_graphs * g.max_nodes for g in groups)
+    assert padded <= 2 * batch.numel()
+    # balanced batches stay one group without copies
+    even = torch.arange(10).repeat_interleave(7)
+    (g,) = dense_groups(even, 10)
+    assert g.node_index is None and g.max_nodes == 7

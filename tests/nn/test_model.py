@@ -1,0 +1,101 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.transforms import AddRandomWalkPE
+
+from brl_graph.nn import BRLConv, BRLGraphModel
+
+
+def mol(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randint(0, n, (2, 2 * n), generator=g)
+    return Data(x=torch.randint(0, 2, (n, 9), generator=g), edge_index=e,
+                edge_attr=torch.randint(0, 2, (2 * n, 3), generator=g),
+                readout_mask=torch.arange(n) == n - 1)
+
+
+@pytest.mark.parametrize("local", ["gine", "gatedgcn", "gcn", "gatv2"])
+@pytest.mark.parametrize("global_attn", ["brl", "none", "full", "performer"])
+def test_every_local_and_global_combination(local, global_attn):
+    model = BRLGraphModel(3, channels=16, num_layers=2, local=local, global_attn=global_attn,
+                          node_encoder="atom", edge_encoder="bond")
+    b = Batch.from_data_list([mol(5, 0), mol(8, 1)])
+    out = model(b)
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    # every parameter takes part (DistributedDataParallel needs that)
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_graph_output_alone_equals_batched():
+    model = BRLGraphModel(2, channels=16, num_layers=3, node_encoder="atom",
+                          edge_encoder="bond").eval()
+    graphs = [mol(n, i) for i, n in enumerate([3, 60, 1, 12])]
+    out = model(Batch.from_data_list(graphs))
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+
+
+def test_twin_shares_everything_but_the_global_branch():
+    brl = BRLGraphModel(1, channels=16, num_layers=2, num_tokens=4, node_encoder="atom",
+                        edge_encoder="bond")
+    twin = BRLGraphModel(1, channels=16, num_layers=2, num_tokens=0, node_encoder="atom",
+                         edge_encoder="bond")
+    twin_names = set(dict(twin.named_parameters()))
+    brl_names = set(dict(brl.named_parameters()))
+    assert twin_names < brl_names
+    extra = brl_names - twin_names
+    assert all(any(t in n for t in ("seeds", "_c.", "_m.", "_b.", "tok_", "norm2")) for n in extra)
+    # loading the shared weights, the twin equals the BRL model with its global branch cut
+    twin.load_state_dict({k: v for k, v in brl.state_dict().items() if k in twin.state_dict()})
+    for layer in brl.layers:
+        layer.num_tokens = 0
+    brl.eval(), twin.eval()
+    b = Batch.from_data_list([mol(7, 3), mol(4, 4)])
+    torch.testing.assert_close(brl(b), twin(b))
+
+
+def test_node_and_readout_levels_and_errors():
+    graphs = [Data(x=torch.randn(n, 5), edge_index=torch.randint(0, n, (2, n)),
+                   readout_mask=torch.arange(n) == 0) for n in (4, 9)]
+    b = Batch.from_data_list(graphs)
+    node = BRLGraphModel(3, channels=16, num_layers=1, in_channels=5, task_level="node")
+    assert node(b).shape == (13, 3)
+    ro = BRLGraphModel(3, channels=16, num_layers=1, in_channels=5, task_level="readout").eval()
+    out = ro(b)
+    assert out.shape == (2, 3)
+    torch.testing.assert_close(ro.head(ro.node_states(b)[b.readout_mask]), out)
+    b.readout_mask[1] = True
+    with pytest.raises(ValueError, match="exactly one node"):
+        ro(b)
+    with pytest.raises(ValueError, match="unknown local conv"):
+        BRLGraphModel(1, local="sage", in_channels=5)
+    with pytest.raises(ValueError, match="unknown global_attn"):
+        BRLGraphModel(1, global_attn="flash", in_channels=5)
+    with pytest.raises(ValueError, match="causal"):
+        BRLGraphModel(1, global_attn="full", causal=True, in_channels=5)
+    with pytest.raises(ValueError, match="width 5"):
+        BRLGraphModel(1, in_channels=5)(Data(x=torch.randn(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+
+
+def test_positional_encodings_are_used():
+    g = AddRandomWalkPE(4, attr_name="rwse")(Data(x=torch.randn(6, 3), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])))
+    model = BRLGraphModel(1, channels=16, num_layers=1, in_channels=3, rwse_dim=4).eval()
+    out = model(g)
+    g2 = g.clone()
+    g2.rwse = g.rwse + 1.0
+    assert not torch.allclose(model(g2), out)
+    del g2.rwse
+    with pytest.raises(ValueError, match="data.rwse"):
+        model(g2)
+
+
+def test_causal_model_has_no_leak():
+    model = BRLGraphModel(2, channels=16, num_layers=3, in_channels=4, causal=True, task_level="node")
+    x = torch.randn(30, 4, requires_grad=True)
+    ei = torch.stack([torch.arange(29), torch.arange(1, 30)])
+    data = Data(x=x, edge_index=torch.cat([ei, ei.flip(0)], 1))
+    out = model(data)
+    out[12].sum().backward()
+    assert (x.grad[13:] == 0).all() and x.grad[:13].abs().sum() > 0
+    assert isinstance(model.layers[0], BRLConv) and model.layers[0].causal
