@@ -305,9 +305,15 @@ class BRLConv(torch.nn.Module):
         kv = self.kv_c(x)
         if not self.joint:
             kv = torch.cat([kv, self.q_b(x)], dim=-1)
-        dense, mask = to_dense_batch(kv, group.batch, batch_size=group.num_graphs,
-                                     max_num_nodes=group.max_nodes)
+        if group.num_graphs == 1:
+            # One graph needs no padding: skip the scatter into a dense buffer.
+            dense = kv.unsqueeze(0)
+            mask = torch.ones(1, kv.size(0), dtype=torch.bool, device=kv.device)
+        else:
+            dense, mask = to_dense_batch(kv, group.batch, batch_size=group.num_graphs,
+                                         max_num_nodes=group.max_nodes)
         G, L = mask.shape
+        full = group.num_graphs == 1
         k_n, v_n = self._split(dense[..., :C]), self._split(dense[..., C:2 * C])  # [G, L, H, D]
 
         if self.causal:
@@ -322,14 +328,14 @@ class BRLConv(torch.nn.Module):
             T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
             T = self._mix(T)
             if self.joint:
-                return None, T[mask]
+                return None, T[0] if full else T[mask]
             tn = self.tok_norm_b(T)
             k_t, v_t = (self._split(t) for t in self.kv_b(tn).chunk(2, dim=-1))  # [G, L, K, H, D]
             q_n = self._split(dense[..., 2 * C:])  # [G, L, H, D]
             w = torch.einsum("glhd,glkhd->glhk", q_n, k_t) / math.sqrt(D)
             w = F.dropout(torch.softmax(w, dim=-1), p=self._attn_p(), training=self.training)
             out = torch.einsum("glhk,glkhd->glhd", w, v_t).reshape(G, L, C)
-            return out[mask], T[mask]
+            return (out[0], T[0]) if full else (out[mask], T[mask])
 
         # Non-causal: the tokens query their own graph's nodes.
         if T is None:
@@ -338,7 +344,7 @@ class BRLConv(torch.nn.Module):
         empty = ~mask.any(dim=1)
         # An empty graph would leave a softmax without any key (NaN): let it see
         # its padding, then zero what it pooled.
-        key_mask = (mask | empty[:, None])[:, None, None, :]
+        key_mask = None if full else (mask | empty[:, None])[:, None, None, :]
         pooled = F.scaled_dot_product_attention(
             q, k_n.transpose(1, 2), v_n.transpose(1, 2), attn_mask=key_mask,
             dropout_p=self._attn_p())
@@ -353,7 +359,7 @@ class BRLConv(torch.nn.Module):
         q_n = self._split(dense[..., 2 * C:]).transpose(1, 2)  # [G, H, L, D]
         out = F.scaled_dot_product_attention(q_n, k_t, v_t, dropout_p=self._attn_p())
         out = out.transpose(1, 2).reshape(G, L, C)
-        return out[mask], T
+        return (out[0] if full else out[mask]), T
 
     def _joint(self, x: Tensor, edge_index: Tensor, batch: Tensor, T_node: Tensor) -> Tensor:
         """One softmax per node over its in-neighbours, itself and its K tokens.
