@@ -194,7 +194,9 @@ class BRLConv(torch.nn.Module):
             # compress: token queries, node keys/values.
             self.tok_norm_c = LayerNorm(C)
             self.q_c = Linear(C, C)
-            self.kv_c = Linear(C, 2 * C)
+            # One projection of the nodes gives the compress keys and values and
+            # the broadcast (or joint) queries: a single pass over the N nodes.
+            self.node_proj = Linear(C, 3 * C)
             self.o_c = Linear(C, C)
             # mix: self-attention among the K tokens, then a token MLP.
             self.tok_norm_m = LayerNorm(C)
@@ -205,7 +207,6 @@ class BRLConv(torch.nn.Module):
                                       Linear(2 * C, C))
             # broadcast (or joint): node queries, token keys/values.
             self.tok_norm_b = LayerNorm(C)
-            self.q_b = Linear(C, C)
             self.kv_b = Linear(C, 2 * C)
             self.o_b = Linear(C, C)
             if joint:
@@ -293,18 +294,16 @@ class BRLConv(torch.nn.Module):
         T = T + F.dropout(self.o_m(a), p=self.dropout, training=self.training)
         return T + F.dropout(self.tok_mlp(self.tok_norm_f(T)), p=self.dropout, training=self.training)
 
-    def _global_dense(self, x: Tensor, group: DenseGroup, T: Optional[Tensor]
+    def _global_dense(self, kv: Tensor, group: DenseGroup, T: Optional[Tensor]
                       ) -> Tuple[Tensor, Tensor]:
         """Compress, mix and read back for the graphs of one dense group.
 
-        Returns the per-node broadcast output ``[n, C]`` (before ``o_b``; ``None``
-        in joint mode) and the new tokens.
+        ``kv`` is the group's rows of :attr:`node_proj` ``[n, 3C]``. Returns the
+        per-node broadcast output ``[n, C]`` (before ``o_b``; ``None`` in joint
+        mode) and the new tokens.
         """
         C, H, K = self.channels, self.heads, self.num_tokens
         D = C // H
-        kv = self.kv_c(x)
-        if not self.joint:
-            kv = torch.cat([kv, self.q_b(x)], dim=-1)
         if group.num_graphs == 1:
             # One graph needs no padding: skip the scatter into a dense buffer.
             dense = kv.unsqueeze(0)
@@ -361,14 +360,15 @@ class BRLConv(torch.nn.Module):
         out = out.transpose(1, 2).reshape(G, L, C)
         return (out[0] if full else out[mask]), T
 
-    def _joint(self, x: Tensor, edge_index: Tensor, batch: Tensor, T_node: Tensor) -> Tensor:
+    def _joint(self, x: Tensor, q: Tensor, edge_index: Tensor, T_node: Tensor) -> Tensor:
         """One softmax per node over its in-neighbours, itself and its K tokens.
 
-        ``T_node`` holds the tokens each node reads, ``[N, K, C]``.
+        ``q`` holds the node queries ``[N, C]``; ``T_node`` the tokens each node
+        reads, ``[N, K, C]``.
         """
         N, C, H, K = x.size(0), self.channels, self.heads, self.num_tokens
         D = C // H
-        q = self._split(self.q_b(x))  # [N, H, D]
+        q = self._split(q)  # [N, H, D]
         k_n, v_n = (self._split(t) for t in self.kv_n(x).chunk(2, dim=-1))
         k_t, v_t = (self._split(t) for t in self.kv_b(self.tok_norm_b(T_node)).chunk(2, dim=-1))
         src, dst = edge_index
@@ -448,8 +448,9 @@ class BRLConv(torch.nn.Module):
                 new_tokens = x.new_empty(N, K, C)
             else:
                 new_tokens = x.new_empty(num_graphs, K, C)
+            proj = self.node_proj(x)
             for group in dense_groups(batch, num_graphs):
-                xs = x if group.node_index is None else x[group.node_index]
+                xs = proj if group.node_index is None else proj[group.node_index]
                 if tokens is None:
                     T = None
                 elif self.causal:
@@ -470,7 +471,7 @@ class BRLConv(torch.nn.Module):
                     new_tokens = new_tokens.index_copy(0, rows, T_new)
             if self.joint:
                 T_node = new_tokens if self.causal else new_tokens[batch]
-                out = self._joint(x, edge_index, batch, T_node)
+                out = self._joint(x, proj[:, 2 * C:], edge_index, T_node)
             h = F.dropout(self.o_b(out), p=self.dropout, training=self.training) + x
             hs.append(self._norm(self.norm2, h, batch, num_graphs))
 

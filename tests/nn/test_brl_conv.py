@@ -85,7 +85,7 @@ def test_padding_never_reaches_the_pooling_normaliser():
     _, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
     H, D = conv.heads, C // conv.heads
     q = conv.q_c(conv.tok_norm_c(conv.seeds)).view(2, H, D)
-    k, v = conv.kv_c(small.x).chunk(2, -1)
+    k, v = conv.node_proj(small.x)[:, :2 * C].chunk(2, -1)
     w = torch.softmax(torch.einsum("khd,nhd->khn", q, k.view(3, H, D)) / math.sqrt(D), -1)
     pooled = torch.einsum("khn,nhd->khd", w, v.view(3, H, D)).reshape(2, C)
     T = conv._mix(conv.seeds + conv.o_c(pooled))
@@ -213,7 +213,7 @@ def test_causal_huge_logits_and_bf16_stay_finite():
     conv = make(causal=True)
     with torch.no_grad():
         conv.q_c.weight.mul_(1e2)  # pooling logits around 1e4
-        conv.kv_c.weight.mul_(1e2)
+        conv.node_proj.weight.mul_(1e2)
     g = rand_graph(300, 600, 9)
     out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
     assert torch.isfinite(out).all() and torch.isfinite(tok).all()
