@@ -1,0 +1,133 @@
+"""Tests for ``benchmarks/scaling.py`` (a script, not a package: loaded from its path)."""
+import importlib.util
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
+
+
+@pytest.fixture(scope="module")
+def scaling():
+    spec = importlib.util.spec_from_file_location("scaling_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _spec(scaling, model, n, **kw):
+    return scaling.RowSpec(model=model, num_nodes=n, repeats=2, warmup=1, threads=1, **kw)
+
+
+def test_measure_row_schema_local_and_brl(scaling, tmp_path):
+    specs = [_spec(scaling, m, 256) for m in ("local", "brl")]
+    # Two workers side by side: each runs single-threaded in its own process.
+    with ThreadPoolExecutor(2) as pool:
+        rows = list(pool.map(lambda s: scaling.measure_row(s, max_seconds=120), specs))
+    for model, row in zip(("local", "brl"), rows):
+        assert "skipped" not in row, row
+        assert {"model", "num_nodes", "num_edges", "fwd_bwd_ms", "peak_mem_mb"} <= row.keys()
+        assert row["model"] == model
+        assert row["num_nodes"] == 256
+        assert row["num_edges"] == 8 * 256
+        assert row["layers"] == 1 and row["device"] == "cpu" and row["threads"] == 1
+        assert row["repeats"] == 2 and len(row["times_ms"]) == 2
+        assert all(t > 0 for t in row["times_ms"])
+        assert min(row["times_ms"]) <= row["fwd_bwd_ms"] <= max(row["times_ms"])
+        assert row["peak_mem_mb"] is None or row["peak_mem_mb"] >= 0
+    # The rows are JSON-serialisable as written by the script.
+    out = tmp_path / "sub" / "rows.json"
+    scaling.write_json_atomic(rows, out)
+    assert json.loads(out.read_text()) == rows
+    assert [p.name for p in out.parent.iterdir()] == ["rows.json"]  # no temp file left
+
+
+def test_timeout_kills_worker_and_skips(scaling):
+    spec = _spec(scaling, "brl", 256)
+    row = scaling.measure_row(spec, max_seconds=0.5)  # interpreter start-up alone takes longer
+    assert "max-seconds" in row["skipped"]
+    assert row["fwd_bwd_ms"] is None and row["peak_mem_mb"] is None
+    assert (row["model"], row["num_nodes"], row["num_edges"]) == ("brl", 256, 2048)
+
+
+def test_memory_skip(scaling):
+    n = 131072
+    mh = _spec(scaling, "gps-multihead", n)
+    # Quadratic attention: 3 * 4 heads * n^2 * 4 bytes alone is ~800 GiB.
+    assert scaling.estimate_bytes("gps-multihead", n, 64, 1, True) > 3 * 4 * n * n * 4
+    assert scaling.memory_skip_reason(mh, avail=64 * 2**30, quadratic_attention=True)
+    assert scaling.memory_skip_reason(mh, avail=64 * 2**30, quadratic_attention=False) is None
+    brl = _spec(scaling, "brl", n)
+    assert "available" in scaling.memory_skip_reason(brl, avail=10 * 2**20,
+                                                     quadratic_attention=True)
+    # Linear models grow linearly: 4 layers cost more than 1, but not quadratically in N.
+    one = scaling.estimate_bytes("brl", n, 64, 1, True)
+    assert scaling.estimate_bytes("brl", n, 64, 4, True) > one
+    assert scaling.estimate_bytes("brl", 2 * n, 64, 1, True) < 2.01 * one
+
+
+def test_extrapolation_skip(scaling):
+    spec = _spec(scaling, "gps-multihead", 131072)
+    prev = [{"num_nodes": 4096, "fwd_bwd_ms": 100.0}, {"num_nodes": 32768, "fwd_bwd_ms": 6400.0}]
+    # Exponent 2: 6.4 s * 16 = 102 s per pass, two passes exceed 120 s.
+    reason = scaling.extrapolation_skip_reason(spec, prev, max_seconds=120)
+    assert reason is not None and "exponent 2.00" in reason
+    assert scaling.extrapolation_skip_reason(spec, prev, max_seconds=1000) is None
+    assert scaling.extrapolation_skip_reason(spec, [], max_seconds=1) is None
+    # Skipped smaller rows carry no time and are ignored.
+    skipped = [{"num_nodes": 32768, "fwd_bwd_ms": None}]
+    assert scaling.extrapolation_skip_reason(spec, skipped, max_seconds=1) is None
+
+
+def _row(model, n, ms, mem, skipped=None):
+    row = {"model": model, "num_nodes": n, "num_edges": 8 * n, "fwd_bwd_ms": ms,
+           "peak_mem_mb": mem}
+    if skipped:
+        row["skipped"] = skipped
+    return row
+
+
+def test_target_checks(scaling):
+    rows = [_row("local", 32768, 100, 50), _row("brl", 32768, 120, 60),
+            _row("gps-multihead", 32768, 3000, 70),
+            _row("local", 131072, 400, 200), _row("brl", 131072, 700, 300),
+            _row("gps-performer", 131072, None, None, skipped="too slow")]
+    checks = {c["name"]: c for c in scaling.target_checks(rows)}
+    brl_local = checks["brl / local time @ 131072"]
+    assert brl_local["value"] == pytest.approx(1.75) and brl_local["status"] == "FAIL"
+    mh = checks["gps-multihead / brl time @ 32768"]
+    assert mh["value"] == pytest.approx(25.0) and mh["status"] == "PASS"
+    assert checks["gps-performer / brl time @ 131072"]["status"].startswith("N/A")
+    mem = checks["brl peak mem 131072 / 32768"]
+    assert mem["value"] == pytest.approx(5.0) and mem["status"] == "FAIL"
+    table = scaling.format_table(rows)
+    assert "skipped: too slow" in table and "gps-performer" in table
+
+
+def test_bad_inputs(scaling):
+    with pytest.raises(ValueError, match="unknown model"):
+        scaling.RowSpec(model="gps-bigbird", num_nodes=10)
+    with pytest.raises(ValueError, match="num_nodes"):
+        scaling.RowSpec(model="brl", num_nodes=0)
+    with pytest.raises(ValueError, match="multiple of heads"):
+        scaling.RowSpec(model="brl", num_nodes=10, channels=6)
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--models", "nope"])
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--max-seconds", "0"])
+
+
+def test_worker_keeps_one_timing_under_a_tight_deadline(scaling):
+    import time
+    # In-process with a deadline already past: the warm-up pass becomes the
+    # timing and the memory pass is dropped (threads=0 leaves torch's setting alone).
+    spec = scaling.RowSpec(model="brl", num_nodes=64, repeats=3, warmup=1, threads=0)
+    row = scaling.run_worker(spec, deadline=time.time())
+    assert row["repeats"] == 1 and row["warmup"] == 0 and row["warmup_used_as_timed"]
+    assert row["fwd_bwd_ms"] > 0
+    assert row["peak_mem_mb"] is None and row["mem_method"].startswith("not measured")
