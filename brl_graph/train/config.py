@@ -1,0 +1,358 @@
+r"""Run configuration: defaults, YAML files, dotted overrides and validation.
+
+A configuration is a plain nested ``dict`` with three sections, ``data``,
+``model`` and ``train``, and a top-level ``out_dir``. :data:`DEFAULTS` lists
+every valid key; a YAML file or a partial ``dict`` is merged over it, then
+``key=value`` overrides (``train.lr=3e-4``, ``model.num_tokens=0``) are
+applied. An unknown key is an error that lists the valid keys of its section,
+so a typo never silently falls back to a default.
+
+Only ``data.options`` is free-form: it is passed as extra keyword arguments to
+:func:`brl_graph.data.load_dataset` for options the fixed keys do not name
+(e.g. ``data.options.path=my.csv`` for the ``smiles-csv`` loader).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+import yaml
+
+ConfigLike = Union[str, os.PathLike, Mapping[str, Any], None]
+
+# Every valid key with its default. Dataset-specific options default to None,
+# meaning "not passed to the loader", so a config for one dataset never leaks
+# an option into another.
+DEFAULTS: Dict[str, Any] = {
+    "out_dir": "runs/default",
+    "data": {
+        "name": "ring-transfer",
+        "root": None,          # raw files; None = the loader's default ($BRL_DATA or datasets/)
+        "cache_dir": None,     # processed files; None = the loader's user cache
+        "nodes": None,         # ring-transfer: ring size n
+        "depth": None,         # tree-neighbors-match: tree depth r
+        "variant": None,       # ring-transfer: "ring" | "crossed-ring"
+        "seed": None,          # synthetic generators and random splits
+        "options": {},         # any further load_dataset keyword arguments
+    },
+    "model": {
+        "layers": 4,
+        "channels": 64,
+        "heads": 4,
+        "num_tokens": 8,       # 0 = the MPNN-only twin
+        "local": "gine",       # gine | gatedgcn | gcn | gatv2
+        "global": "brl",       # brl | full | performer | none
+        "dropout": 0.0,
+        "attn_dropout": 0.0,
+        "pe": "none",          # none | rwse | lap: computed by the loader, encoded by the model
+        "pe_dim": 16,
+        "pool": "mean",
+        "joint": False,
+        "causal": False,
+    },
+    "train": {
+        "epochs": 100,
+        "batch_size": 32,
+        "eval_batch_size": None,   # None = batch_size
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "scheduler": "cosine",     # cosine | plateau | none
+        "warmup_epochs": 0,
+        "min_lr": 0.0,
+        "plateau_factor": 0.5,
+        "plateau_patience": 10,
+        "clip": 1.0,               # max gradient norm; None or 0 disables clipping
+        "loss": "auto",            # regression only: auto | l1 | mse (auto: l1 for mae, else mse)
+        "seed": 0,
+        "seeds": None,             # a list runs several seeds into out_dir/seed_<s>/
+        "device": "auto",          # auto | cpu | cuda | cuda:<i>
+        "bf16": False,             # bfloat16 autocast for forward and loss
+        "num_workers": 0,
+        "eval_every": 1,
+        "eval_train": False,       # also score the training split (train accuracy, as in Tree-NeighborsMatch)
+        "limit_batches": None,     # train on at most this many batches per epoch (smoke tests, timing)
+        "progress": True,          # tqdm bar per epoch (rank 0 only)
+    },
+}
+
+SECTIONS = ("data", "model", "train")
+# Free-form mappings: their content is not checked against DEFAULTS.
+FREE_FORM = {("data", "options")}
+# Keys that may differ between a checkpoint's config and the resuming one:
+# they change neither the model nor the optimisation trajectory up to the
+# checkpoint (``train.epochs`` may grow to extend a finished run).
+RESUMABLE_CHANGES = {
+    "out_dir", "train.epochs", "train.device", "train.num_workers", "train.progress",
+    "train.eval_batch_size", "data.root", "data.cache_dir", "train.seeds",
+}
+
+CHOICES: Dict[str, Iterable[Any]] = {
+    "model.local": ("gine", "gatedgcn", "gcn", "gatv2"),
+    "model.global": ("brl", "full", "performer", "none"),
+    "model.pe": ("none", "rwse", "lap"),
+    "train.scheduler": ("cosine", "plateau", "none"),
+    "train.loss": ("auto", "l1", "mse"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: unknown key, bad value or bad file."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float.
+
+    YAML 1.1 (PyYAML) insists on a dot in the mantissa, so ``lr: 1e-3`` would
+    otherwise load as the string ``"1e-3"``.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml_load(text_or_stream: Any) -> Any:
+    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _merge(base: Dict[str, Any], update: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Recursively merges ``update`` into a copy of ``base``, rejecting unknown keys."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config keys must be strings, got {key!r} in '{prefix or '<root>'}'")
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in out:
+            where = f"section '{prefix}'" if prefix else "the top level"
+            valid = ", ".join(sorted(out))
+            raise ConfigError(f"unknown config key '{path}' in {where}; valid keys: {valid}")
+        if tuple(path.split(".")) in FREE_FORM:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{path}' must be a mapping, got {type(value).__name__}")
+            out[key] = {**out[key], **copy.deepcopy(dict(value))}
+        elif isinstance(out[key], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{path}' is a section and must be a mapping, "
+                                  f"got {type(value).__name__} {value!r}")
+            out[key] = _merge(out[key], value, path)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
+    r"""Turns ``["train.lr=3e-4", "model.num_tokens=0"]`` into a nested dict.
+
+    Values are parsed as YAML (safe loader), so ``3e-4`` is a float,
+    ``[0,1,2]`` a list, ``null`` is ``None`` and ``true`` a bool.
+    """
+    nested: Dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value "
+                              "(e.g. train.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = _yaml_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Reads a YAML config file into a dict (an empty file is an empty dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = _yaml_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def _validate(cfg: Dict[str, Any]) -> None:
+    """Checks types and ranges of the values that the engine relies on."""
+    def get(path: str) -> Any:
+        node: Any = cfg
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    for path, choices in CHOICES.items():
+        if get(path) not in tuple(choices):
+            raise ConfigError(f"{path}={get(path)!r} is not one of {list(choices)}")
+
+    def need_int(path: str, low: int, allow_none: bool = False) -> None:
+        value = get(path)
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{path} must be an integer >= {low}, got {value!r}")
+
+    def need_float(path: str, low: float, allow_none: bool = False) -> None:
+        value = get(path)
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise ConfigError(f"{path} must be a number >= {low}, got {value!r}")
+
+    for path in ("model.layers", "model.channels", "model.heads", "train.epochs",
+                 "train.batch_size", "train.eval_every"):
+        need_int(path, 1)
+    for path in ("model.num_tokens", "model.pe_dim", "train.warmup_epochs",
+                 "train.num_workers", "train.plateau_patience", "train.seed"):
+        need_int(path, 0)
+    need_int("train.eval_batch_size", 1, allow_none=True)
+    need_int("train.limit_batches", 1, allow_none=True)
+    for path in ("model.dropout", "model.attn_dropout"):
+        need_float(path, 0.0)
+        if get(path) >= 1.0:
+            raise ConfigError(f"{path} must be < 1, got {get(path)!r}")
+    for path in ("train.weight_decay", "train.min_lr"):
+        need_float(path, 0.0)
+    need_float("train.clip", 0.0, allow_none=True)
+    need_float("train.lr", 0.0)
+    if get("train.lr") <= 0:
+        raise ConfigError(f"train.lr must be > 0, got {get('train.lr')!r}")
+    factor = get("train.plateau_factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+        raise ConfigError(f"train.plateau_factor must be in (0, 1), got {factor!r}")
+    if get("model.channels") % get("model.heads") != 0:
+        raise ConfigError(f"model.channels={get('model.channels')} must be divisible by "
+                          f"model.heads={get('model.heads')}")
+    seeds = get("train.seeds")
+    if seeds is not None:
+        if (not isinstance(seeds, list) or not seeds
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+            raise ConfigError(f"train.seeds must be null or a non-empty list of integers >= 0, "
+                              f"got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"train.seeds has duplicates: {seeds}")
+    device = get("train.device")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
+                                           or device.startswith("cuda:")):
+        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
+    for path in ("model.joint", "model.causal", "train.bf16", "train.progress",
+                 "train.eval_train"):
+        if not isinstance(get(path), bool):
+            raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
+    if not isinstance(get("data.name"), str) or not get("data.name"):
+        raise ConfigError(f"data.name must be a dataset name, got {get('data.name')!r}")
+    if not isinstance(cfg["out_dir"], (str, os.PathLike)) or not str(cfg["out_dir"]):
+        raise ConfigError(f"out_dir must be a path, got {cfg['out_dir']!r}")
+
+
+def load_config(config: ConfigLike = None, overrides: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+    r"""Resolves a full configuration.
+
+    Args:
+        config: a YAML file path, a (partial) nested ``dict``, or ``None`` for
+            :data:`DEFAULTS` alone.
+        overrides: dotted ``key=value`` strings applied last.
+
+    Returns:
+        A new nested dict holding every key of :data:`DEFAULTS`.
+
+    Raises:
+        ConfigError: unknown keys (listing the valid ones), bad values or an
+            unreadable file.
+    """
+    if config is None:
+        user: Mapping[str, Any] = {}
+    elif isinstance(config, Mapping):
+        user = config
+    elif isinstance(config, (str, os.PathLike)):
+        user = read_yaml(config)
+    else:
+        raise ConfigError(f"config must be a YAML path or a dict, got {type(config).__name__}")
+    cfg = _merge(DEFAULTS, user)
+    if overrides:
+        cfg = _merge(cfg, parse_overrides(overrides))
+    if cfg["out_dir"] is not None:
+        cfg["out_dir"] = str(cfg["out_dir"])
+    _validate(cfg)
+    return cfg
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}`` (free-form mappings kept whole)."""
+    flat: Dict[str, Any] = {}
+    for key, value in cfg.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping) and tuple(path.split(".")) not in FREE_FORM:
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                       ignore: Iterable[str] = RESUMABLE_CHANGES) -> List[str]:
+    """Lists ``key: old -> new`` for every key that differs, except ``ignore``."""
+    a, b = flatten(old), flatten(new)
+    skip = set(ignore)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in skip:
+            continue
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return diffs
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_config(cfg: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
+    """Saves a resolved config as YAML (key order kept), atomically."""
+    atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False))

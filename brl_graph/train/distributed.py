@@ -1,0 +1,110 @@
+r"""Process-group set-up under ``torchrun`` and whole-split gathering of predictions.
+
+Under ``torchrun`` the environment holds ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``; :func:`setup` then starts a process group (``nccl`` on GPUs,
+``gloo`` on CPU). Without them it returns a single-process context, so the
+same engine code runs both ways.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the run.
+
+    Attributes:
+        rank: global rank (0 writes files and prints).
+        world_size: number of processes.
+        local_rank: rank on this machine (selects the GPU).
+        device: the device this process trains on.
+    """
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"train.device={name!r} but CUDA is not available; "
+                               "use train.device=cpu or auto")
+        if name == "cuda":
+            return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def setup(device: str = "auto") -> DistContext:
+    """Initialises the process group when launched by ``torchrun``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+    elif dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def teardown(ctx: DistContext) -> None:
+    """Destroys the process group started by :func:`setup`."""
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> List[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not ctx.distributed:
+        return [obj]
+    out: List[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sums a tensor over ranks (identity in a single process)."""
+    if ctx.distributed:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def shard_range(n: int, ctx: DistContext) -> range:
+    r"""This rank's contiguous slice of ``n`` items for evaluation.
+
+    Contiguous slices without padding cover every item exactly once, so the
+    concatenation of all ranks' predictions in rank order is the split in its
+    original order, with no duplicates to drop (unlike a padded
+    :class:`~torch.utils.data.DistributedSampler`).
+    """
+    start = n * ctx.rank // ctx.world_size
+    stop = n * (ctx.rank + 1) // ctx.world_size
+    return range(start, stop)

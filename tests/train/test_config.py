@@ -1,0 +1,120 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brl_graph.train.config import (DEFAULTS, ConfigError, config_differences, load_config,
+                                    parse_overrides, save_config)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_resolve_and_are_copied():
+    cfg = load_config()
+    assert cfg == DEFAULTS
+    cfg["train"]["lr"] = 123.0
+    assert DEFAULTS["train"]["lr"] != 123.0  # no shared mutable state
+
+
+def test_partial_dict_merges_over_defaults():
+    cfg = load_config({"model": {"channels": 32}, "train": {"epochs": 3}})
+    assert cfg["model"]["channels"] == 32
+    assert cfg["train"]["epochs"] == 3
+    assert cfg["model"]["layers"] == DEFAULTS["model"]["layers"]
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config({"train": {"learning_rate": 1e-3}})
+    msg = str(err.value)
+    assert "train.learning_rate" in msg
+    assert "lr" in msg and "weight_decay" in msg
+    with pytest.raises(ConfigError, match="unknown config key 'modle'"):
+        load_config(overrides=["modle.channels=3"])
+
+
+def test_overrides_are_yaml_typed():
+    parsed = parse_overrides(["train.lr=3e-4", "train.seeds=[0,1,2]", "data.root=null",
+                              "train.bf16=true", "model.local=gatv2", "out_dir=runs/x"])
+    assert parsed["train"]["lr"] == pytest.approx(3e-4)
+    assert parsed["train"]["seeds"] == [0, 1, 2]
+    assert parsed["data"]["root"] is None
+    assert parsed["train"]["bf16"] is True
+    cfg = load_config(overrides=["train.lr=3e-4", "model.num_tokens=0", "out_dir=runs/x"])
+    assert cfg["train"]["lr"] == pytest.approx(3e-4)
+    assert cfg["model"]["num_tokens"] == 0
+    assert cfg["out_dir"] == "runs/x"
+
+
+def test_yaml_file_with_exponent_floats(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-4\n  weight_decay: 1e-5\nmodel:\n  channels: 16\n")
+    cfg = load_config(path, ["train.epochs=2"])
+    assert cfg["train"]["lr"] == pytest.approx(1e-4)
+    assert cfg["train"]["weight_decay"] == pytest.approx(1e-5)
+    assert cfg["train"]["epochs"] == 2
+
+
+def test_free_form_dataset_options():
+    cfg = load_config(overrides=["data.options.path=my.csv", "data.options.smiles_column=smi"])
+    assert cfg["data"]["options"] == {"path": "my.csv", "smiles_column": "smi"}
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.lr=fast", "train.lr"),
+    ("train.lr=0", "train.lr"),
+    ("model.local=gin", "model.local"),
+    ("model.global=linear", "model.global"),
+    ("model.channels=30", "divisible"),
+    ("model.layers=0", "model.layers"),
+    ("model.dropout=1.5", "model.dropout"),
+    ("train.seeds=[1,1]", "duplicates"),
+    ("train.seeds=3", "train.seeds"),
+    ("train.device=tpu", "train.device"),
+    ("train.bf16=maybe", "train.bf16"),
+    ("train.scheduler=step", "train.scheduler"),
+    ("train", "key=value"),
+    ("train.epochs=1.5", "train.epochs"),
+    ("model=3", "section"),
+])
+def test_bad_values(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(overrides=[override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listy)
+
+
+def test_save_roundtrip(tmp_path):
+    cfg = load_config(overrides=["train.lr=2e-4", "train.seeds=[0,1]"])
+    save_config(cfg, tmp_path / "sub" / "config.yaml")
+    assert load_config(tmp_path / "sub" / "config.yaml") == cfg
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_config_differences_ignore_resumable_keys():
+    a = load_config()
+    b = load_config(overrides=["train.epochs=500", "train.device=cpu", "model.channels=32"])
+    diffs = config_differences(a, b)
+    assert len(diffs) == 1 and diffs[0].startswith("model.channels")
+
+
+@pytest.mark.parametrize("name", ["default", "ogbg-molhiv", "peptides-func", "peptides-struct",
+                                  "tree-neighbors-match", "ring-transfer"])
+def test_shipped_configs_are_valid(name):
+    path = CONFIGS / f"{name}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) <= {"out_dir", "data", "model", "train"}
+    cfg = load_config(path)
+    assert cfg["out_dir"].startswith("runs/")
+    assert cfg["data"]["name"]

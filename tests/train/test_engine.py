@@ -1,0 +1,127 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from brl_graph.train import (CheckpointError, ConfigError, NonFiniteLossError, build_model,
+                             evaluate, fit, load_checkpoint, load_config)
+from brl_graph.train.distributed import setup
+from brl_graph.train.engine import _eval_loader
+
+from .conftest import tiny_config, toy_regression_bench
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_run_folder_and_selects_best_valid(tmp_path, readout_bench):
+    out = tmp_path / "run"
+    metrics = fit(tiny_config(out, epochs=4), bench=readout_bench)
+    for name in ("config.yaml", "log.csv", "metrics.json", "checkpoints/last.pt",
+                 "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["epochs_completed"] == 4 and saved["world_size"] == 1
+    assert saved["num_params"] == sum(p.numel() for p in build_model(
+        load_config(tiny_config(out)), readout_bench).parameters())
+    rows = _rows(out / "log.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    # OGB/LRGB protocol: best validation epoch, and the test value of that epoch.
+    valid = [float(r["valid_accuracy"]) for r in rows]
+    best = valid.index(max(valid))
+    assert saved["best_epoch"] == best + 1
+    assert saved["test"]["accuracy"] == pytest.approx(float(rows[best]["test_accuracy"]))
+    assert metrics["valid"] == saved["valid"]
+    # best.pt holds the model of the best epoch: re-evaluating it reproduces the metric.
+    cfg = load_config(out / "config.yaml")
+    model = build_model(cfg, readout_bench)
+    model.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
+    ctx = setup("cpu")
+    again = evaluate(model, _eval_loader(readout_bench.valid, cfg, ctx), readout_bench, ctx)
+    assert again["accuracy"] == pytest.approx(saved["valid"]["accuracy"])
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, readout_bench):
+    cfg = tiny_config(tmp_path / "run", epochs=1)
+    fit(cfg, bench=readout_bench)
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(cfg, bench=readout_bench)
+    assert fit(cfg, bench=readout_bench, overwrite=True)["epochs_completed"] == 1
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        fit(tiny_config(tmp_path / "other"), bench=readout_bench, resume=True)
+
+
+def test_resume_extends_a_run_exactly(tmp_path, regression_bench):
+    # scheduler=none: the schedule then does not depend on train.epochs.
+    straight = fit(tiny_config(tmp_path / "a", epochs=4, scheduler="none"),
+                   bench=regression_bench)
+    fit(tiny_config(tmp_path / "b", epochs=2, scheduler="none"), bench=regression_bench)
+    resumed = fit(tiny_config(tmp_path / "b", epochs=4, scheduler="none"),
+                  bench=regression_bench, resume=True)
+    for key in ("best_epoch", "epochs_completed", "valid", "test", "train_loss"):
+        assert resumed[key] == straight[key], key
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(_rows(tmp_path / "b" / "log.csv")) == 4
+
+
+def test_resume_rejects_mismatch_and_corruption(tmp_path, readout_bench):
+    out = tmp_path / "run"
+    fit(tiny_config(out, epochs=1), bench=readout_bench)
+    changed = tiny_config(out, epochs=2)
+    changed["model"]["channels"] = 32
+    with pytest.raises(CheckpointError, match="model.channels"):
+        fit(changed, bench=readout_bench, resume=True)
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        fit(tiny_config(out, epochs=2), bench=readout_bench, resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path, regression_bench):
+    out = tmp_path / "run"
+    fit(tiny_config(out, epochs=2, scheduler="none"), bench=regression_bench)
+    last = out / "checkpoints" / "last.pt"
+    before = last.read_bytes(), (out / "checkpoints" / "best.pt").read_bytes()
+    bad = toy_regression_bench(inf_label=True)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step \d+"):
+        fit(tiny_config(out, epochs=3, scheduler="none"), bench=bad, resume=True)
+    assert last.read_bytes() == before[0]
+    assert (out / "checkpoints" / "best.pt").read_bytes() == before[1]
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
+
+
+def test_several_seeds_aggregate(tmp_path, readout_bench):
+    out = tmp_path / "seeds"
+    summary = fit(tiny_config(out, epochs=1, seeds=[0, 1]), bench=readout_bench)
+    saved = json.loads((out / "summary.json").read_text())
+    values = [json.loads((out / f"seed_{s}" / "metrics.json").read_text())["test"]["accuracy"]
+              for s in (0, 1)]
+    assert saved["test"]["accuracy"]["values"] == values
+    assert saved["test"]["accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+    assert saved["test"]["accuracy"]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    assert summary["seeds"] == [0, 1]
+    assert load_config(out / "seed_1" / "config.yaml")["train"]["seed"] == 1
+
+
+@pytest.mark.parametrize("train", [{"bf16": True}, {"scheduler": "plateau", "eval_every": 2},
+                                   {"warmup_epochs": 1, "clip": None, "limit_batches": 2}])
+def test_engine_options_run(tmp_path, regression_bench, train):
+    metrics = fit(tiny_config(tmp_path / "r", **train), bench=regression_bench)
+    assert metrics["epochs_completed"] == 3
+    rows = _rows(tmp_path / "r" / "log.csv")
+    if train.get("eval_every") == 2:  # epochs 2 and the last are evaluated
+        assert [bool(r["valid_mae"]) for r in rows] == [False, True, True]
+    if "limit_batches" in train:
+        assert all(float(r["graphs_per_s"]) > 0 for r in rows)
+        assert rows[0]["lr"] != rows[1]["lr"]  # warm-up moved the rate
+
+
+def test_bad_config_is_reported_before_work(tmp_path, readout_bench):
+    with pytest.raises(ConfigError, match="valid keys"):
+        fit({"out_dir": str(tmp_path), "train": {"epoch": 3}}, bench=readout_bench)
+    assert not (tmp_path / "config.yaml").exists()
