@@ -1,7 +1,12 @@
 import os
-from pathlib import Path
 
-import pytest
+# Spinning OpenMP workers starve each other on small shared CPU machines (a
+# training step measured 100x slower); set before torch loads its runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 SHARED_DATASETS = Path(os.environ.get(
     "BRL_SHARED_DATASETS",

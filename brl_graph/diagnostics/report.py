@@ -35,19 +35,16 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from brl_graph.diagnostics._graph import hop_distances
+from brl_graph.train.config import DEFAULTS as TRAIN_DEFAULTS
+from brl_graph.train.engine import dataset_options as train_dataset_options, model_kwargs
 from brl_graph.diagnostics.jacobian import (jacobian_sensitivity, jacobian_sensitivity_estimate,
                                             pyg_total_influence, sensitivity_by_distance)
 from brl_graph.diagnostics.resistance import resistance_summary
 
 SPLITS = ("train", "valid", "test")
 
-# The model section keys of a training config that shape the architecture, with
-# the values a random-init model uses when the command line does not set them.
-MODEL_DEFAULTS: Dict[str, Any] = {
-    "layers": 4, "channels": 64, "heads": 4, "num_tokens": 8, "local": "gine",
-    "global": "brl", "dropout": 0.0, "attn_dropout": 0.0, "pe": "none", "pe_dim": 16,
-    "pool": "mean", "joint": False, "causal": False,
-}
+# A random-init model uses the training defaults for what the command line does not set.
+MODEL_DEFAULTS: Dict[str, Any] = dict(TRAIN_DEFAULTS["model"])
 
 
 # ----------------------------------------------------------------------------- data
@@ -68,18 +65,11 @@ def parse_options(items: Sequence[str]) -> Dict[str, Any]:
 
 
 def dataset_options(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The ``load_dataset`` options a training config implies, read tolerantly:
-    the generator keys, ``data.options`` and the positional encoding the model uses."""
-    data = dict(config.get("data") or {})
+    """The ``load_dataset`` options a training config implies, read tolerantly
+    (missing keys take the training defaults)."""
+    data = {**TRAIN_DEFAULTS["data"], **(config.get("data") or {})}
     model = {**MODEL_DEFAULTS, **(config.get("model") or {})}
-    options = {key: data[key] for key in ("nodes", "depth", "variant", "seed")
-               if data.get(key) is not None}
-    options.update(data.get("options") or {})
-    if model["pe"] == "rwse":
-        options.update(pe="rwse", rwse_dim=model["pe_dim"])
-    elif model["pe"] == "lap":
-        options.update(pe="lap", lap_pe_dim=model["pe_dim"])
-    return options
+    return train_dataset_options({"data": data, "model": model})
 
 
 def select_graphs(bench: Any, split: str, max_graphs: int, seed: int) -> Tuple[List[int], List[Data]]:
@@ -112,26 +102,8 @@ def model_from_config(model_cfg: Mapping[str, Any], bench: Any) -> torch.nn.Modu
     unknown = sorted(set(model_cfg) - set(MODEL_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(MODEL_DEFAULTS)}")
-    m = {**MODEL_DEFAULTS, **model_cfg}
     level = bench.level if bench.level in ("graph", "node", "readout") else "node"
-    kwargs: Dict[str, Any] = dict(
-        out_channels=bench.out_channels, channels=m["channels"], num_layers=m["layers"],
-        num_tokens=m["num_tokens"], heads=m["heads"], local=m["local"],
-        global_attn=m["global"], dropout=m["dropout"], attn_dropout=m["attn_dropout"],
-        causal=m["causal"], joint=m["joint"], task_level=level, pool=m["pool"])
-    if bench.atom_features:
-        kwargs.update(node_encoder="atom", edge_encoder="bond")
-    else:
-        kwargs.update(node_encoder="linear", in_channels=bench.num_node_features)
-        if bench.num_edge_features:
-            kwargs.update(edge_encoder="linear", edge_dim=bench.num_edge_features)
-    if getattr(bench, "node_readout", None):
-        kwargs["readout_attr"] = bench.node_readout
-    if m["pe"] == "rwse":
-        kwargs["rwse_dim"] = m["pe_dim"]
-    elif m["pe"] == "lap":
-        kwargs["lap_pe_dim"] = m["pe_dim"]
-    return BRLGraphModel(**kwargs)
+    return BRLGraphModel(**model_kwargs({**MODEL_DEFAULTS, **model_cfg}, bench, level))
 
 
 def random_model_config(kind: str, layers: int, channels: int, num_tokens: int, heads: int,

@@ -96,24 +96,19 @@ def build_bench(config: Mapping[str, Any]):
                           f"{message}") from err
 
 
-def build_model(config: Mapping[str, Any], bench) -> torch.nn.Module:
-    r"""Maps ``config["model"]`` and the benchmark's description to a
-    :class:`~brl_graph.nn.BRLGraphModel`.
+def model_kwargs(model_cfg: Mapping[str, Any], bench, task_level: str) -> Dict[str, Any]:
+    r"""The :class:`~brl_graph.nn.BRLGraphModel` arguments for a config's ``model``
+    section and a benchmark's features.
 
     Molecule benchmarks with OGB integer features get the OGB atom and bond
     encoders; other benchmarks get linear encoders of their float features.
     """
-    from brl_graph.nn import BRLGraphModel
-
-    m = config["model"]
-    if bench.level not in ("graph", "node", "readout"):
-        raise ConfigError(f"benchmark {getattr(bench, 'name', '?')!r} has level {bench.level!r}; "
-                          "the training engine handles graph, node and readout levels only")
+    m = model_cfg
     kwargs: Dict[str, Any] = dict(
         out_channels=bench.out_channels, channels=m["channels"], num_layers=m["layers"],
         num_tokens=m["num_tokens"], heads=m["heads"], local=m["local"],
         global_attn=m["global"], dropout=m["dropout"], attn_dropout=m["attn_dropout"],
-        causal=m["causal"], joint=m["joint"], task_level=bench.level, pool=m["pool"],
+        causal=m["causal"], joint=m["joint"], task_level=task_level, pool=m["pool"],
     )
     if bench.atom_features:
         kwargs.update(node_encoder="atom", edge_encoder="bond")
@@ -121,13 +116,24 @@ def build_model(config: Mapping[str, Any], bench) -> torch.nn.Module:
         kwargs.update(node_encoder="linear", in_channels=bench.num_node_features)
         if bench.num_edge_features:
             kwargs.update(edge_encoder="linear", edge_dim=bench.num_edge_features)
-    if bench.node_readout:
+    if getattr(bench, "node_readout", None):
         kwargs["readout_attr"] = bench.node_readout
     if m["pe"] == "rwse":
         kwargs["rwse_dim"] = m["pe_dim"]
     elif m["pe"] == "lap":
         kwargs["lap_pe_dim"] = m["pe_dim"]
-    return BRLGraphModel(**kwargs)
+    return kwargs
+
+
+def build_model(config: Mapping[str, Any], bench) -> torch.nn.Module:
+    r"""The :class:`~brl_graph.nn.BRLGraphModel` that ``config["model"]`` describes
+    for this benchmark (see :func:`model_kwargs`)."""
+    from brl_graph.nn import BRLGraphModel
+
+    if bench.level not in ("graph", "node", "readout"):
+        raise ConfigError(f"benchmark {getattr(bench, 'name', '?')!r} has level {bench.level!r}; "
+                          "the training engine handles graph, node and readout levels only")
+    return BRLGraphModel(**model_kwargs(config["model"], bench, bench.level))
 
 
 def count_parameters(model: torch.nn.Module) -> int:
