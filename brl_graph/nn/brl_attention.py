@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, Parameter, Sequential
 
-from brl_graph.nn.functional import NEG, prefix_softmax_pool
+from brl_graph.nn.functional import NEG, attention, prefix_softmax_pool
 
 
 class BRLAttention(torch.nn.Module):
@@ -112,7 +112,7 @@ class BRLAttention(torch.nn.Module):
         qm, km, vm = (self._split(t) for t in self.qkv_m(self.tok_norm_m(T)).chunk(3, dim=-1))
         lead = T.shape[:-2]
         qm, km, vm = (t.reshape(-1, K, H, D).transpose(1, 2) for t in (qm, km, vm))
-        mixed = F.scaled_dot_product_attention(qm, km, vm).transpose(1, 2).reshape(*lead, K, C)
+        mixed = attention(qm, km, vm).transpose(1, 2).reshape(*lead, K, C)
         T = T + self.o_m(mixed)
         return T + self.tok_mlp(self.tok_norm_f(T))
 

@@ -13,7 +13,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
-from brl_graph.nn.functional import DenseGroup, dense_groups, prefix_softmax_pool
+from brl_graph.nn.functional import DenseGroup, attention, dense_groups, prefix_softmax_pool
 
 # Keyword arguments of the local convolution that are indexed by edge and must
 # therefore be filtered together with ``edge_index`` in causal mode.
@@ -289,7 +289,7 @@ class BRLConv(torch.nn.Module):
         q, k, v = (self._split(t) for t in self.qkv_m(self.tok_norm_m(T)).chunk(3, dim=-1))
         lead = T.shape[:-2]
         q, k, v = (t.reshape(-1, *t.shape[-3:]).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self._attn_p())
+        a = attention(q, k, v, dropout_p=self._attn_p())
         a = a.transpose(1, 2).reshape(*lead, self.num_tokens, self.channels)
         T = T + F.dropout(self.o_m(a), p=self.dropout, training=self.training)
         return T + F.dropout(self.tok_mlp(self.tok_norm_f(T)), p=self.dropout, training=self.training)
@@ -331,9 +331,10 @@ class BRLConv(torch.nn.Module):
             tn = self.tok_norm_b(T)
             k_t, v_t = (self._split(t) for t in self.kv_b(tn).chunk(2, dim=-1))  # [G, L, K, H, D]
             q_n = self._split(dense[..., 2 * C:])  # [G, L, H, D]
-            w = torch.einsum("glhd,glkhd->glhk", q_n, k_t) / math.sqrt(D)
-            w = F.dropout(torch.softmax(w, dim=-1), p=self._attn_p(), training=self.training)
-            out = torch.einsum("glhk,glkhd->glhd", w, v_t).reshape(G, L, C)
+            # tokens on a middle axis: see functional.attention on CPU softmax speed
+            w = torch.einsum("glhd,glkhd->glkh", q_n, k_t) / math.sqrt(D)
+            w = F.dropout(torch.softmax(w, dim=2), p=self._attn_p(), training=self.training)
+            out = torch.einsum("glkh,glkhd->glhd", w, v_t).reshape(G, L, C)
             return (out[0], T[0]) if full else (out[mask], T[mask])
 
         # Non-causal: the tokens query their own graph's nodes.
@@ -344,9 +345,8 @@ class BRLConv(torch.nn.Module):
         # An empty graph would leave a softmax without any key (NaN): let it see
         # its padding, then zero what it pooled.
         key_mask = None if full else (mask | empty[:, None])[:, None, None, :]
-        pooled = F.scaled_dot_product_attention(
-            q, k_n.transpose(1, 2), v_n.transpose(1, 2), attn_mask=key_mask,
-            dropout_p=self._attn_p())
+        pooled = attention(q, k_n.transpose(1, 2), v_n.transpose(1, 2), key_mask,
+                           dropout_p=self._attn_p())
         pooled = pooled.transpose(1, 2).reshape(G, K, C)
         pooled = pooled.masked_fill(empty[:, None, None], 0.0)
         T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
@@ -356,7 +356,7 @@ class BRLConv(torch.nn.Module):
         k_t, v_t = (self._split(t).transpose(1, 2)
                     for t in self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1))  # [G, H, K, D]
         q_n = self._split(dense[..., 2 * C:]).transpose(1, 2)  # [G, H, L, D]
-        out = F.scaled_dot_product_attention(q_n, k_t, v_t, dropout_p=self._attn_p())
+        out = attention(q_n, k_t, v_t, dropout_p=self._attn_p())
         out = out.transpose(1, 2).reshape(G, L, C)
         return (out[0] if full else out[mask]), T
 

@@ -90,3 +90,17 @@ def test_dense_groups_bound_padding():
     even = torch.arange(10).repeat_interleave(7)
     (g,) = dense_groups(even, 10)
     assert g.node_index is None and g.max_nodes == 7
+
+
+@pytest.mark.parametrize("lq,lk", [(40, 8), (8, 40), (8, 8)])
+def test_attention_matches_sdpa(lq, lk):
+    from brl_graph.nn.functional import attention
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, lq, 4), torch.randn(3, 2, lk, 4), torch.randn(3, 2, lk, 4)
+    mask = torch.rand(3, 1, 1, lk) > 0.3
+    mask[..., 0] = True
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(attention(q, k, v, mask), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attention(q, k, v),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v),
+                               atol=1e-5, rtol=1e-5)
