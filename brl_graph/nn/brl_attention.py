@@ -31,7 +31,13 @@ class BRLAttention(torch.nn.Module):
     the tokens read at position :math:`i` pool positions :math:`j \le i` only,
     through a stable prefix softmax, so :math:`\mathbf{y}_i` depends on
     :math:`\mathbf{x}_{j \le i}` alone, with exactly zero gradient to later
-    positions. The cost is :math:`O(L (w + K) C)`.
+    positions. The cost is :math:`O(L (w + K) C)` for the encoder. The decoder
+    keeps a reservoir per position (:math:`[B, L, K, C]`), whose projections and
+    mixing cost :math:`O(L K C^2)`: still linear in :math:`L`, but with a larger
+    constant (see ``benchmarks/results/causal_recall.json``). Because a prefix
+    pooling is only linear when its queries are the same at every position, the
+    decoder's pooling queries are the learned seeds; content-dependent retrieval
+    then happens only when position :math:`i` reads the tokens.
 
     Args:
         dim (int): Model width :math:`C`.

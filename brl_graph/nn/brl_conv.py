@@ -80,7 +80,9 @@ class BRLConv(torch.nn.Module):
     pooling queries come from the learned seeds, which are the same for every
     position: a query that changed with the position would turn the prefix pooling
     back into quadratic causal attention. The per-position reservoir is still
-    carried from layer to layer.
+    carried from layer to layer; its projections and mixing cost
+    :math:`O(NKC^2)`, linear in :math:`N` with a larger constant than the
+    non-causal layer.
 
     Graphs in a batch never see each other: not through the tokens, the padding
     or any softmax normaliser. A graph's output is identical alone and batched.

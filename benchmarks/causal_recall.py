@@ -1,0 +1,569 @@
+r"""Causal long-range benchmark: multi-query associative recall.
+
+Compares three attention kinds inside the same small causal language model,
+trained with the same budget (steps, batch, learning rate, seed, data):
+
+- ``brl``: :class:`brl_graph.nn.BRLAttention` with ``causal=True`` (a sliding
+  window of ``--window`` positions plus ``--num-tokens`` compressed tokens,
+  pooled by a prefix softmax);
+- ``window``: the same layer with ``num_tokens=0`` (sliding window only);
+- ``full``: full causal attention,
+  :func:`torch.nn.functional.scaled_dot_product_attention` with
+  ``is_causal=True``.
+
+Task
+----
+A sequence of length :math:`L` is laid out as
+
+.. code-block:: text
+
+    BOS k_1 v_1 k_2 v_2 ... k_N v_N  f f f ... f  q_1 q_2 ... q_M
+
+with :math:`N` distinct keys drawn from ``--num-keys`` key tokens, values drawn
+independently (with replacement) from ``--num-values`` value tokens, filler
+tokens drawn from ``--num-filler`` filler tokens (disjoint from keys and
+values), and :math:`M` distinct query keys drawn from the :math:`k_n`. At the
+position of query :math:`q_m` the model must output the value that followed
+that key in the list. The loss and the accuracy count these :math:`M`
+answer positions only; chance is ``1 / num_values``. Queries sit at the very
+end, so an answer lies at least :math:`L - 2N - M - 1` positions away from its
+evidence. Longer sequences (evaluation at 1k-8k after training at 128) only
+add filler.
+
+Sizes
+-----
+The defaults were chosen on the full-attention reference, not on BRL: with
+the 600-step CPU budget, full attention learns the task when trained at
+:math:`L = 128` (train accuracy 0.999) but stays near chance when trained at
+:math:`L = 256` (0.13 after 600 steps, width 64), so training runs at 128 and
+the long lengths are evaluation only. At :math:`L = 128` the evidence is
+already at least 103 positions from every query, beyond the 62-position
+receptive field of two window layers of width 32; at 1k-8k it is 30-250
+windows away.
+
+Model
+-----
+Token embedding plus a *previous-token* embedding (a width-2 causal
+convolution over tokens, as in H3/Mamba-style token shift) so that a value
+position knows its key without positional encodings; no positional encoding
+otherwise, so nothing in the model is tied to the training length. Then
+``--layers`` pre-norm blocks ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` (MLP
+width :math:`2C`), a final layer norm and a linear head over the whole vocabulary.
+
+Timing
+------
+``fwd_bwd_ms`` is the median over ``--time-repeats`` passes (after one
+warm-up) of one forward + backward of the loss on a batch of ``--time-batch``
+sequences of the evaluated length, in train mode, on the thread count
+``--threads``. On a shared machine the numbers are noisy; every pass is kept
+in ``times_ms``.
+
+Usage::
+
+    python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json
+
+(the defaults: train at :math:`L = 128` for 600 steps of 16 sequences,
+evaluate at 128, 1k, 2k, 4k and 8k).
+
+Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
+``{"model", "train_len", "eval_len", "accuracy", "fwd_bwd_ms", ...}`` per
+(model, evaluated length); written atomically. A table is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Embedding, LayerNorm, Linear, Module, ModuleList, Sequential
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+from brl_graph.nn import BRLAttention  # noqa: E402
+
+KINDS = ("brl", "window", "full")
+IGNORE = -100
+BOS = 0
+
+
+# ---------------------------------------------------------------- task
+@dataclass(frozen=True)
+class RecallTask:
+    r"""Vocabulary and sizes of the associative-recall task.
+
+    Token ids: ``0`` is BOS, then ``num_keys`` keys, ``num_values`` values and
+    ``num_filler`` filler tokens, in that order.
+
+    Args:
+        num_pairs (int): Key-value pairs :math:`N` per sequence.
+        num_queries (int): Queries :math:`M \le N` per sequence.
+        num_keys (int): Size of the key vocabulary (:math:`\ge N`).
+        num_values (int): Size of the value vocabulary.
+        num_filler (int): Size of the filler vocabulary.
+    """
+    num_pairs: int = 8
+    num_queries: int = 8
+    num_keys: int = 16
+    num_values: int = 16
+    num_filler: int = 16
+
+    def __post_init__(self) -> None:
+        if self.num_pairs < 1 or self.num_queries < 1:
+            raise ValueError(f"need num_pairs >= 1 and num_queries >= 1, got "
+                             f"{self.num_pairs} and {self.num_queries}")
+        if self.num_queries > self.num_pairs:
+            raise ValueError(f"num_queries ({self.num_queries}) must not exceed "
+                             f"num_pairs ({self.num_pairs}): queries are distinct listed keys")
+        if self.num_keys < self.num_pairs:
+            raise ValueError(f"num_keys ({self.num_keys}) must be >= num_pairs "
+                             f"({self.num_pairs}): keys in one list are distinct")
+        if self.num_values < 2 or self.num_filler < 1:
+            raise ValueError(f"need num_values >= 2 and num_filler >= 1, got "
+                             f"{self.num_values} and {self.num_filler}")
+
+    @property
+    def key_offset(self) -> int:
+        return 1
+
+    @property
+    def value_offset(self) -> int:
+        return 1 + self.num_keys
+
+    @property
+    def filler_offset(self) -> int:
+        return 1 + self.num_keys + self.num_values
+
+    @property
+    def vocab_size(self) -> int:
+        return self.filler_offset + self.num_filler
+
+    def min_length(self) -> int:
+        """Shortest sequence: BOS, the list and the queries, with one filler token."""
+        return 1 + 2 * self.num_pairs + 1 + self.num_queries
+
+
+def make_batch(task: RecallTask, batch_size: int, length: int,
+               generator: torch.Generator) -> Tuple[Tensor, Tensor]:
+    r"""Draws ``batch_size`` sequences of the task, deterministically from ``generator``.
+
+    Returns:
+        (tokens, targets): both :obj:`[batch_size, length]` int64; ``targets``
+        holds the answer value id at query positions and ``-100`` elsewhere.
+    """
+    if length < task.min_length():
+        raise ValueError(f"length {length} is too short for the task: need >= "
+                         f"{task.min_length()} (BOS + {task.num_pairs} pairs + 1 filler + "
+                         f"{task.num_queries} queries)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    B, N, M = batch_size, task.num_pairs, task.num_queries
+    keys = torch.rand(B, task.num_keys, generator=generator).argsort(dim=1)[:, :N]
+    values = torch.randint(task.num_values, (B, N), generator=generator)
+    order = torch.rand(B, N, generator=generator).argsort(dim=1)[:, :M]  # which pairs
+    tokens = task.filler_offset + torch.randint(task.num_filler, (B, length),
+                                                generator=generator)
+    tokens[:, 0] = BOS
+    tokens[:, 1:1 + 2 * N:2] = task.key_offset + keys
+    tokens[:, 2:2 + 2 * N:2] = task.value_offset + values
+    tokens[:, length - M:] = task.key_offset + keys.gather(1, order)
+    targets = torch.full((B, length), IGNORE, dtype=torch.long)
+    targets[:, length - M:] = task.value_offset + values.gather(1, order)
+    return tokens, targets
+
+
+def read_answers(tokens: Sequence[int], task: RecallTask) -> Dict[int, int]:
+    r"""Brute-force reader: recovers ``{query position: answer token}`` from one sequence.
+
+    Scans the sequence left to right; a key token directly followed by a value
+    token is a list entry, and a key token at a position where the list is
+    already known and that is not followed by a value is a query. Independent
+    of :func:`make_batch` beyond the vocabulary layout.
+    """
+    def is_key(t: int) -> bool:
+        return task.key_offset <= t < task.value_offset
+
+    def is_value(t: int) -> bool:
+        return task.value_offset <= t < task.filler_offset
+
+    memory: Dict[int, int] = {}
+    answers: Dict[int, int] = {}
+    for i, t in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if is_key(t) and nxt is not None and is_value(nxt):
+            if t in memory:
+                raise ValueError(f"key {t} is listed twice (position {i})")
+            memory[t] = nxt
+        elif is_key(t):
+            if t not in memory:
+                raise ValueError(f"query key {t} at position {i} was never listed")
+            answers[i] = memory[t]
+    return answers
+
+
+# ---------------------------------------------------------------- model
+class FullCausalAttention(Module):
+    r"""Multi-head causal self-attention through
+    :func:`~torch.nn.functional.scaled_dot_product_attention` (``is_causal=True``),
+    with the same input/output projections as :class:`BRLAttention`.
+
+    Shapes:
+        - **input:** :math:`(B, L, C)`
+        - **output:** :math:`(B, L, C)`
+    """
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if heads <= 0 or dim % heads != 0:
+            raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
+        self.heads = heads
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, C = x.shape
+        q, k, v = (t.unflatten(-1, (self.heads, C // self.heads)).transpose(1, 2)
+                   for t in self.qkv(x).chunk(3, dim=-1))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(B, L, C))
+
+
+def make_attention(kind: str, dim: int, heads: int, window: int, num_tokens: int) -> Module:
+    """The causal attention module of one kind (see :data:`KINDS`)."""
+    if kind == "brl":
+        return BRLAttention(dim, heads=heads, window=window, num_tokens=num_tokens, causal=True)
+    if kind == "window":
+        return BRLAttention(dim, heads=heads, window=window, num_tokens=0, causal=True)
+    if kind == "full":
+        return FullCausalAttention(dim, heads)
+    raise ValueError(f"unknown attention kind {kind!r}; choose from {list(KINDS)}")
+
+
+class Block(Module):
+    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
+    def __init__(self, attn: Module, dim: int) -> None:
+        super().__init__()
+        self.norm1, self.attn = LayerNorm(dim), attn
+        self.norm2 = LayerNorm(dim)
+        self.mlp = Sequential(Linear(dim, 2 * dim), torch.nn.GELU(), Linear(2 * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class RecallLM(Module):
+    r"""Small causal LM: token + previous-token embeddings, pre-norm blocks, LM head.
+
+    Args:
+        kind (str): Attention kind, one of :data:`KINDS`.
+        vocab_size (int): Vocabulary size.
+        dim (int): Width :math:`C`.
+        layers (int): Number of blocks.
+        heads (int): Attention heads.
+        window (int): Sliding window (``brl`` and ``window`` kinds).
+        num_tokens (int): Compressed tokens (``brl`` kind).
+
+    Shapes:
+        - **input:** tokens :math:`(B, L)` int64
+        - **output:** logits :math:`(B, L, V)`
+    """
+    def __init__(self, kind: str, vocab_size: int, dim: int = 64, layers: int = 2,
+                 heads: int = 4, window: int = 32, num_tokens: int = 8) -> None:
+        super().__init__()
+        self.kind = kind
+        self.embed = Embedding(vocab_size, dim)
+        self.embed_prev = Embedding(vocab_size, dim)
+        self.blocks = ModuleList(
+            Block(make_attention(kind, dim, heads, window, num_tokens), dim)
+            for _ in range(layers))
+        self.norm = LayerNorm(dim)
+        self.head = Linear(dim, vocab_size)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [batch, length], got {list(tokens.shape)}")
+        # Position 0 sees BOS as its "previous" token: the shift stays causal.
+        prev = F.pad(tokens[:, :-1], (1, 0), value=BOS)
+        x = self.embed(tokens) + self.embed_prev(prev)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy over the answer positions only (``targets != -100``)."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+# ---------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class Budget:
+    """Training budget shared by every model."""
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    seed: int = 0
+
+
+def train_model(model: RecallLM, task: RecallTask, budget: Budget, length: int,
+                log_every: int = 0) -> Dict[str, Any]:
+    r"""Trains ``model`` with AdamW, linear warm-up then cosine decay, gradient
+    clipping at 1.0, on a fresh stream of batches seeded by ``budget.seed``
+    (identical for every model).
+
+    Returns:
+        dict: ``train_seconds``, ``final_loss`` (mean of the last 10% of steps),
+        ``final_train_acc`` (same window) and ``train_curve``: ``[step, mean
+        loss, mean accuracy]`` over each ``log_every`` steps.
+    """
+    gen = torch.Generator().manual_seed(budget.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < budget.warmup_steps:
+            return (step + 1) / budget.warmup_steps
+        t = (step - budget.warmup_steps) / max(1, budget.steps - budget.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    losses: List[float] = []
+    accs: List[float] = []
+    curve: List[List[float]] = []
+    model.train()
+    start = time.perf_counter()
+    for step in range(budget.steps):
+        tokens, targets = make_batch(task, budget.batch_size, length, gen)
+        logits = model(tokens)
+        loss = answer_loss(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{model.kind}: non-finite loss {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        sel = targets != IGNORE
+        accs.append((logits.detach().argmax(-1)[sel] == targets[sel]).float().mean().item())
+        if log_every and (step + 1) % log_every == 0:
+            curve.append([step + 1, statistics.mean(losses[-log_every:]),
+                          statistics.mean(accs[-log_every:])])
+            print(f"  [{model.kind}] step {step + 1}/{budget.steps} loss {curve[-1][1]:.3f} "
+                  f"acc {curve[-1][2]:.3f} ({time.perf_counter() - start:.0f}s)", flush=True)
+    tail = max(1, budget.steps // 10)
+    return {"train_seconds": time.perf_counter() - start,
+            "final_loss": statistics.mean(losses[-tail:]),
+            "final_train_acc": statistics.mean(accs[-tail:]), "train_curve": curve}
+
+
+@torch.no_grad()
+def evaluate(model: RecallLM, task: RecallTask, length: int, num_seqs: int, seed: int,
+             batch_size: int = 8) -> Tuple[float, int]:
+    """Accuracy over the answer positions of ``num_seqs`` held-out sequences.
+
+    Returns:
+        (accuracy, number of answers).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    correct = total = 0
+    for start in range(0, num_seqs, batch_size):
+        tokens, targets = make_batch(task, min(batch_size, num_seqs - start), length, gen)
+        pred = model(tokens).argmax(-1)
+        sel = targets != IGNORE
+        correct += int((pred[sel] == targets[sel]).sum())
+        total += int(sel.sum())
+    model.train()
+    return correct / total, total
+
+
+def time_fwd_bwd(model: RecallLM, task: RecallTask, length: int, batch_size: int,
+                 repeats: int, seed: int) -> List[float]:
+    """Wall-clock milliseconds of ``repeats`` forward + backward passes (after one warm-up)."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens, targets = make_batch(task, batch_size, length, gen)
+    model.train()
+    times: List[float] = []
+    for i in range(repeats + 1):
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        answer_loss(model(tokens), targets).backward()
+        if i > 0:
+            times.append(1000.0 * (time.perf_counter() - t0))
+    model.zero_grad(set_to_none=True)
+    return times
+
+
+def build_model(kind: str, task: RecallTask, args: argparse.Namespace) -> RecallLM:
+    """A freshly initialised model; the init seed is the same for every kind."""
+    torch.manual_seed(args.seed)
+    return RecallLM(kind, task.vocab_size, dim=args.dim, layers=args.layers, heads=args.heads,
+                    window=args.window, num_tokens=args.num_tokens)
+
+
+def write_json(payload: Dict[str, Any], path: Path) -> None:
+    """Atomic write: temporary file in the target folder, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (Linux), else :func:`platform.processor`."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def format_table(rows: List[Dict[str, Any]]) -> str:
+    """Plain-text table: accuracy and fwd+bwd time per model and evaluated length."""
+    lines = [f"{'model':<8} {'params':>8} {'train_len':>9} {'eval_len':>8} {'accuracy':>9} "
+             f"{'fwd_bwd_ms':>11}"]
+    for r in rows:
+        ms = "-" if r["fwd_bwd_ms"] is None else f"{r['fwd_bwd_ms']:.1f}"
+        lines.append(f"{r['model']:<8} {r['params']:>8} {r['train_len']:>9} {r['eval_len']:>8} "
+                     f"{r['accuracy']:>9.3f} {ms:>11}")
+    return "\n".join(lines)
+
+
+def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
+    """Trains every requested kind, evaluates and times it; returns the JSON payload."""
+    torch.set_num_threads(args.threads)
+    task = RecallTask(num_pairs=args.num_pairs, num_queries=args.num_queries,
+                      num_keys=args.num_keys, num_values=args.num_values,
+                      num_filler=args.num_filler)
+    budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    warmup_steps=min(args.warmup_steps, args.steps), seed=args.seed)
+    for n in [args.train_len, *args.eval_lens]:
+        if n < task.min_length():
+            raise ValueError(f"length {n} is shorter than the task needs ({task.min_length()})")
+    wall = time.perf_counter()
+    rows: List[Dict[str, Any]] = []
+    config = {
+        "command": "python benchmarks/causal_recall.py " + " ".join(
+            shlex.quote(a) for a in (args.argv or [])),
+        "task": {**asdict(task), "vocab_size": task.vocab_size,
+                 "chance": 1.0 / task.num_values},
+        "budget": asdict(budget) | {"train_len": args.train_len, "optimizer": "AdamW",
+                                    "schedule": "linear warm-up + cosine", "grad_clip": 1.0},
+        "model": {"dim": args.dim, "layers": args.layers, "heads": args.heads,
+                  "window": args.window, "num_tokens": args.num_tokens,
+                  "positional_encoding": "none (previous-token embedding)"},
+        "eval": {"num_seqs": args.eval_seqs, "seed": args.seed + 1,
+                 "time_batch": args.time_batch, "time_repeats": args.time_repeats},
+        "machine": {"platform": platform.platform(), "processor": cpu_model(),
+                    "cpu_count": os.cpu_count(), "threads": args.threads,
+                    "torch": torch.__version__},
+    }
+    for kind in args.models:
+        model = build_model(kind, task, args)
+        params = sum(p.numel() for p in model.parameters())
+        print(f"== {kind}: {params} parameters", flush=True)
+        stats = train_model(model, task, budget, args.train_len, log_every=args.log_every)
+        for length in args.eval_lens:
+            acc, n_ans = evaluate(model, task, length, args.eval_seqs, seed=args.seed + 1)
+            times = (time_fwd_bwd(model, task, length, args.time_batch, args.time_repeats,
+                                  seed=args.seed + 2) if args.time_repeats > 0 else [])
+            row = {"model": kind, "train_len": args.train_len, "eval_len": length,
+                   "accuracy": acc, "num_answers": n_ans,
+                   "fwd_bwd_ms": statistics.median(times) if times else None,
+                   "times_ms": times, "params": params, **stats}
+            rows.append(row)
+            print(f"  [{kind}] L={length}: acc {acc:.3f}  fwd+bwd "
+                  f"{row['fwd_bwd_ms'] if times else '-'} ms", flush=True)
+        config["wall_seconds"] = time.perf_counter() - wall
+        if args.json:
+            write_json({"config": config, "rows": rows}, Path(args.json))
+    config["wall_seconds"] = time.perf_counter() - wall
+    payload = {"config": config, "rows": rows}
+    if args.json:
+        write_json(payload, Path(args.json))
+    return payload
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-len", type=int, default=128)
+    p.add_argument("--eval-lens", type=int, nargs="+", default=[128, 1024, 2048, 4096, 8192])
+    p.add_argument("--eval-seqs", type=int, default=32)
+    p.add_argument("--time-batch", type=int, default=1)
+    p.add_argument("--time-repeats", type=int, default=3,
+                   help="timed fwd+bwd passes per length (0 skips timing)")
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--num-tokens", type=int, default=8)
+    p.add_argument("--num-pairs", type=int, default=8)
+    p.add_argument("--num-queries", type=int, default=8)
+    p.add_argument("--num-keys", type=int, default=16)
+    p.add_argument("--num-values", type=int, default=16)
+    p.add_argument("--num-filler", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; 1 by default because on a shared machine more "
+                        "threads per process oversubscribe the cores")
+    p.add_argument("--log-every", type=int, default=50,
+                   help="print and record the training curve every N steps (0: never)")
+    p.add_argument("--json", type=str, default=None, help="output path of the results JSON")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    for name in ("steps", "batch_size", "eval_seqs", "time_batch", "dim", "layers", "heads",
+                 "window", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_tokens < 1:
+        p.error(f"--num-tokens must be >= 1 (the 'window' model is the num_tokens=0 twin), "
+                f"got {args.num_tokens}")
+    if args.time_repeats < 0:
+        p.error(f"--time-repeats must be >= 0, got {args.time_repeats}")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    payload = run_benchmark(args)
+    print()
+    print(format_table(payload["rows"]))
+    print(f"wall time: {payload['config']['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

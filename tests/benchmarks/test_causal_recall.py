@@ -1,0 +1,130 @@
+"""Tests for ``benchmarks/causal_recall.py`` (a script, not a package: loaded from its path)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "causal_recall.py"
+
+
+@pytest.fixture(scope="module")
+def cr():
+    spec = importlib.util.spec_from_file_location("causal_recall_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The machine is shared: several OpenMP threads per process oversubscribe it
+    # and slow these small ops down by an order of magnitude.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_generator_is_deterministic_from_seed(cr):
+    task = cr.RecallTask()
+    a = cr.make_batch(task, 4, 200, torch.Generator().manual_seed(3))
+    b = cr.make_batch(task, 4, 200, torch.Generator().manual_seed(3))
+    c = cr.make_batch(task, 4, 200, torch.Generator().manual_seed(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == a[1].shape == (4, 200)
+    assert a[0].min() >= 0 and a[0].max() < task.vocab_size
+
+
+@pytest.mark.parametrize("length", [40, 300])
+def test_answers_recoverable_by_brute_force_reader(cr, length):
+    task = cr.RecallTask(num_pairs=6, num_queries=3, num_keys=10, num_values=5, num_filler=7)
+    tokens, targets = cr.make_batch(task, 16, length, torch.Generator().manual_seed(0))
+    for row, tgt in zip(tokens.tolist(), targets.tolist()):
+        answers = cr.read_answers(row, task)
+        expected = {i: t for i, t in enumerate(tgt) if t != cr.IGNORE}
+        assert answers == expected
+        assert len(answers) == task.num_queries
+        # The evidence for every answer sits in the list at the start, the query at
+        # the end: their distance grows with the length (only filler is added).
+        assert min(answers) - (2 * task.num_pairs) >= length - 2 * task.num_pairs - task.num_queries - 1
+
+
+def test_reader_rejects_unlisted_query(cr):
+    task = cr.RecallTask(num_pairs=1, num_queries=1, num_keys=2)
+    seq = [0, task.key_offset, task.value_offset, task.filler_offset, task.key_offset + 1]
+    with pytest.raises(ValueError, match="never listed"):
+        cr.read_answers(seq, task)
+
+
+def test_bad_task_and_length_raise(cr):
+    with pytest.raises(ValueError, match="num_queries"):
+        cr.RecallTask(num_pairs=2, num_queries=3)
+    with pytest.raises(ValueError, match="too short"):
+        cr.make_batch(cr.RecallTask(), 2, 10, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown attention kind"):
+        cr.make_attention("linear", 16, 4, 8, 2)
+
+
+@pytest.mark.parametrize("kind", ["brl", "window", "full"])
+def test_model_step_finite_and_causal(cr, kind):
+    task = cr.RecallTask(num_pairs=4, num_queries=2, num_keys=6, num_values=4, num_filler=3)
+    torch.manual_seed(0)
+    model = cr.RecallLM(kind, task.vocab_size, dim=16, layers=2, heads=4, window=8, num_tokens=4)
+    tokens, targets = cr.make_batch(task, 3, 96, torch.Generator().manual_seed(1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = cr.answer_loss(model(tokens), targets)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    opt.step()
+    # Causality of the whole model (token shift included): changing the last
+    # token leaves every earlier position's logits unchanged.
+    model.eval()
+    with torch.no_grad():
+        changed = tokens.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % task.vocab_size
+        a, b = model(tokens), model(changed)
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-5)
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_window_model_cannot_see_beyond_receptive_field(cr):
+    # The window-only twin with w=8 and 2 layers sees at most 14 positions back:
+    # changing the list must not move the answer logits 80 positions later.
+    task = cr.RecallTask(num_pairs=4, num_queries=2, num_keys=6, num_values=4, num_filler=3)
+    torch.manual_seed(0)
+    model = cr.RecallLM("window", task.vocab_size, dim=16, layers=2, heads=4, window=8).eval()
+    tokens, _ = cr.make_batch(task, 2, 96, torch.Generator().manual_seed(2))
+    changed = tokens.clone()
+    changed[:, 2] = task.value_offset + (changed[:, 2] - task.value_offset + 1) % task.num_values
+    with torch.no_grad():
+        assert torch.equal(model(tokens)[:, -2:], model(changed)[:, -2:])
+
+
+def test_cli_writes_json_rows(cr, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    rc = cr.main(["--steps", "2", "--batch-size", "2", "--train-len", "48", "--eval-lens", "48",
+                  "64", "--eval-seqs", "2", "--time-repeats", "1", "--dim", "16", "--window", "8",
+                  "--num-tokens", "2", "--num-pairs", "3", "--num-queries", "2", "--num-keys", "4",
+                  "--log-every", "0", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert [(r["model"], r["eval_len"]) for r in rows] == [
+        (k, n) for k in ("brl", "window", "full") for n in (48, 64)]
+    for r in rows:
+        assert {"model", "train_len", "eval_len", "accuracy", "fwd_bwd_ms"} <= r.keys()
+        assert r["train_len"] == 48 and 0.0 <= r["accuracy"] <= 1.0
+        assert r["fwd_bwd_ms"] > 0 and len(r["times_ms"]) == 1
+        assert r["num_answers"] == 2 * 2
+    cfg = payload["config"]
+    assert cfg["budget"]["steps"] == 2 and cfg["budget"]["batch_size"] == 2
+    assert "--steps 2" in cfg["command"] and cfg["wall_seconds"] > 0
+    assert "accuracy" in capsys.readouterr().out
