@@ -4,6 +4,7 @@ from brl_graph.nn.brl_conv import BRLConv
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 from brl_graph.nn.functional import prefix_softmax_pool
 from brl_graph.nn.model import BRLGraphModel, make_local_conv
+from brl_graph.nn.token_mixer import TokenMixer
 
 __all__ = ["BRLAttention", "BRLConv", "BRLGraphModel", "FeatureEncoder", "PEEncoder",
-           "make_local_conv", "prefix_softmax_pool"]
+           "TokenMixer", "make_local_conv", "prefix_softmax_pool"]

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import LayerNorm, Linear, Parameter, Sequential
+from torch.nn import LayerNorm, Linear, Parameter
 
-from brl_graph.nn.functional import NEG, attention, prefix_softmax_pool
+from brl_graph.nn.functional import NEG, prefix_softmax_pool
+from brl_graph.nn.token_mixer import TokenMixer
 
 
 class BRLAttention(torch.nn.Module):
@@ -77,11 +78,7 @@ class BRLAttention(torch.nn.Module):
             self.q_c = Linear(dim, dim)
             self.kv_c = Linear(dim, 2 * dim)
             self.o_c = Linear(dim, dim)
-            self.tok_norm_m = LayerNorm(dim)
-            self.qkv_m = Linear(dim, 3 * dim)
-            self.o_m = Linear(dim, dim)
-            self.tok_norm_f = LayerNorm(dim)
-            self.tok_mlp = Sequential(Linear(dim, 2 * dim), torch.nn.GELU(), Linear(2 * dim, dim))
+            self.mixer = TokenMixer(dim, heads, torch.nn.GELU())
             self.tok_norm_r = LayerNorm(dim)
             self.kv_t = Linear(dim, 2 * dim)
         self.reset_parameters()
@@ -115,12 +112,7 @@ class BRLAttention(torch.nn.Module):
             pooled = torch.einsum("bhkl,blhd->bkhd", torch.softmax(logits, dim=-1), v)
             pooled = pooled.reshape(B, K, C).masked_fill(empty[:, None, None], 0.0)
             T = self.seeds + self.o_c(pooled)
-        qm, km, vm = (self._split(t) for t in self.qkv_m(self.tok_norm_m(T)).chunk(3, dim=-1))
-        lead = T.shape[:-2]
-        qm, km, vm = (t.reshape(-1, K, H, D).transpose(1, 2) for t in (qm, km, vm))
-        mixed = attention(qm, km, vm).transpose(1, 2).reshape(*lead, K, C)
-        T = T + self.o_m(mixed)
-        return T + self.tok_mlp(self.tok_norm_f(T))
+        return self.mixer(T)
 
     def _window_keys(self, t: Tensor, W: int, nb: int) -> Tensor:
         """``[B, L, ...]`` -> key blocks ``[B, nb, S, ...]``: block m sees positions

@@ -14,6 +14,7 @@ from torch_geometric.nn.resolver import activation_resolver, normalization_resol
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
 from brl_graph.nn.functional import DenseGroup, attention, dense_groups, prefix_softmax_pool
+from brl_graph.nn.token_mixer import TokenMixer
 
 # Keyword arguments of the local convolution that are indexed by edge and must
 # therefore be filtered together with ``edge_index`` in causal mode.
@@ -201,12 +202,8 @@ class BRLConv(torch.nn.Module):
             self.node_proj = Linear(C, 3 * C)
             self.o_c = Linear(C, C)
             # mix: self-attention among the K tokens, then a token MLP.
-            self.tok_norm_m = LayerNorm(C)
-            self.qkv_m = Linear(C, 3 * C)
-            self.o_m = Linear(C, C)
-            self.tok_norm_f = LayerNorm(C)
-            self.tok_mlp = Sequential(Linear(C, 2 * C), activation_resolver(act, **(act_kwargs or {})),
-                                      Linear(2 * C, C))
+            self.mixer = TokenMixer(C, heads, activation_resolver(act, **(act_kwargs or {})),
+                                    dropout=dropout, attn_dropout=attn_dropout)
             # broadcast (or joint): node queries, token keys/values.
             self.tok_norm_b = LayerNorm(C)
             self.kv_b = Linear(C, 2 * C)
@@ -283,19 +280,6 @@ class BRLConv(torch.nn.Module):
     def _attn_p(self) -> float:
         return self.attn_dropout if self.training else 0.0
 
-    def _mix(self, T: Tensor) -> Tensor:
-        """Self-attention among the K tokens of each reservoir, then the token MLP.
-
-        ``T`` has shape ``[..., K, C]``; each leading index is an independent reservoir.
-        """
-        q, k, v = (self._split(t) for t in self.qkv_m(self.tok_norm_m(T)).chunk(3, dim=-1))
-        lead = T.shape[:-2]
-        q, k, v = (t.reshape(-1, *t.shape[-3:]).transpose(1, 2) for t in (q, k, v))
-        a = attention(q, k, v, dropout_p=self._attn_p())
-        a = a.transpose(1, 2).reshape(*lead, self.num_tokens, self.channels)
-        T = T + F.dropout(self.o_m(a), p=self.dropout, training=self.training)
-        return T + F.dropout(self.tok_mlp(self.tok_norm_f(T)), p=self.dropout, training=self.training)
-
     def _global_dense(self, kv: Tensor, group: DenseGroup, T: Optional[Tensor]
                       ) -> Tuple[Tensor, Tensor]:
         """Compress, mix and read back for the graphs of one dense group.
@@ -327,7 +311,7 @@ class BRLConv(torch.nn.Module):
             if T is None:
                 T = self.seeds.expand(G, L, K, C)
             T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
-            T = self._mix(T)
+            T = self.mixer(T)
             if self.joint:
                 return None, T[0] if full else T[mask]
             tn = self.tok_norm_b(T)
@@ -352,7 +336,7 @@ class BRLConv(torch.nn.Module):
         pooled = pooled.transpose(1, 2).reshape(G, K, C)
         pooled = pooled.masked_fill(empty[:, None, None], 0.0)
         T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
-        T = self._mix(T)
+        T = self.mixer(T)
         if self.joint:
             return None, T
         k_t, v_t = (self._split(t).transpose(1, 2)

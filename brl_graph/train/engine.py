@@ -27,7 +27,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import sys
 import time

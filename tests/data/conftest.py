@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+import torch
 
 # Same location rule as the ``shared_datasets`` fixture of tests/conftest.py;
 # tests that use the copies also request that fixture, which skips when the

@@ -88,7 +88,7 @@ def test_padding_never_reaches_the_pooling_normaliser():
     k, v = conv.node_proj(small.x)[:, :2 * C].chunk(2, -1)
     w = torch.softmax(torch.einsum("khd,nhd->khn", q, k.view(3, H, D)) / math.sqrt(D), -1)
     pooled = torch.einsum("khn,nhd->khd", w, v.view(3, H, D)).reshape(2, C)
-    T = conv._mix(conv.seeds + conv.o_c(pooled))
+    T = conv.mixer(conv.seeds + conv.o_c(pooled))
     torch.testing.assert_close(tok[0], T, atol=1e-5, rtol=1e-5)
 
 
