@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from brl_graph.io import atomic_write
+
 #: Bumped whenever the layout of processed files changes.
 FORMAT_VERSION = 1
 
@@ -183,23 +185,16 @@ def save_processed(path: Path, payload: Mapping[str, Any]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name,
-                                   suffix='.tmp')
+        probe = tempfile.NamedTemporaryFile(dir=path.parent, suffix='.tmp')
+        probe.close()
     except OSError as exc:
         raise PermissionError(
             f'cannot write processed data to {path.parent} ({exc}); pass a '
             f'writable cache_dir= or set $BRL_CACHE') from exc
-    try:
-        payload = dict(payload)
-        if 'data' in payload:
-            payload['data'], payload['dtypes'] = pack_integers(payload['data'])
-        with os.fdopen(fd, 'wb') as f:
-            torch.save({'format': FORMAT_VERSION, **payload}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    payload = dict(payload)
+    if 'data' in payload:
+        payload['data'], payload['dtypes'] = pack_integers(payload['data'])
+    atomic_write(path, lambda f: torch.save({'format': FORMAT_VERSION, **payload}, f))
 
 
 def load_processed(path: Path) -> Optional[Dict[str, Any]]:

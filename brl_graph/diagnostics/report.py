@@ -23,7 +23,6 @@ import ast
 import json
 import math
 import os
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from brl_graph.diagnostics._graph import hop_distances
+from brl_graph.io import atomic_write
 from brl_graph.train.config import DEFAULTS as TRAIN_DEFAULTS
 from brl_graph.train.engine import dataset_options as train_dataset_options, model_kwargs
 from brl_graph.diagnostics.jacobian import (jacobian_sensitivity, jacobian_sensitivity_estimate,
@@ -314,34 +314,17 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private; give it the permissions open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(obj: Any, path: os.PathLike) -> None:
     """Writes ``obj`` as JSON atomically (temporary file, then :func:`os.replace`)."""
     text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def _save_figure(fig, path: os.PathLike) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # the Agg canvas: no display, no global pyplot state
-    _atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
+    atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
 
 
 def plot_sensitivity(models: Mapping[str, Mapping[str, Any]], path: os.PathLike) -> None:

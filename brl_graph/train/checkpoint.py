@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Union
 
 import numpy as np
 import torch
 
-from .config import file_mode
+from brl_graph.io import atomic_write
 
 FORMAT = "brl_graph.train.checkpoint"
 VERSION = 1
@@ -62,19 +61,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
     """Saves ``state`` to ``path`` atomically (temporary file, fsync, :func:`os.replace`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
 
 def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:

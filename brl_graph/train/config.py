@@ -16,11 +16,12 @@ from __future__ import annotations
 import copy
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 import yaml
+
+from brl_graph.io import atomic_write_text, file_mode  # noqa: F401 (re-exported)
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], None]
 
@@ -326,31 +327,6 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
     return diffs
-
-
-def file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_config(cfg: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
