@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -216,10 +217,17 @@ def load_processed(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def cached(path: Path, build: Callable[[], Dict[str, Any]],
-           force_reload: bool = False) -> Dict[str, Any]:
-    """Returns the payload at ``path``, building and saving it if needed."""
+           force_reload: bool = False) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Returns the payload at ``path``, building and saving it if needed, and
+    what happened: ``{"cache_file", "from_cache", "load_seconds"}`` plus
+    ``"process_seconds"`` when it was built."""
+    t0 = time.perf_counter()
+    info: Dict[str, Any] = {'cache_file': str(path)}
     payload = None if force_reload else load_processed(path)
     if payload is None:
         payload = build()
+        info['process_seconds'] = time.perf_counter() - t0
         save_processed(path, payload)
-    return payload
+    info['from_cache'] = 'process_seconds' not in info
+    info['load_seconds'] = time.perf_counter() - t0
+    return payload, info

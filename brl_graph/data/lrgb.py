@@ -146,17 +146,8 @@ def load_peptides(name: str, root=None, cache_dir=None, download: bool = True,
     opts = pe_options(pe, rwse_dim, lap_pe_dim, pe_seed)
     fingerprint = file_fingerprint([folder / f.path for f in files])
     path = cache_path(cache_dir, name, {'dataset': name, 'raw': fingerprint, **opts})
-    timing = {}
-
-    def build():
-        t0 = time.perf_counter()
-        payload = with_pe(_read_peptides(name, folder, num_workers), opts)
-        timing['process_seconds'] = time.perf_counter() - t0
-        return payload
-
-    t0 = time.perf_counter()
-    payload = cached(path, build, force_reload)
-    total = time.perf_counter() - t0
+    payload, info = cached(
+        path, lambda: with_pe(_read_peptides(name, folder, num_workers), opts), force_reload)
     train, valid, test = split_benchmark_sets(payload)
     task = str(spec['task'])
     return Benchmark(
@@ -165,9 +156,7 @@ def load_peptides(name: str, root=None, cache_dir=None, download: bool = True,
         num_classes=2 if task == 'multilabel' else 0,
         metric=str(spec['metric']), level='graph', atom_features=True,
         num_node_features=9, num_edge_features=3, pe=pe_dims(opts),
-        info={'root': str(folder), 'cache_file': str(path),
-              'from_cache': 'process_seconds' not in timing,
-              'load_seconds': total, **timing, 'options': opts})
+        info={'root': str(folder), **info, 'options': opts})
 
 
 def _lrgb_class():

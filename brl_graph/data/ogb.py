@@ -17,7 +17,6 @@ Dataset facts (tasks, metric, split, URL) come from OGB's own ``master.csv``.
 import os
 import shutil
 import tempfile
-import time
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -259,25 +258,13 @@ def load_ogb(name: str, root=None, cache_dir=None, download: bool = True,
     files = [folder / s.path for s in raw_specs(name)]
     path = cache_path(cache_dir, name, {'dataset': name, 'raw': file_fingerprint(files), **opts})
 
-    timing = {}
-
-    def build():
-        t0 = time.perf_counter()
-        payload = with_pe(read_raw(folder, name), opts)
-        timing['process_seconds'] = time.perf_counter() - t0
-        return payload
-
-    t0 = time.perf_counter()
-    payload = cached(path, build, force_reload)
-    total = time.perf_counter() - t0
+    payload, info = cached(path, lambda: with_pe(read_raw(folder, name), opts), force_reload)
     train, valid, test = split_benchmark_sets(payload)
     binary = 'classification' in str(meta['task_type'])
     num_tasks = int(meta['num_tasks'])
     task = ('regression' if not binary else
             'binary' if num_tasks == 1 else 'multilabel')
-    info = {'root': str(folder), 'cache_file': str(path),
-            'from_cache': 'process_seconds' not in timing,
-            'load_seconds': total, **timing, 'options': opts}
+    info = {'root': str(folder), **info, 'options': opts}
     return Benchmark(
         name=name, train=train, valid=valid, test=test, task=task,
         num_tasks=num_tasks, num_classes=2 if binary else 0,

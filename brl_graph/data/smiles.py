@@ -5,7 +5,6 @@ integer atom features (``x``: long ``[N, 9]``) and bond features
 (``edge_attr``: long ``[E, 3]``, both directions) as the ``ogbg-mol*`` sets.
 """
 import multiprocessing
-import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -221,10 +220,7 @@ def load_smiles_csv(path, smiles_column: str = 'smiles',
            'seed': seed if split == 'random' else None,
            'fractions': list(fractions), **opts}
     cpath = cache_path(cache_dir, 'smiles-csv', key)
-    timing = {}
-
     def build():
-        t0 = time.perf_counter()
         try:
             df = pd.read_csv(path)
         except Exception as exc:
@@ -265,13 +261,9 @@ def load_smiles_csv(path, smiles_column: str = 'smiles',
                             'bad_rows': [[int(i), str(s), w] for i, s, w in bad],
                             'num_classes': int(y_tensor.max()) + 1
                             if the_task == 'multiclass' else 0}}
-        payload = with_pe(payload, opts)
-        timing['process_seconds'] = time.perf_counter() - t0
-        return payload
+        return with_pe(payload, opts)
 
-    t0 = time.perf_counter()
-    payload = cached(cpath, build, force_reload)
-    total = time.perf_counter() - t0
+    payload, info = cached(cpath, build, force_reload)
     meta = payload['meta']
     _report_bad(path, [tuple(b) for b in meta['bad_rows']])
     the_task = meta['task']
@@ -284,8 +276,6 @@ def load_smiles_csv(path, smiles_column: str = 'smiles',
         num_classes=num_classes, metric=metric or DEFAULT_METRIC[the_task],
         level='graph', atom_features=True, num_node_features=9,
         num_edge_features=3, pe=pe_dims(opts),
-        info={'file': str(path), 'cache_file': str(cpath),
-              'from_cache': 'process_seconds' not in timing,
-              'load_seconds': total, **timing, 'options': opts,
+        info={'file': str(path), **info, 'options': opts,
               'skipped_rows': [b[0] for b in meta['bad_rows']],
               'target_columns': columns})
