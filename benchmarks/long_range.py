@@ -1,0 +1,241 @@
+r"""Long-range benchmark: RingTransfer and Tree-NeighborsMatch, BRL vs its twins.
+
+Three models under one budget per table row (same data, epochs, batch size,
+optimiser, width and depth; only the global branch differs):
+
+- ``brl``: :class:`~brl_graph.nn.BRLGraphModel` with its K learned tokens
+  (``model.global=brl``, ``model.num_tokens`` from the config);
+- ``twin``: the MPNN-only twin, ``model.num_tokens=0`` (GINE layers only);
+- ``full``: GPSConv-style multihead full attention, ``model.global=full``.
+
+Tasks, as in their papers:
+
+- RingTransfer (Bodnar et al.): ``configs/ring-transfer.yaml`` with
+  ``data.nodes=n`` and 3 layers; metric = test accuracy at the best
+  validation epoch (chance 0.2);
+- Tree-NeighborsMatch (Alon & Yahav, ICLR 2021): ``configs/tree-neighbors-match.yaml``
+  with ``data.depth=r`` and ``r + 1`` layers; metric = training accuracy at
+  the best validation epoch (the paper reports training accuracy), valid
+  and test kept beside it, plus the best training accuracy of any epoch.
+
+Every (task, size, model, seed) is one call of :func:`brl_graph.train.fit`
+in its own ``runs/long_range/<task>-<size>-<model>-s<seed>/`` and one row of
+the JSON file, rewritten atomically (under a file lock, so two processes can
+share it) after each row. Rows already in the file are skipped, and a run
+whose folder holds a checkpoint is resumed, so the script can be killed and
+restarted. Each row stores the exact ``python train.py ...`` command that
+reproduces it.
+
+Usage::
+
+    python benchmarks/long_range.py --json benchmarks/results/long_range.json \
+        --tasks ring --sizes 100 200 --models brl twin full
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TASKS = ("ring", "tree")
+MODELS = ("brl", "twin", "full")
+CONFIGS = {"ring": "configs/ring-transfer.yaml", "tree": "configs/tree-neighbors-match.yaml"}
+MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global=full"]}
+
+
+def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
+    """The training budget of one table row: identical for every model."""
+    if task == "ring":
+        return [f"data.nodes={size}", "model.layers=3",
+                f"data.options.num_train={args.ring_train}",
+                f"data.options.num_valid={args.ring_eval}",
+                f"data.options.num_test={args.ring_eval}",
+                f"train.epochs={args.ring_epochs}", f"train.batch_size={args.ring_batch}"]
+    if task == "tree":
+        return [f"data.depth={size}", f"model.layers={size + 1}",
+                f"train.epochs={args.tree_epochs}", f"train.batch_size={args.tree_batch}",
+                "train.eval_train=true"]
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def row_overrides(task: str, size: int, model: str, seed: int,
+                  args: argparse.Namespace) -> List[str]:
+    if model not in MODEL_OVERRIDES:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    return (budget_overrides(task, size, args) + MODEL_OVERRIDES[model]
+            + [f"train.seed={seed}", "train.device=cpu", "train.progress=false",
+               f"out_dir={run_dir(task, size, model, seed, args)}"])
+
+
+def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespace) -> str:
+    """Run folder (relative to the repository); the epoch budget is in the name so a
+    row rerun under another budget never resumes the old run."""
+    if task == "ring":
+        return (f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.ring_epochs}"
+                f"-t{args.ring_train}")
+    return f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.tree_epochs}"
+
+
+def command_for(task: str, overrides: Sequence[str]) -> str:
+    """The ``train.py`` command line equivalent to ``fit(config, overrides=...)``."""
+    return " ".join(["python", "train.py", "--config", CONFIGS[task]]
+                    + [shlex.quote(o) for o in overrides])
+
+
+def row_key(row: Dict[str, Any]) -> tuple:
+    return (row["task"], int(row["size"]), row["model"], int(row["seed"]))
+
+
+def _read(path: Path) -> Dict[str, Any]:
+    if not path.exists():
+        return {"rows": []}
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path} is not a long_range results file (no 'rows' list)")
+    return data
+
+
+def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
+    """Adds (or replaces) ``row`` in ``path`` atomically, under an exclusive lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = _read(path)
+        rows = [r for r in data["rows"] if row_key(r) != row_key(row)] + [row]
+        rows.sort(key=lambda r: (TASKS.index(r["task"]), r["size"], MODELS.index(r["model"]),
+                                 r["seed"]))
+        data["rows"] = rows
+        data.setdefault("config", {}).update(meta)
+        # Budgets live in each row (they may differ between sizes), not here.
+        data["config"].pop("budget", None)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
+        os.replace(tmp, path)
+
+
+def _max_train_accuracy(out_dir: Path) -> Optional[float]:
+    """Best training accuracy of any epoch, read from ``log.csv``."""
+    import csv
+
+    log = out_dir / "log.csv"
+    if not log.exists():
+        return None
+    with open(log, encoding="utf-8") as f:
+        values = [float(r["train_accuracy"]) for r in csv.DictReader(f)
+                  if r.get("train_accuracy") not in (None, "")]
+    return max(values) if values else None
+
+
+def run_row(task: str, size: int, model: str, seed: int,
+            args: argparse.Namespace) -> Dict[str, Any]:
+    from brl_graph.train import fit
+
+    overrides = row_overrides(task, size, model, seed, args)
+    out_dir = ROOT / run_dir(task, size, model, seed, args)
+    resume = (out_dir / "checkpoints" / "last.pt").exists()
+    start = time.perf_counter()
+    m = fit(str(ROOT / CONFIGS[task]), resume=resume, overwrite=not resume, overrides=overrides)
+    wall = time.perf_counter() - start
+    row: Dict[str, Any] = {
+        "task": task, "size": size, "model": model, "seed": seed,
+        "epochs": m["epochs_completed"], "best_epoch": m["best_epoch"],
+        "valid": m["valid"].get("accuracy"), "test": m["test"].get("accuracy"),
+        "seconds": m["seconds"], "wall_seconds": wall,
+        "seconds_per_epoch": m["seconds_per_epoch"], "num_params": m["num_params"],
+        "chance": 0.2 if task == "ring" else 1.0 / 2 ** size,
+        "budget": budget_overrides(task, size, args),
+        "command": command_for(task, overrides), "resumed": resume,
+    }
+    if task == "ring":
+        row["metric_name"] = "test accuracy at best valid epoch"
+        row["metric"] = row["test"]
+    else:
+        row["metric_name"] = "train accuracy at best valid epoch"
+        row["metric"] = m.get("train", {}).get("accuracy")
+        row["train_max"] = _max_train_accuracy(out_dir)
+    return row
+
+
+def skip_row(task: str, size: int, model: str, seed: int, reason: str,
+             args: argparse.Namespace) -> Dict[str, Any]:
+    overrides = row_overrides(task, size, model, seed, args)
+    return {"task": task, "size": size, "model": model, "seed": seed, "metric": None,
+            "skipped": reason, "command": command_for(task, overrides)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", default="benchmarks/results/long_range.json")
+    p.add_argument("--runs", default="runs/long_range", help="run folders (relative to the repo)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--sizes", nargs="+", type=int, default=None,
+                   help="ring n / tree r (default: 100 200 500 1000 / 2 3 4 5 6)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--ring-train", type=int, default=1000, help="RingTransfer training graphs")
+    p.add_argument("--ring-eval", type=int, default=200, help="RingTransfer valid and test graphs")
+    p.add_argument("--ring-epochs", type=int, default=6)
+    p.add_argument("--ring-batch", type=int, default=16)
+    p.add_argument("--tree-epochs", type=int, default=20)
+    p.add_argument("--tree-batch", type=int, default=256)
+    p.add_argument("--skip", action="append", default=[], metavar="MODEL:TASK:SIZE=REASON",
+                   help="record a row as skipped with REASON instead of running it")
+    p.add_argument("--rerun", action="store_true",
+                   help="run rows again (e.g. under a new budget) even if already in the JSON")
+    p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    path = ROOT / args.json if not os.path.isabs(args.json) else Path(args.json)
+    skips: Dict[tuple, str] = {}
+    for item in args.skip:
+        spec, sep, reason = item.partition("=")
+        parts = spec.split(":")
+        if not sep or len(parts) != 3 or not reason:
+            raise SystemExit(f"--skip {item!r} is not MODEL:TASK:SIZE=REASON")
+        skips[(parts[1], int(parts[2]), parts[0])] = reason
+    # Budgets may differ between table rows (sizes) and are stored in each row.
+    meta = {"machine": "2-core shared CPU VM, no GPU, torch threads=1 per process",
+            "script": "python benchmarks/long_range.py"}
+    for task in args.tasks:
+        sizes = args.sizes or ([100, 200, 500, 1000] if task == "ring" else [2, 3, 4, 5, 6])
+        for size in sizes:
+            for model in args.models:
+                for seed in args.seeds:
+                    done = {row_key(r) for r in _read(path)["rows"]}
+                    if (task, size, model, seed) in done and not args.rerun:
+                        print(f"skip {task} {size} {model} s{seed}: already in {path}", flush=True)
+                        continue
+                    if (task, size, model) in skips:
+                        row = skip_row(task, size, model, seed, skips[(task, size, model)], args)
+                    else:
+                        row = run_row(task, size, model, seed, args)
+                    add_row(path, row, meta)
+                    print(f"ROW {json.dumps(row)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
