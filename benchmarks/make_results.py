@@ -289,6 +289,8 @@ def long_range_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict,
         ev = "; ".join(f"r={r}: BRL {b:.2f} vs full {fmt(f, 2)}" for r, b, f in done)
         ok = [r for r, b, _ in done if b >= 0.99]
         status = "holds" if len(ok) == len(done) else ("fails" if not ok else "partial")
+        if status != "holds":
+            ev += " (under a plateau schedule that also starves the twin; see the caveat in table 2)"
         return (status, ev)
 
     return text, ring_verdict(), tree_verdict()
