@@ -72,14 +72,12 @@ Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,6 +92,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
+from brl_graph.io import atomic_write_json  # noqa: E402
 from brl_graph.nn import BRLAttention  # noqa: E402
 
 KINDS = ("brl", "window", "full")
@@ -418,19 +417,8 @@ def build_model(kind: str, task: RecallTask, args: argparse.Namespace) -> Recall
 
 
 def write_json(payload: Dict[str, Any], path: Path) -> None:
-    """Atomic write: temporary file in the target folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes ``payload`` to ``path`` atomically."""
+    atomic_write_json(path, payload)
 
 
 def cpu_model() -> str:

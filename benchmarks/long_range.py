@@ -39,10 +39,11 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+from brl_graph.io import atomic_write_json
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -122,12 +123,7 @@ def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
         data.setdefault("config", {}).update(meta)
         # Budgets live in each row (they may differ between sizes), not here.
         data["config"].pop("budget", None)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-        os.replace(tmp, path)
+        atomic_write_json(path, data)
 
 
 def _max_train_accuracy(out_dir: Path) -> Optional[float]:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from brl_graph.io import atomic_write, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ("a 2-core shared CPU VM (no GPU), PyTorch CPU build, 1 thread per process; "
@@ -541,12 +541,7 @@ def plot_sensitivity(data: Mapping[str, Any], path: Path) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.png")
-    os.close(fd)
-    fig.savefig(tmp, format="png")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     import matplotlib.pyplot as plt
     plt.close(fig)
 
@@ -589,12 +584,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -25,10 +25,11 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from brl_graph.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,13 +58,7 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -102,11 +102,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from brl_graph.io import atomic_write_json
 
 MODELS = ("local", "brl", "gps-multihead", "gps-performer")
 EDGES_PER_NODE = 8
@@ -501,18 +502,8 @@ def measure_row(spec: RowSpec, max_seconds: float) -> Dict[str, Any]:
 
 
 def write_json_atomic(rows: List[Dict[str, Any]], path: Path) -> None:
-    """Write ``rows`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``rows`` to ``path`` atomically."""
+    atomic_write_json(path, rows)
 
 
 def _find(rows: Sequence[Dict[str, Any]], model: str, n: int) -> Optional[Dict[str, Any]]:

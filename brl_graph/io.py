@@ -39,3 +39,10 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Writes ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: PathLike, obj: object, indent: int = 1) -> None:
+    """Writes ``obj`` as JSON (plus a trailing newline) to ``path`` atomically."""
+    import json
+
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")

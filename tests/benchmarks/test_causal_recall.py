@@ -1,23 +1,14 @@
 """Tests for ``benchmarks/causal_recall.py`` (a script, not a package: loaded from its path)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "causal_recall.py"
 
 
 @pytest.fixture(scope="module")
-def cr():
-    spec = importlib.util.spec_from_file_location("causal_recall_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def cr(benchmark_script):
+    yield from benchmark_script("causal_recall")
 
 
 @pytest.fixture(autouse=True)

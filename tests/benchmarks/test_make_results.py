@@ -1,22 +1,13 @@
 """Tests for ``benchmarks/make_results.py`` (a script: loaded from its path)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "make_results.py"
 
 
 @pytest.fixture(scope="module")
-def mr():
-    spec = importlib.util.spec_from_file_location("make_results_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def mr(benchmark_script):
+    yield from benchmark_script("make_results")
 
 
 def _lr_row(task, size, model, metric, spe):

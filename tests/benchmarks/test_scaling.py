@@ -1,23 +1,14 @@
 """Tests for ``benchmarks/scaling.py`` (a script, not a package: loaded from its path)."""
-import importlib.util
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
 
 
 @pytest.fixture(scope="module")
-def scaling():
-    spec = importlib.util.spec_from_file_location("scaling_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def scaling(benchmark_script):
+    yield from benchmark_script("scaling")
 
 
 def _spec(scaling, model, n, **kw):
