@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shlex
@@ -43,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from brl_graph.io import atomic_write_json
+from brl_graph.io import update_json_locked
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -68,7 +67,7 @@ def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str
     if task == "tree":
         return [f"data.depth={size}", f"model.layers={size + 1}",
                 f"train.epochs={args.tree_epochs}", f"train.batch_size={args.tree_batch}",
-                "train.eval_train=true"]
+                f"train.scheduler={args.tree_scheduler}", "train.eval_train=true"]
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -87,7 +86,8 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
     if task == "ring":
         return (f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.ring_epochs}"
                 f"-t{args.ring_train}")
-    return f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.tree_epochs}"
+    return (f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.tree_epochs}"
+            f"-b{args.tree_batch}-{args.tree_scheduler}")
 
 
 def command_for(task: str, overrides: Sequence[str]) -> str:
@@ -100,22 +100,23 @@ def row_key(row: Dict[str, Any]) -> tuple:
     return (row["task"], int(row["size"]), row["model"], int(row["seed"]))
 
 
-def _read(path: Path) -> Dict[str, Any]:
-    if not path.exists():
-        return {"rows": []}
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+def _checked(data: Any, path: Path) -> Dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise ValueError(f"{path} is not a long_range results file (no 'rows' list)")
     return data
 
 
+def _read(path: Path) -> Dict[str, Any]:
+    if not path.exists():
+        return {"rows": []}
+    with open(path, encoding="utf-8") as f:
+        return _checked(json.load(f), path)
+
+
 def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
     """Adds (or replaces) ``row`` in ``path`` atomically, under an exclusive lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = _read(path)
+    def update(data: Any) -> Dict[str, Any]:
+        data = _checked(data, path)
         rows = [r for r in data["rows"] if row_key(r) != row_key(row)] + [row]
         rows.sort(key=lambda r: (TASKS.index(r["task"]), r["size"], MODELS.index(r["model"]),
                                  r["seed"]))
@@ -123,7 +124,9 @@ def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
         data.setdefault("config", {}).update(meta)
         # Budgets live in each row (they may differ between sizes), not here.
         data["config"].pop("budget", None)
-        atomic_write_json(path, data)
+        return data
+
+    update_json_locked(path, update, default=lambda: {"rows": []})
 
 
 def _max_train_accuracy(out_dir: Path) -> Optional[float]:
@@ -190,7 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ring-epochs", type=int, default=6)
     p.add_argument("--ring-batch", type=int, default=16)
     p.add_argument("--tree-epochs", type=int, default=20)
-    p.add_argument("--tree-batch", type=int, default=256)
+    p.add_argument("--tree-batch", type=int, default=64)
+    p.add_argument("--tree-scheduler", choices=("none", "plateau", "cosine"), default="none",
+                   help="constant lr by default: a plateau schedule halves the lr through the "
+                        "task's long flat phase at chance and starves every model")
     p.add_argument("--skip", action="append", default=[], metavar="MODEL:TASK:SIZE=REASON",
                    help="record a row as skipped with REASON instead of running it")
     p.add_argument("--rerun", action="store_true",

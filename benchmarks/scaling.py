@@ -105,7 +105,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from brl_graph.io import atomic_write_json
 
@@ -131,6 +131,7 @@ class RowSpec:
     device: str = "cpu"
     threads: int = 0
     seed: int = 0
+    checkpoint: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -156,7 +157,7 @@ class RowSpec:
 
 # ---------------------------------------------------------------- estimates
 def estimate_bytes(model: str, num_nodes: int, channels: int, layers: int,
-                   quadratic_attention: bool) -> int:
+                   quadratic_attention: bool, checkpoint: bool = False) -> int:
     r"""Coarse estimate of a worker's peak memory in bytes, on the high side.
 
     Inputs (:obj:`edge_index` int64, :obj:`edge_attr` and :obj:`x` float32)
@@ -166,7 +167,9 @@ def estimate_bytes(model: str, num_nodes: int, channels: int, layers: int,
     ``gps-performer``'s random features (measured :math:`\approx 88NC` above the
     edge term) and, for ``gps-multihead`` on the quadratic attention path,
     :math:`3 H N^2` (attention probabilities, their gradient and a temporary).
-    Only meant to skip rows that obviously cannot fit.
+    With ``checkpoint``, only one layer's activations live at a time, plus
+    each layer's input and output node states. Only meant to skip rows that
+    obviously cannot fit.
     """
     n, e, c = num_nodes, EDGES_PER_NODE * num_nodes, channels
     inputs = 16 * e + 4 * e * c + 4 * n * c
@@ -174,6 +177,8 @@ def estimate_bytes(model: str, num_nodes: int, channels: int, layers: int,
     per_layer = 4 * (3 * e * c + node_floats * n * c)
     if model == "gps-multihead" and quadratic_attention:
         per_layer += 4 * 3 * HEADS * n * n
+    if checkpoint:
+        return inputs + per_layer + layers * 4 * 2 * n * c
     return inputs + layers * per_layer
 
 
@@ -215,7 +220,7 @@ def available_bytes(device: str) -> int:
 def memory_skip_reason(spec: RowSpec, avail: int, quadratic_attention: bool) -> Optional[str]:
     """A skip reason when :func:`estimate_bytes` exceeds 90% of ``avail``, else ``None``."""
     need = estimate_bytes(spec.model, spec.num_nodes, spec.channels, spec.layers,
-                          quadratic_attention)
+                          quadratic_attention, spec.checkpoint)
     if need > 0.9 * avail:
         return (f"estimated {need / MIB:.0f} MiB needed > 90% of {avail / MIB:.0f} MiB "
                 f"available (not run)")
@@ -266,9 +271,17 @@ def _build_layer(model: str, channels: int):
                    norm_kwargs=norm_kwargs)
 
 
-def build_model(model: str, channels: int, layers: int):
-    """A stack of ``layers`` layers of kind ``model``; BRL layers pass their tokens on."""
+def build_model(model: str, channels: int, layers: int, checkpoint: bool = False):
+    """A stack of ``layers`` layers of kind ``model``; BRL layers pass their tokens on.
+
+    With ``checkpoint``, each layer's activations are recomputed in the
+    backward pass instead of stored (:func:`torch.utils.checkpoint.checkpoint`),
+    which trades about one extra forward pass for memory.
+    """
+    import functools
+
     import torch
+    from torch.utils.checkpoint import checkpoint as recompute
 
     class Stack(torch.nn.Module):
         def __init__(self) -> None:
@@ -279,10 +292,12 @@ def build_model(model: str, channels: int, layers: int):
         def forward(self, x, edge_index, edge_attr):
             tokens = None
             for layer in self.layers:
+                call = functools.partial(recompute, layer, use_reentrant=False) \
+                    if checkpoint else layer
                 if self.carries_tokens:
-                    x, tokens = layer(x, edge_index, tokens=tokens, edge_attr=edge_attr)
+                    x, tokens = call(x, edge_index, tokens=tokens, edge_attr=edge_attr)
                 else:
-                    x = layer(x, edge_index, edge_attr=edge_attr)
+                    x = call(x, edge_index, edge_attr=edge_attr)
             return x
 
     return Stack()
@@ -370,7 +385,8 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
 
     gen = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, spec.channels, spec.layers).to(device).train()
+    model = build_model(spec.model, spec.channels, spec.layers,
+                        spec.checkpoint).to(device).train()
 
     def make_step(x, edge_index, edge_attr) -> Callable[[], None]:
         def step() -> None:
@@ -441,6 +457,7 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         "device": device,
         "layers": spec.layers,
         "channels": spec.channels,
+        "checkpoint": spec.checkpoint,
         "repeats": len(times),
         "warmup": warmups,
         "warmup_used_as_timed": warmup_as_timed,
@@ -455,7 +472,8 @@ def skipped_row(spec: RowSpec, reason: str) -> Dict[str, Any]:
     """A row for a (model, size) that was not measured."""
     return {"model": spec.model, "num_nodes": spec.num_nodes, "num_edges": spec.num_edges,
             "fwd_bwd_ms": None, "peak_mem_mb": None, "device": spec.device,
-            "layers": spec.layers, "channels": spec.channels, "skipped": reason}
+            "layers": spec.layers, "channels": spec.channels, "checkpoint": spec.checkpoint,
+            "skipped": reason}
 
 
 def _last_marked(text: str, mark: str) -> Optional[Dict[str, Any]]:
@@ -600,25 +618,73 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
     quadratic = attention_is_quadratic(device)
     rows: List[Dict[str, Any]] = []
     json_path = Path(args.json) if args.json else None
+    kept = load_kept_rows(json_path, args) if args.append else []
+    command = invocation(args)
     for n in sorted(set(args.sizes)):
         for model in args.models:
             spec = RowSpec(model=model, num_nodes=n, channels=args.channels, layers=args.layers,
                            repeats=args.repeats, warmup=args.warmup, device=device,
-                           threads=args.threads, seed=args.seed)
+                           threads=args.threads, seed=args.seed, checkpoint=args.checkpoint)
             reason = memory_skip_reason(spec, available_bytes(device), quadratic)
             if reason is None and not args.no_extrapolate:
                 reason = extrapolation_skip_reason(
                     spec, [r for r in rows if r["model"] == model], args.max_seconds)
             t0 = time.perf_counter()
             row = skipped_row(spec, reason) if reason else measure_row(spec, args.max_seconds)
+            row["command"] = command
             rows.append(row)
             took = time.perf_counter() - t0
             shown = "skipped: " + row["skipped"] if row.get("skipped") else \
                 f"{row['fwd_bwd_ms']:.1f} ms, {row['peak_mem_mb'] if row['peak_mem_mb'] is None else round(row['peak_mem_mb'], 1)} MiB"
             print(f"[{model} @ {n}] {shown}  ({took:.0f} s)", flush=True)
             if json_path is not None:
-                write_json_atomic(rows, json_path)
-    return rows
+                write_json_atomic(kept + rows, json_path)
+    return kept + rows
+
+
+def row_key(row: Mapping[str, Any]) -> Tuple[Any, ...]:
+    """What makes two rows measure the same thing (a rerun replaces the older row)."""
+    return (row["model"], row["num_nodes"], row.get("layers", 1), row.get("channels"),
+            row.get("device"), bool(row.get("checkpoint", False)))
+
+
+def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """Rows already in ``path`` that this run will not measure again (for ``--append``)."""
+    if path is None:
+        raise SystemExit("--append needs --json")
+    if not path.exists():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--append: {path} is not valid JSON ({e}); refusing to overwrite it")
+    if not isinstance(old, list):
+        raise SystemExit(f"--append: {path} holds a {type(old).__name__}, expected a list of rows")
+    device = resolve_device(args.device)
+    redo = {(m, n, args.layers, args.channels, device, args.checkpoint)
+            for n in args.sizes for m in args.models}
+    return [r for r in old if row_key(r) not in redo]
+
+
+def invocation(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run's rows."""
+    parts = ["python benchmarks/scaling.py", "--sizes", *map(str, sorted(set(args.sizes))),
+             "--models", *args.models]
+    if args.layers != 1:
+        parts += ["--layers", str(args.layers)]
+    if args.channels != 64:
+        parts += ["--channels", str(args.channels)]
+    if args.json:
+        parts += ["--json", str(args.json)]
+    if args.checkpoint:
+        parts.append("--checkpoint")
+    if args.append:
+        parts.append("--append")
+    parts += ["--threads", str(args.threads), "--max-seconds", f"{args.max_seconds:g}",
+              "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
+    return " ".join(parts)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -628,6 +694,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="numbers of nodes, one random graph each (up to ~1M for local/brl)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--json", type=str, default=None, help="write the rows here (atomic)")
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows already in --json, replacing only those this run measures")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
     p.add_argument("--max-seconds", type=float, default=300.0,
@@ -635,6 +703,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     p.add_argument("--layers", type=int, default=1, help="stacked layers (4 = full model)")
     p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--checkpoint", action="store_true",
+                   help="recompute each layer's activations in backward (activation checkpointing)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per worker (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)

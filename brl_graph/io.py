@@ -46,3 +46,29 @@ def atomic_write_json(path: PathLike, obj: object, indent: int = 1) -> None:
     import json
 
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def update_json_locked(path: PathLike, update: Callable[[object], object],
+                       default: Callable[[], object] = dict) -> object:
+    """Read-modify-write of the JSON file ``path`` under an exclusive lock.
+
+    ``update`` gets the current content (``default()`` when the file does not
+    exist yet) and returns the new one, which is written atomically. The lock
+    (``path`` + ``.lock``, POSIX ``flock``) lets several processes share one
+    results file without losing each other's rows. Returns the new content.
+    """
+    import fcntl
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                current = json.load(f)
+        else:
+            current = default()
+        new = update(current)
+        atomic_write_json(path, new)
+        return new

@@ -26,3 +26,40 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
         atomic_write(path, broken)
     assert path.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def _increment_many(path: str, times: int) -> None:
+    from brl_graph.io import update_json_locked
+
+    for _ in range(times):
+        update_json_locked(path, lambda d: {"n": d.get("n", 0) + 1})
+
+
+def test_update_json_locked_loses_no_update_across_processes(tmp_path):
+    import multiprocessing as mp
+
+    path = str(tmp_path / "counter.json")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_increment_many, args=(path, 25)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    import json
+
+    assert json.loads(open(path).read()) == {"n": 75}
+
+
+def test_update_json_locked_default_and_failed_update_keeps_file(tmp_path):
+    from brl_graph.io import update_json_locked
+
+    path = tmp_path / "rows.json"
+    assert update_json_locked(path, lambda d: d + [1], default=list) == [1]
+
+    def broken(d):
+        raise ValueError("not a rows file")
+
+    with pytest.raises(ValueError, match="not a rows file"):
+        update_json_locked(path, broken)
+    assert path.read_text().split() == ["[", "1", "]"]

@@ -400,7 +400,27 @@ def _metrics(state: Dict[str, Any], bench, cfg: Mapping[str, Any], num_params: i
         "seed": cfg["train"]["seed"],
         "seconds": state["seconds"],
         "seconds_per_epoch": (sum(r["seconds"] for r in history) / len(history)) if history else None,
+        **_peak_memory(ctx),
     }
+
+
+def _peak_memory(ctx: DistContext) -> Dict[str, Any]:
+    """This process's memory high-water mark so far, in MiB.
+
+    On CUDA: the largest allocation by PyTorch on the device. On CPU: the
+    peak resident set size of the process (dataset and interpreter included;
+    a resumed run counts only the process since the resume).
+    """
+    if ctx.device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(ctx.device) / 2**20,
+                "peak_memory_kind": "cuda_max_allocated"}
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return {"peak_memory_mb": None, "peak_memory_kind": None}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1.0 if sys.platform == "darwin" else 1024.0  # bytes on macOS, KiB on Linux
+    return {"peak_memory_mb": rss * scale / 2**20, "peak_memory_kind": "process_max_rss"}
 
 
 def _tensorboard(out_dir: Path, purge_step: int):

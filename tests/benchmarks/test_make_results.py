@@ -49,8 +49,17 @@ def _fake_results(tmp_path):
                            "by_hop": {"0": 9.0, "1": 1.5, "2": 0.5, "3": 0.0625, "4": 0.03125}},
                    "mpnn": {"source": "random-init", "kind": "mpnn", "layers": 2, "num_tokens": 0,
                             "by_hop": {"0": 9.0, "1": 1.25, "2": 0.25, "3": 0.0, "4": 0.0}}}}]}
+    def gp_row(model, seed, test, channels):
+        return {"model": model, "seed": seed, "metric_name": "rocauc", "test": test,
+                "valid": test + 0.01, "epochs": 3, "channels": channels, "num_params": 50_000,
+                "seconds_per_epoch": 12.5 + seed, "peak_memory_mb": 777.0 + seed,
+                "budget": ["train.epochs=3", "train.lr=1e-3"],
+                "command": f"python train.py --config configs/ogbg-molhiv.yaml fake-{model}-{seed}"}
+    molhiv = {"config": {"budget": ["train.epochs=3", "train.lr=1e-3"]},
+              "rows": [gp_row("brl", 0, 0.8125, 64), gp_row("brl", 1, 0.8375, 64),
+                       gp_row("twin", 0, 0.7, 116), gp_row("twin", 1, 0.7, 116)]}
     for stem, obj in [("scaling", scaling), ("long_range", long_range),
-                      ("causal_recall", causal), ("oversquashing", osq)]:
+                      ("causal_recall", causal), ("oversquashing", osq), ("ogbg-molhiv", molhiv)]:
         (tmp_path / f"{stem}.json").write_text(json.dumps(obj))
 
 
@@ -81,16 +90,23 @@ def test_every_table_number_comes_from_the_json(mr, tmp_path):
     assert "n=100: BRL 0.99 vs twin 0.21" in summary
     assert "| 4. Expressiveness of full attention (Tree-NeighborsMatch) | **fails** |" in summary
     assert "| 5. Valid causal masking, accuracy near full attention at lower cost | **fails** |" in summary
-    # The not-run tables carry their commands.
-    assert "ogbg-molhiv (OGB protocol) — not run in this session" in text
-    assert "python train.py --config configs/peptides-func.yaml" in text
+    # Graph-property table: mean ± sample std over seeds (0.825 ± 0.0177), each seed's value,
+    # width, seconds per epoch (mean) and peak memory (max over seeds), and every command.
+    for s in ("0.8250 ± 0.0177 (n=2: 0.8125, 0.8375)", "0.7000 ± 0.0000", "| 116 |", "| 13.0 |",
+              "| 778.0 |", "fake-brl-1", "fake-twin-0", "`train.epochs=3 train.lr=1e-3`"):
+        assert s in text
+    targets = text.split("## Targets")[1]
+    assert "ogbg-molhiv: BRL >= 0.80 ROC-AUC | **hit** | test ROC-AUC brl 0.8250" in targets
+    # Peptides-func was not run: its section says so and carries the command.
+    assert "no `benchmarks/results/peptides-func.json`" in text
+    assert "python benchmarks/graph_property.py --config configs/peptides-func.yaml" in text
 
 
 def test_missing_files_are_reported_not_run(mr, tmp_path):
     results = mr.load_results(tmp_path)  # empty folder
     assert all(v is None for v in results.values())
     text = mr.render(results, docs_dir=None)
-    assert text.count("**not run**") == 4
+    assert text.count("**not run**") == 6
     summary = text.split("## 1.")[0]
     assert summary.count("**untested**") == 5
     assert "## Targets" in text
@@ -110,3 +126,23 @@ def test_main_writes_document_and_small_plots(mr, tmp_path):
     for name in ("scaling.png", "sensitivity.png"):
         png = out.parent / name
         assert png.exists() and 0 < png.stat().st_size < 200_000
+
+
+def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
+    def row(model, n, ms, layers=1, ckpt=False):
+        return {"model": model, "num_nodes": n, "fwd_bwd_ms": ms, "peak_mem_mb": n / 1000,
+                "layers": layers, "checkpoint": ckpt, "command": f"cmd-{model}-{layers}"}
+
+    sizes = [1000, 10_000, 100_000, 1_048_576]
+    local = [row("local", n, (n / 1000) ** 1.2) for n in sizes]
+    brl = [row("brl", n, 1.5 * (n / 1000) ** 1.22) for n in sizes]
+    text, (status, ev) = mr.scaling_section(local + brl, None)
+    assert "**Missing:** the full model" in text and status == "partial"
+    full = row("brl", 1_048_576, 120_000.0, layers=4, ckpt=True)
+    text, (status, ev) = mr.scaling_section(local + brl + [full], None)
+    assert status == "holds" and "Missing" not in text
+    assert "4 layer(s)** with activation checkpointing" in text
+    assert "4-layer BRL at 1,048,576 nodes: 120 s" in ev and "n^1.22" in ev
+    assert "cmd-brl-4" in text and "cmd-local-1" in text
+    quad = [row("brl", n, (n / 1000) ** 2) for n in sizes]
+    assert mr.scaling_section(local + quad + [full], None)[1][0] == "fails"

@@ -122,3 +122,61 @@ def test_worker_keeps_one_timing_under_a_tight_deadline(scaling):
     assert row["repeats"] == 1 and row["warmup"] == 0 and row["warmup_used_as_timed"]
     assert row["fwd_bwd_ms"] > 0
     assert row["peak_mem_mb"] is None and row["mem_method"].startswith("not measured")
+
+
+def test_append_keeps_other_rows_and_replaces_remeasured_ones(scaling, tmp_path):
+    path = tmp_path / "rows.json"
+    old = [
+        {"model": "brl", "num_nodes": 64, "layers": 1, "channels": 64, "device": "cpu",
+         "fwd_bwd_ms": 999.0},  # re-measured below: must be replaced
+        {"model": "local", "num_nodes": 4096, "layers": 1, "channels": 64, "device": "cpu",
+         "fwd_bwd_ms": 5.0},  # not re-measured: must survive
+        {"model": "brl", "num_nodes": 64, "layers": 2, "channels": 64, "device": "cpu",
+         "fwd_bwd_ms": 7.0},  # another depth: a different row
+    ]
+    path.write_text(json.dumps(old))
+    args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--json", str(path),
+                               "--append", "--repeats", "1", "--threads", "1"])
+    scaling.run_benchmark(args)
+    rows = json.loads(path.read_text())
+    keys = sorted((r["model"], r["num_nodes"], r["layers"]) for r in rows)
+    assert keys == [("brl", 64, 1), ("brl", 64, 2), ("local", 4096, 1)]
+    new = next(r for r in rows if r["layers"] == 1 and r["model"] == "brl")
+    assert new["fwd_bwd_ms"] != 999.0 and "--append" in new["command"]
+    # The stored command parses back to this run's settings.
+    again = scaling.parse_args(new["command"].split()[2:])
+    assert again.sizes == [64] and again.models == ["brl"] and again.append
+
+
+def test_append_refuses_to_overwrite_a_broken_file(scaling, tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text("{not json")
+    args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--json", str(path), "--append"])
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        scaling.run_benchmark(args)
+    assert path.read_text() == "{not json"
+
+
+def test_checkpointed_stack_matches_plain_stack(scaling):
+    import torch
+
+    torch.manual_seed(0)
+    plain = scaling.build_model("brl", 16, 3)
+    ckpt = scaling.build_model("brl", 16, 3, checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(40, 16)
+    edge_index = torch.randint(0, 40, (2, 160))
+    edge_attr = torch.randn(160, 16)
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        xi = x.clone().requires_grad_()
+        model(xi, edge_index, edge_attr).square().sum().backward()
+        grads.append((xi.grad, [p.grad for p in model.parameters()]))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert sum(g is not None for g in grads[0][1]) > 10
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert (a is None) == (b is None)
+        assert a is None or torch.allclose(a, b, atol=1e-5)
+    assert scaling.estimate_bytes("brl", 10**6, 64, 4, False, checkpoint=True) < \
+        scaling.estimate_bytes("brl", 10**6, 64, 4, False) / 2

@@ -25,6 +25,9 @@ def test_fit_writes_run_folder_and_selects_best_valid(tmp_path, readout_bench):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["epochs_completed"] == 4 and saved["world_size"] == 1
+    # The process's peak RSS: at least the model and the interpreter, far below the machine.
+    assert saved["peak_memory_kind"] == "process_max_rss"
+    assert 50 < saved["peak_memory_mb"] < 20_000
     assert saved["num_params"] == sum(p.numel() for p in build_model(
         load_config(tiny_config(out)), readout_bench).parameters())
     rows = _rows(out / "log.csv")

@@ -29,7 +29,7 @@ TINY_RING = ["data.name=ring-transfer", "data.nodes=10",
              "model.layers=2", "model.channels=16", "model.heads=2", "model.num_tokens=2",
              "model.dropout=0.1", "train.batch_size=32", "train.device=cpu",
              "train.progress=false"]
-VOLATILE = {"seconds", "seconds_per_epoch"}  # wall-clock, differs between runs
+VOLATILE = {"seconds", "seconds_per_epoch", "peak_memory_mb"}  # differ between runs
 
 
 def _env():
