@@ -117,8 +117,9 @@ def row_overrides(model: str, seed: int, channels: int, dataset: str,
                f"out_dir={run_dir(dataset, model, seed, args)}"])
 
 
-def command_for(config: str, overrides: Sequence[str], resume: bool = False) -> str:
-    return " ".join(["python", "train.py", "--config", config] + (["--resume"] if resume else [])
+def command_for(config: str, overrides: Sequence[str]) -> str:
+    """The ``train.py`` command line of one row (add ``--resume`` to continue it)."""
+    return " ".join(["python", "train.py", "--config", config]
                     + [shlex.quote(o) for o in overrides])
 
 
@@ -163,8 +164,21 @@ def run_row(config: str, dataset: str, model: str, seed: int, width: Dict[str, i
     if done.returncode != 0:
         raise SystemExit(f"{model} seed {seed}: train.py exited with {done.returncode}; "
                          f"the run folder {out_dir} keeps its checkpoints for a resume")
+    row = row_from_run(config, dataset, model, seed, width, args)
+    row.update(wall_seconds=wall, resumed=resume)
+    return row
+
+
+def row_from_run(config: str, dataset: str, model: str, seed: int, width: Dict[str, int],
+                 args: argparse.Namespace) -> Dict[str, Any]:
+    """The JSON row of a (model, seed) whose run folder holds its ``metrics.json``."""
+    overrides = row_overrides(model, seed, width["channels"], dataset, args)
+    out_dir = ROOT / run_dir(dataset, model, seed, args)
     with open(out_dir / "metrics.json", encoding="utf-8") as f:
         m = json.load(f)
+    if not m.get("finished"):
+        raise SystemExit(f"{out_dir}: the run stopped after {m.get('epochs_completed')} of "
+                         f"{m.get('epochs')} epochs; run this script again to resume it")
     metric = m["metric"]
     return {
         "dataset": dataset, "model": model, "seed": seed, "metric_name": metric,
@@ -172,11 +186,11 @@ def run_row(config: str, dataset: str, model: str, seed: int, width: Dict[str, i
         "test": m["test"].get(metric), "valid": m["valid"].get(metric),
         "best_epoch": m["best_epoch"], "epochs": m["epochs_completed"],
         "finished": m["finished"], "channels": width["channels"],
-        "num_params": m["num_params"], "seconds": m["seconds"], "wall_seconds": wall,
+        "num_params": m["num_params"], "seconds": m["seconds"],
         "seconds_per_epoch": m["seconds_per_epoch"],
         "peak_memory_mb": m.get("peak_memory_mb"), "peak_memory_kind": m.get("peak_memory_kind"),
         "budget": budget_overrides(args), "threads": args.threads,
-        "command": command_for(config, overrides), "resumed": resume,
+        "command": command_for(config, overrides),
     }
 
 
@@ -215,7 +229,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     widths = matched_widths(config, budget_overrides(args), args.models)
     for m, w in widths.items():
         print(f"{m}: channels={w['channels']}, {w['num_params']:,} parameters", flush=True)
+    given = list(argv) if argv is not None else sys.argv[1:]
     meta = {"machine": f"2-core shared CPU VM, no GPU, {args.threads} thread(s) per run",
+            "command": " ".join(["python benchmarks/graph_property.py"]
+                                + [shlex.quote(a) for a in given]),
             "script": "python benchmarks/graph_property.py", "config": config,
             "dataset": dataset, "budget": budget_overrides(args), "widths": widths}
     # Seeds outer: every model gets seed s before any gets s + 1, so a session

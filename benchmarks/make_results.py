@@ -63,11 +63,20 @@ def load_results(results_dir: Path) -> Dict[str, Any]:
         if not path.exists():
             out[stem] = None
             continue
-        try:
-            out[stem] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
+        out[stem] = _read_json(path)
+    # Associative recall at fewer pairs (the same script, --num-pairs N).
+    out["causal_recall_pairs"] = {
+        int(p.stem.rsplit("pairs", 1)[1]): _read_json(p)
+        for p in sorted(Path(results_dir).glob("causal_recall_pairs*.json"))
+        if p.stem.rsplit("pairs", 1)[1].isdigit()} or None
     return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -165,12 +174,21 @@ def scaling_section(rows: Optional[List[Dict[str, Any]]], plot: Optional[Path]) 
         b, loc = by.get(("brl", n, single)), by.get(("local", n, single))
         if b and loc and b.get("fwd_bwd_ms") and loc.get("fwd_bwd_ms"):
             ratio_lines.append((n, b["fwd_bwd_ms"] / loc["fwd_bwd_ms"]))
+    same_peak = [n for n in sorted({r["num_nodes"] for r in rows})
+                 if (by.get(("brl", n, single)) or {}).get("peak_mem_mb")
+                 and (by.get(("local", n, single)) or {}).get("peak_mem_mb")
+                 and abs(by[("brl", n, single)]["peak_mem_mb"]
+                         / by[("local", n, single)]["peak_mem_mb"] - 1) < 0.02]
     cmds = sorted({r.get("command", SCALING_DEFAULT_COMMAND) for r in rows})
     text = head + "\n\n".join(body) + (
         f"\n\nEmpirical exponent of time vs nodes (log-log least squares, 1 layer): {exp_line}.\n\n"
         + ("BRL / local time ratio, 1 layer: "
            + ", ".join(f"{fmt(n)} nodes {x:.2f}x" for n, x in ratio_lines) + ".\n\n"
            if ratio_lines else "")
+        + (f"At {', '.join(fmt(n) for n in same_peak)} nodes `brl` and `local` peak within 2% "
+           "of each other: the peak is set by the local GINE branch's edge messages "
+           "(about 3·E·C floats in backward), and BRL's O(N·K) token buffers are not alive "
+           "at that moment.\n\n" if same_peak else "")
         + "Commands (each row ran in a fresh subprocess; every row of the JSON names its own):\n\n"
         + "\n".join(f"    {c}" for c in cmds) + "\n")
     if plot is not None:
@@ -301,6 +319,18 @@ def long_range_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict,
              "not run here.\n\n"
              + table(["r"] + [name for _, name in LR_MODELS] + list(TREE_ANCHORS) + ["budget"],
                      tree_table) + "\n\n")
+    gap = [r for r in tree_sizes if (tree.get((r, "brl")) or {}).get("metric") is not None
+           and (tree.get((r, "full")) or {}).get("metric") is not None
+           and tree[(r, "full")]["metric"] >= 0.99 and tree[(r, "brl")]["metric"] < 0.5]
+    if gap:
+        text += ("**Reading.** Where full attention fits the task and BRL does not (r = "
+                 + ", ".join(str(r) for r in gap) + "), the difference is the route to the "
+                 "answer. Full attention matches the root's query against every leaf's key in "
+                 "one step. BRL must chain three steps: a token pools the root (its query), uses "
+                 "that state as its next compress query to pool the matching leaf, and the root "
+                 "reads the token back. No step gets a useful gradient until the others work, "
+                 "and under this budget BRL stays at chance. This is a measured failure of the "
+                 "claim at this budget, not a proof that the route cannot be learned.\n\n")
     if plateau:
         text += ("**Caveat on this budget.** Rows r = "
                  + ", ".join(sorted({str(r["size"]) for r in plateau}))
@@ -398,6 +428,42 @@ def causal_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict]:
         ev += f"; at L={top}: BRL {fmt(tb, 1)} ms vs full {fmt(tf, 1)} ms per fwd+bwd"
     status = "holds" if above_window and near_full else "fails"
     return text, (status, ev)
+
+
+def causal_pairs_section(main: Optional[Mapping[str, Any]],
+                         by_pairs: Optional[Mapping[int, Mapping[str, Any]]]) -> Tuple[str, str]:
+    """Accuracy against the number of stored pairs (same model and budget otherwise):
+    where BRL's K-token reservoir stops holding the key-value list. Returns
+    (markdown, one line of evidence)."""
+    files = dict(by_pairs or {})
+    if main is not None:
+        n = (main.get("config", {}).get("task") or {}).get("num_pairs")
+        if n is not None:
+            files.setdefault(int(n), main)
+    if len(files) < 2:
+        return "", ""
+    lengths = sorted({r["eval_len"] for d in files.values() for r in d.get("rows", [])})
+    show = [n for n in lengths if n in (min(lengths), 1024, max(lengths))]
+    models = ("brl", "window", "full")
+    out, ev = [], []
+    for pairs in sorted(files):
+        d = files[pairs]
+        by = {(r["model"], r["eval_len"]): r for r in d.get("rows", [])}
+        chance = (d.get("config", {}).get("task") or {}).get("chance")
+        line = [str(pairs), fmt(chance)]
+        for m in models:
+            line.append(" / ".join(fmt((by.get((m, n)) or {}).get("accuracy"), 2) for n in show))
+        out.append(line)
+        b = (by.get(("brl", max(show))) or {}).get("accuracy")
+        w = (by.get(("window", max(show))) or {}).get("accuracy")
+        ev.append(f"{pairs} pair(s): BRL {fmt(b, 2)} vs window {fmt(w, 2)} at L={fmt(max(show))}")
+    cmds = [files[p].get("config", {}).get("command", "") for p in sorted(files)]
+    text = ("### Accuracy against the number of stored pairs\n\n"
+            "The same models and budget, with fewer key-value pairs (and as many queries). "
+            "Cells: accuracy at eval length " + " / ".join(fmt(n) for n in show) + ".\n\n"
+            + table(["pairs", "chance"] + list(models), out)
+            + "\n\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds if c) + "\n")
+    return text, "; ".join(ev)
 
 
 def oversquashing_section(data: Optional[Mapping[str, Any]], plot: Optional[Path],
@@ -524,6 +590,8 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
             "largest over seeds.\n\n"
             + table(["model", f"test {metric}", f"valid {metric}", "width", "parameters",
                      "s / epoch", "peak MB"], out) + "\n\n" + anchor_text
+            + (f"\nDriver (matches the widths, runs every model and seed, writes the JSON):"
+               f"\n\n    {cfg['command']}\n" if cfg.get("command") else "")
             + "\nCommands (one per model and seed):\n\n"
             + "\n".join(f"    {r['command']}" for r in rows) + "\n")
     return text, stats, metric
@@ -663,6 +731,11 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     s_text, s_verdict = scaling_section(results.get("scaling"), scaling_plot)
     lr_text, ring_verdict, tree_verdict = long_range_section(results.get("long_range"))
     c_text, c_verdict = causal_section(results.get("causal_recall"))
+    cp_text, cp_ev = causal_pairs_section(results.get("causal_recall"),
+                                          results.get("causal_recall_pairs"))
+    if cp_text:
+        c_text += "\n" + cp_text
+        c_verdict = (c_verdict[0], c_verdict[1] + "; by stored pairs: " + cp_ev)
     h_text, h_stats, _ = graph_property_section(
         results.get("ogbg-molhiv"), 3, "ogbg-molhiv (OGB Evaluator, ROC-AUC)",
         "configs/ogbg-molhiv.yaml", MOLHIV_ANCHORS)

@@ -400,16 +400,25 @@ def _metrics(state: Dict[str, Any], bench, cfg: Mapping[str, Any], num_params: i
         "seed": cfg["train"]["seed"],
         "seconds": state["seconds"],
         "seconds_per_epoch": (sum(r["seconds"] for r in history) / len(history)) if history else None,
-        **_peak_memory(ctx),
+        **_run_peak_memory(history, ctx),
     }
+
+
+def _run_peak_memory(history: List[Dict[str, Any]], ctx: DistContext) -> Dict[str, Any]:
+    """The run's memory high-water mark: this process's, or a larger one that an
+    earlier process of the same run (before a resume) logged in ``history``."""
+    now = _peak_memory(ctx)
+    logged = [r["peak_memory_mb"] for r in history if r.get("peak_memory_mb") is not None]
+    if logged and now["peak_memory_mb"] is not None:
+        now["peak_memory_mb"] = max([now["peak_memory_mb"]] + logged)
+    return now
 
 
 def _peak_memory(ctx: DistContext) -> Dict[str, Any]:
     """This process's memory high-water mark so far, in MiB.
 
     On CUDA: the largest allocation by PyTorch on the device. On CPU: the
-    peak resident set size of the process (dataset and interpreter included;
-    a resumed run counts only the process since the resume).
+    peak resident set size of the process (dataset and interpreter included).
     """
     if ctx.device.type == "cuda":
         return {"peak_memory_mb": torch.cuda.max_memory_allocated(ctx.device) / 2**20,
@@ -581,7 +590,8 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
                     improved = True
             seconds = train_seconds + time.perf_counter() - start
             row.update({"seconds": seconds, "graphs_per_s": graphs / max(train_seconds, 1e-9),
-                        "best": improved})
+                        "best": improved,
+                        "peak_memory_mb": _peak_memory(ctx)["peak_memory_mb"]})
             state["epoch"] = epoch
             state["seconds"] += seconds
             state["history"].append(row)

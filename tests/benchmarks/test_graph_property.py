@@ -88,6 +88,8 @@ def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
     assert gp.main(argv) == 0
     data = json.loads(out.read_text())
     rows = {r["model"]: r for r in data["rows"]}
+    assert data["config"]["command"].startswith("python benchmarks/graph_property.py --config")
+    assert "--epochs 1" in data["config"]["command"]
     assert set(rows) == {"brl", "twin"}
     for model, r in rows.items():
         assert r["metric_name"] == "accuracy" and 0.0 <= r["test"] <= 1.0

@@ -146,3 +146,24 @@ def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
     assert "cmd-brl-4" in text and "cmd-local-1" in text
     quad = [row("brl", n, (n / 1000) ** 2) for n in sizes]
     assert mr.scaling_section(local + quad + [full], None)[1][0] == "fails"
+
+
+def test_causal_pairs_table_reads_every_pairs_file(mr, tmp_path):
+    def recall(pairs, brl, window, full):
+        rows = [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a, "fwd_bwd_ms": None}
+                for n in (128, 1024, 8192)
+                for m, a in (("brl", brl), ("window", window), ("full", full))]
+        return {"config": {"command": f"python benchmarks/causal_recall.py --num-pairs {pairs}",
+                           "task": {"num_pairs": pairs, "chance": 0.0625}}, "rows": rows}
+
+    (tmp_path / "causal_recall.json").write_text(json.dumps(recall(8, 0.07, 0.06, 0.97)))
+    (tmp_path / "causal_recall_pairs1.json").write_text(json.dumps(recall(1, 0.93, 0.12, 0.99)))
+    (tmp_path / "causal_recall_pairsX.json").write_text("{}")  # not a pairs file: ignored
+    results = mr.load_results(tmp_path)
+    assert sorted(results["causal_recall_pairs"]) == [1]
+    text = mr.render(results, docs_dir=None)
+    assert "| 1 | 0.062 | 0.93 / 0.93 / 0.93 | 0.12 / 0.12 / 0.12 | 0.99 / 0.99 / 0.99 |" in text
+    assert "| 8 | 0.062 | 0.07 / 0.07 / 0.07 |" in text
+    assert "--num-pairs 1" in text
+    summary = text.split("## 1.")[0]
+    assert "1 pair(s): BRL 0.93 vs window 0.12 at L=8,192" in summary

@@ -32,6 +32,7 @@ def test_fit_writes_run_folder_and_selects_best_valid(tmp_path, readout_bench):
         load_config(tiny_config(out)), readout_bench).parameters())
     rows = _rows(out / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert saved["peak_memory_mb"] >= max(float(r["peak_memory_mb"]) for r in rows)
     # OGB/LRGB protocol: best validation epoch, and the test value of that epoch.
     valid = [float(r["valid_accuracy"]) for r in rows]
     best = valid.index(max(valid))
@@ -128,3 +129,16 @@ def test_bad_config_is_reported_before_work(tmp_path, readout_bench):
     with pytest.raises(ConfigError, match="valid keys"):
         fit({"out_dir": str(tmp_path), "train": {"epoch": 3}}, bench=readout_bench)
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_peak_memory_survives_a_resume():
+    # A resumed process starts with a small RSS; the run's peak is the larger one an
+    # earlier process logged per epoch before it was killed.
+    from brl_graph.train.distributed import DistContext
+    from brl_graph.train.engine import _run_peak_memory
+
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    now = _run_peak_memory([], ctx)["peak_memory_mb"]
+    history = [{"peak_memory_mb": 10.0}, {"peak_memory_mb": now + 12345.0}, {"epoch": 3}]
+    assert _run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
+    assert _run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now

@@ -52,7 +52,8 @@ def _stable(metrics):
 
 def _log_rows(path):
     with open(path) as f:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "graphs_per_s")}
+        return [{k: v for k, v in row.items()
+                 if k not in ("seconds", "graphs_per_s", "peak_memory_mb")}
                 for row in csv.DictReader(f)]
 
 
