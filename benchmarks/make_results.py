@@ -450,7 +450,9 @@ def causal_pairs_section(main: Optional[Mapping[str, Any]],
         d = files[pairs]
         by = {(r["model"], r["eval_len"]): r for r in d.get("rows", [])}
         chance = (d.get("config", {}).get("task") or {}).get("chance")
-        line = [str(pairs), fmt(chance)]
+        answers = next((r.get("num_answers") for r in d.get("rows", []) if r.get("num_answers")),
+                       None)
+        line = [str(pairs), fmt(chance), fmt(answers)]
         for m in models:
             line.append(" / ".join(fmt((by.get((m, n)) or {}).get("accuracy"), 2) for n in show))
         out.append(line)
@@ -458,11 +460,24 @@ def causal_pairs_section(main: Optional[Mapping[str, Any]],
         w = (by.get(("window", max(show))) or {}).get("accuracy")
         ev.append(f"{pairs} pair(s): BRL {fmt(b, 2)} vs window {fmt(w, 2)} at L={fmt(max(show))}")
     cmds = [files[p].get("config", {}).get("command", "") for p in sorted(files)]
+    fewest = min(files)
+    d0 = files[fewest]
+    chance0 = (d0.get("config", {}).get("task") or {}).get("chance")
+    k0 = (d0.get("config", {}).get("model") or {}).get("num_tokens")
+    brl0 = [r["accuracy"] for r in d0.get("rows", []) if r["model"] == "brl"
+            and r.get("accuracy") is not None]
+    reading = ""
+    if chance0 is not None and brl0 and max(brl0) < chance0 + 0.1 and k0 and k0 >= fewest:
+        reading = (f"\n**Reading.** BRL stays at chance even with {fewest} stored pair(s), which "
+                   f"its K = {k0} tokens can hold, while full attention learns it. Under this "
+                   "budget the failure is one of learning the write-then-read route through "
+                   "the tokens, not of the reservoir's capacity.\n")
     text = ("### Accuracy against the number of stored pairs\n\n"
             "The same models and budget, with fewer key-value pairs (and as many queries). "
             "Cells: accuracy at eval length " + " / ".join(fmt(n) for n in show) + ".\n\n"
-            + table(["pairs", "chance"] + list(models), out)
-            + "\n\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds if c) + "\n")
+            + table(["pairs", "chance", "answers per cell"] + list(models), out)
+            + "\n" + reading + "\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds if c)
+            + "\n")
     return text, "; ".join(ev)
 
 

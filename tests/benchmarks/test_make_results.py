@@ -162,8 +162,9 @@ def test_causal_pairs_table_reads_every_pairs_file(mr, tmp_path):
     results = mr.load_results(tmp_path)
     assert sorted(results["causal_recall_pairs"]) == [1]
     text = mr.render(results, docs_dir=None)
-    assert "| 1 | 0.062 | 0.93 / 0.93 / 0.93 | 0.12 / 0.12 / 0.12 | 0.99 / 0.99 / 0.99 |" in text
-    assert "| 8 | 0.062 | 0.07 / 0.07 / 0.07 |" in text
+    assert "| 1 | 0.062 | — | 0.93 / 0.93 / 0.93 | 0.12 / 0.12 / 0.12 | 0.99 / 0.99 / 0.99 |" in text
+    assert "| 8 | 0.062 | — | 0.07 / 0.07 / 0.07 |" in text
     assert "--num-pairs 1" in text
+    assert "BRL stays at chance even with" not in text  # BRL learns the 1-pair case here
     summary = text.split("## 1.")[0]
     assert "1 pair(s): BRL 0.93 vs window 0.12 at L=8,192" in summary
