@@ -135,7 +135,12 @@ def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
         rows = [r for r in data["rows"] if row_key(r) != row_key(row)] + [row]
         rows.sort(key=lambda r: (MODELS.index(r["model"]), r["seed"]))
         data["rows"] = rows
-        data.setdefault("config", {}).update(meta)
+        config = data.setdefault("config", {})
+        # A call with fewer models must not drop the widths an earlier call recorded.
+        widths = {**config.get("widths", {}), **meta.get("widths", {})}
+        config.update(meta)
+        if widths:
+            config["widths"] = widths
         return data
 
     update_json_locked(path, update, default=lambda: {"rows": []})

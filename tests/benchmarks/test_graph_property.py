@@ -76,6 +76,12 @@ def test_add_row_replaces_same_model_seed_and_rejects_foreign_file(gp, tmp_path)
     gp.add_row(path, {"model": "twin", "seed": 0, "test": 0.3}, {"dataset": "d"})
     data = json.loads(path.read_text())
     assert [(r["model"], r["test"]) for r in data["rows"]] == [("brl", 0.2), ("twin", 0.3)]
+    gp.add_row(path, {"model": "full", "seed": 0, "test": 0.5},
+               {"widths": {"full": {"channels": 92}}})
+    gp.add_row(path, {"model": "brl", "seed": 1, "test": 0.6},
+               {"widths": {"brl": {"channels": 64}}})
+    widths = json.loads(path.read_text())["config"]["widths"]
+    assert widths == {"full": {"channels": 92}, "brl": {"channels": 64}}
     path.write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="not a graph_property results file"):
         gp.add_row(path, {"model": "brl", "seed": 0}, {})
