@@ -303,6 +303,10 @@ class RecallLM(Module):
         return self.head(self.norm(x))
 
 
+def _device_of(model: Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy over the answer positions only (``targets != -100``)."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
@@ -344,10 +348,11 @@ def train_model(model: RecallLM, task: RecallTask, budget: Budget, length: int,
     losses: List[float] = []
     accs: List[float] = []
     curve: List[List[float]] = []
+    device = _device_of(model)
     model.train()
     start = time.perf_counter()
     for step in range(budget.steps):
-        tokens, targets = make_batch(task, budget.batch_size, length, gen)
+        tokens, targets = (t.to(device) for t in make_batch(task, budget.batch_size, length, gen))
         logits = model(tokens)
         loss = answer_loss(logits, targets)
         if not torch.isfinite(loss):
@@ -380,10 +385,12 @@ def evaluate(model: RecallLM, task: RecallTask, length: int, num_seqs: int, seed
         (accuracy, number of answers).
     """
     gen = torch.Generator().manual_seed(seed)
+    device = _device_of(model)
     model.eval()
     correct = total = 0
     for start in range(0, num_seqs, batch_size):
-        tokens, targets = make_batch(task, min(batch_size, num_seqs - start), length, gen)
+        tokens, targets = (t.to(device) for t in
+                           make_batch(task, min(batch_size, num_seqs - start), length, gen))
         pred = model(tokens).argmax(-1)
         sel = targets != IGNORE
         correct += int((pred[sel] == targets[sel]).sum())
@@ -394,15 +401,20 @@ def evaluate(model: RecallLM, task: RecallTask, length: int, num_seqs: int, seed
 
 def time_fwd_bwd(model: RecallLM, task: RecallTask, length: int, batch_size: int,
                  repeats: int, seed: int) -> List[float]:
-    """Wall-clock milliseconds of ``repeats`` forward + backward passes (after one warm-up)."""
+    """Wall-clock milliseconds of ``repeats`` forward + backward passes (after one
+    warm-up); on CUDA each pass is bracketed by device synchronisation."""
     gen = torch.Generator().manual_seed(seed)
-    tokens, targets = make_batch(task, batch_size, length, gen)
+    device = _device_of(model)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    tokens, targets = (t.to(device) for t in make_batch(task, batch_size, length, gen))
     model.train()
     times: List[float] = []
     for i in range(repeats + 1):
         model.zero_grad(set_to_none=True)
+        sync()
         t0 = time.perf_counter()
         answer_loss(model(tokens), targets).backward()
+        sync()
         if i > 0:
             times.append(1000.0 * (time.perf_counter() - t0))
     model.zero_grad(set_to_none=True)
@@ -412,8 +424,9 @@ def time_fwd_bwd(model: RecallLM, task: RecallTask, length: int, batch_size: int
 def build_model(kind: str, task: RecallTask, args: argparse.Namespace) -> RecallLM:
     """A freshly initialised model; the init seed is the same for every kind."""
     torch.manual_seed(args.seed)
-    return RecallLM(kind, task.vocab_size, dim=args.dim, layers=args.layers, heads=args.heads,
-                    window=args.window, num_tokens=args.num_tokens)
+    model = RecallLM(kind, task.vocab_size, dim=args.dim, layers=args.layers, heads=args.heads,
+                     window=args.window, num_tokens=args.num_tokens)
+    return model.to(args.device)
 
 
 def write_json(payload: Dict[str, Any], path: Path) -> None:
@@ -471,7 +484,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                  "time_batch": args.time_batch, "time_repeats": args.time_repeats},
         "machine": {"platform": platform.platform(), "processor": cpu_model(),
                     "cpu_count": os.cpu_count(), "threads": args.threads,
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "device": args.device,
+                    "gpu": (torch.cuda.get_device_name() if args.device == "cuda" else None)},
     }
     for kind in args.models:
         model = build_model(kind, task, args)
@@ -529,8 +543,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "threads per process oversubscribe the cores")
     p.add_argument("--log-every", type=int, default=50,
                    help="print and record the training curve every N steps (0: never)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where models train and are timed; batches are drawn on the CPU from "
+                        "the same seeded stream either way")
     p.add_argument("--json", type=str, default=None, help="output path of the results JSON")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda requested but torch.cuda.is_available() is False")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     for name in ("steps", "batch_size", "eval_seqs", "time_batch", "dim", "layers", "heads",
                  "window", "threads"):

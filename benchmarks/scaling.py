@@ -18,7 +18,8 @@ branch) and no dropout. ``--layers L`` stacks :math:`L` such layers (BRL
 layers carry their tokens from layer to layer), the "full model" setting;
 ``--checkpoint`` recomputes each layer's activations in the backward pass
 (:func:`torch.utils.checkpoint.checkpoint`), which is how a 4-layer model
-fits a 1M-node graph in a few GB.
+fits a 1M-node graph in a few GB. ``--bf16`` runs each forward under bfloat16
+autocast (the loss is summed in float32).
 
 Usage::
 
@@ -92,12 +93,13 @@ Output: ``--json`` gets a list of rows ``{"model", "num_nodes", "num_edges",
 "command", ...}``; skipped rows hold ``null`` measurements and a ``"skipped"``
 reason. The file is rewritten atomically after every row; with ``--append``
 the rows already in it are kept, except those this run measures again (same
-model, size, depth, width, device and checkpointing). A table and the target ratios of the
+model, size, depth, width, device, checkpointing and bf16). A table and the target ratios of the
 issue (with PASS / FAIL) are printed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -139,6 +141,7 @@ class RowSpec:
     threads: int = 0
     seed: int = 0
     checkpoint: bool = False
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -314,10 +317,13 @@ def random_graph(num_nodes: int, channels: int, device: str, generator):
     """``x [N, C]``, ``edge_index [2, 8N]`` (uniform endpoints, sorted by source) and ``edge_attr [8N, C]``."""
     import torch
     e = EDGES_PER_NODE * num_nodes
-    edge_index = torch.randint(0, num_nodes, (2, e), generator=generator)
+    # Drawn where the generator lives: on CUDA, a multi-million-edge graph drawn
+    # on the host would take longer than the passes it is timed for.
+    at = generator.device
+    edge_index = torch.randint(0, num_nodes, (2, e), generator=generator, device=at)
     edge_index = edge_index[:, torch.argsort(edge_index[0] * num_nodes + edge_index[1])]
-    x = torch.randn(num_nodes, channels, generator=generator)
-    edge_attr = torch.randn(e, channels, generator=generator)
+    x = torch.randn(num_nodes, channels, generator=generator, device=at)
+    edge_attr = torch.randn(e, channels, generator=generator, device=at)
     return x.to(device), edge_index.to(device), edge_attr.to(device)
 
 
@@ -390,15 +396,23 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, spec.channels, spec.layers,
                         spec.checkpoint).to(device).train()
 
+    def autocast():
+        # bf16 autocast wraps the forward only; backward replays its casts.
+        if spec.bf16:
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def make_step(x, edge_index, edge_attr) -> Callable[[], None]:
         def step() -> None:
             model.zero_grad(set_to_none=True)
-            model(x, edge_index, edge_attr).sum().backward()
+            with autocast():
+                loss = model(x, edge_index, edge_attr).float().sum()
+            loss.backward()
         return step
 
     make_step(*random_graph(64, spec.channels, device, gen))()  # priming pass
@@ -465,6 +479,7 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         "layers": spec.layers,
         "channels": spec.channels,
         "checkpoint": spec.checkpoint,
+        "bf16": spec.bf16,
         "repeats": len(times),
         "warmup": warmups,
         "warmup_used_as_timed": warmup_as_timed,
@@ -480,7 +495,7 @@ def skipped_row(spec: RowSpec, reason: str) -> Dict[str, Any]:
     return {"model": spec.model, "num_nodes": spec.num_nodes, "num_edges": spec.num_edges,
             "fwd_bwd_ms": None, "peak_mem_mb": None, "device": spec.device,
             "layers": spec.layers, "channels": spec.channels, "checkpoint": spec.checkpoint,
-            "skipped": reason}
+            "bf16": spec.bf16, "skipped": reason}
 
 
 def _last_marked(text: str, mark: str) -> Optional[Dict[str, Any]]:
@@ -631,7 +646,8 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
         for model in args.models:
             spec = RowSpec(model=model, num_nodes=n, channels=args.channels, layers=args.layers,
                            repeats=args.repeats, warmup=args.warmup, device=device,
-                           threads=args.threads, seed=args.seed, checkpoint=args.checkpoint)
+                           threads=args.threads, seed=args.seed, checkpoint=args.checkpoint,
+                           bf16=args.bf16)
             reason = memory_skip_reason(spec, available_bytes(device), quadratic)
             if reason is None and not args.no_extrapolate:
                 reason = extrapolation_skip_reason(
@@ -652,7 +668,7 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
 def row_key(row: Mapping[str, Any]) -> Tuple[Any, ...]:
     """What makes two rows measure the same thing (a rerun replaces the older row)."""
     return (row["model"], row["num_nodes"], row.get("layers", 1), row.get("channels"),
-            row.get("device"), bool(row.get("checkpoint", False)))
+            row.get("device"), bool(row.get("checkpoint", False)), bool(row.get("bf16", False)))
 
 
 def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[str, Any]]:
@@ -668,7 +684,7 @@ def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[
     if not isinstance(old, list):
         raise SystemExit(f"--append: {path} holds a {type(old).__name__}, expected a list of rows")
     device = resolve_device(args.device)
-    redo = {(m, n, args.layers, args.channels, device, args.checkpoint)
+    redo = {(m, n, args.layers, args.channels, device, args.checkpoint, args.bf16)
             for n in args.sizes for m in args.models}
     return [r for r in old if row_key(r) not in redo]
 
@@ -685,6 +701,8 @@ def invocation(args: argparse.Namespace) -> str:
         parts += ["--json", str(args.json)]
     if args.checkpoint:
         parts.append("--checkpoint")
+    if args.bf16:
+        parts.append("--bf16")
     if args.append:
         parts.append("--append")
     parts += ["--threads", str(args.threads), "--max-seconds", f"{args.max_seconds:g}",
@@ -712,6 +730,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--checkpoint", action="store_true",
                    help="recompute each layer's activations in backward (activation checkpointing)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run each pass under bfloat16 autocast (CUDA, or CPU where supported)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per worker (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)

@@ -180,3 +180,27 @@ def test_checkpointed_stack_matches_plain_stack(scaling):
         assert a is None or torch.allclose(a, b, atol=1e-5)
     assert scaling.estimate_bytes("brl", 10**6, 64, 4, False, checkpoint=True) < \
         scaling.estimate_bytes("brl", 10**6, 64, 4, False) / 2
+
+
+def test_bf16_rows_are_their_own_setting(scaling, monkeypatch):
+    import time
+
+    import torch
+
+    seen = []
+    real = torch.autocast
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    spec = scaling.RowSpec(model="brl", num_nodes=64, repeats=1, warmup=0, threads=0, bf16=True)
+    row = scaling.run_worker(spec, deadline=time.time() + 60)
+    assert row["bf16"] is True and row["fwd_bwd_ms"] > 0
+    assert seen and set(seen) == {torch.bfloat16}  # every pass ran under bf16 autocast
+    fp32 = dict(row, bf16=False)
+    assert scaling.row_key(row) != scaling.row_key(fp32)
+    args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--bf16"])
+    assert "--bf16" in scaling.invocation(args)
+    assert scaling.parse_args(scaling.invocation(args).split()[2:]).bf16
