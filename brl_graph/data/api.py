@@ -25,8 +25,13 @@ def _target(name: str) -> Callable[..., Benchmark]:
 
 
 def available_datasets() -> List[str]:
-    """Every name :func:`load_dataset` accepts."""
-    return sorted([*ogb_mol_names(), *PEPTIDES, *PYG_LRGB, *_SYNTHETIC_AND_CSV])
+    """Every name :func:`load_dataset` accepts. Without the ``ogb`` package the
+    ``ogbg-*`` names are left out: the other datasets do not need it."""
+    try:
+        ogb = ogb_mol_names()
+    except ImportError:
+        ogb = []
+    return sorted([*ogb, *PEPTIDES, *PYG_LRGB, *_SYNTHETIC_AND_CSV])
 
 
 def load_dataset(name: str, root=None, cache_dir=None, **options) -> Benchmark:
@@ -52,6 +57,8 @@ def load_dataset(name: str, root=None, cache_dir=None, **options) -> Benchmark:
     """
     names = available_datasets()
     if name not in names:
+        if name.startswith('ogbg-'):
+            ogb_mol_names()  # raises ImportError when ogb is what is missing
         raise KeyError(f"unknown dataset '{name}'; available: {names}")
     target = _target(name)
     params = inspect.signature(target).parameters

@@ -451,10 +451,13 @@ class BRLConv(torch.nn.Module):
                         out = o
                     new_tokens = T_new
                 else:
+                    # Under autocast a group's outputs may be bf16/fp16: the
+                    # buffers keep the input's dtype, as the one-group path does
+                    # after the final norm.
                     if o is not None:
-                        out = out.index_copy(0, group.node_index, o)
+                        out = out.index_copy(0, group.node_index, o.to(out.dtype))
                     rows = group.node_index if self.causal else group.graph_index
-                    new_tokens = new_tokens.index_copy(0, rows, T_new)
+                    new_tokens = new_tokens.index_copy(0, rows, T_new.to(new_tokens.dtype))
             if self.joint:
                 T_node = new_tokens if self.causal else new_tokens[batch]
                 out = self._joint(x, proj[:, 2 * C:], edge_index, T_node)

@@ -151,14 +151,17 @@ def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None
     :obj:`[..., L_q, D]` queries and :obj:`[..., L_k, D]` keys.
 
     :obj:`key_mask` (bool, :obj:`True` = attend) broadcasts to
-    :obj:`[..., L_q, L_k]`. On CUDA this is
-    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels);
-    on CPU the explicit product is used, because with BRL's few tokens the
-    fused CPU kernel's per-call overhead dominated small batches (about 2 ms per
+    :obj:`[..., L_q, L_k]`. On CUDA, when there are at least as many queries
+    as keys (nodes reading the :math:`K` tokens), this is
+    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels).
+    Otherwise the explicit product is used: the fused kernels split work over
+    queries, so :math:`K` queries over a million keys ran on a handful of
+    blocks (an H200 took 580 ms for one BRL layer at 1M nodes, 26x the MPNN),
+    and on CPU their per-call overhead dominated small batches (about 2 ms per
     call on molecule batches, 3x the cost of the whole MPNN layer). Either way
     the score matrix is :math:`L_q \times L_k` with one side equal to :math:`K`.
     """
-    if q.is_cuda:
+    if q.is_cuda and q.size(-2) >= k.size(-2):
         return torch.nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
     scale = q.size(-1) ** -0.5

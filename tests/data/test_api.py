@@ -28,3 +28,20 @@ def test_default_root_from_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / 'c'
     monkeypatch.delenv('BRL_DATA')
     assert default_root().name == 'datasets'
+
+
+def test_synthetic_datasets_need_no_ogb(monkeypatch):
+    import brl_graph.data.api as api
+
+    def missing():
+        raise ImportError('the ogb package is required for ogbg-* datasets')
+
+    monkeypatch.setattr(api, 'ogb_mol_names', missing)
+    names = api.available_datasets()
+    assert 'ring-transfer' in names and not any(n.startswith('ogbg-') for n in names)
+    bench = api.load_dataset('ring-transfer', nodes=6)
+    assert bench.name == 'ring-transfer' and len(bench.train) > 0
+    with pytest.raises(ImportError, match='ogb package'):
+        api.load_dataset('ogbg-molhiv')
+    with pytest.raises(KeyError, match='unknown dataset'):
+        api.load_dataset('no-such-set')

@@ -235,3 +235,24 @@ def test_torch_compile_matches_eager():
         pytest.skip(f"torch.compile is unavailable on this machine: {type(e).__name__}: {e}")
     torch.testing.assert_close(out, conv(g.x, g.edge_index, edge_attr=g.edge_attr)[0],
                                atol=1e-4, rtol=1e-4)
+
+
+def test_bucketed_batch_keeps_dtype_when_a_group_returns_half_precision(monkeypatch):
+    # Under CUDA autocast a dense group's outputs come back in bf16 while the
+    # scatter buffers hold float32; index_copy_ refuses mixed dtypes.
+    torch.manual_seed(0)
+    conv = BRLConv(16, None, num_tokens=4, heads=2)
+    real = conv._global_dense
+
+    def half(*args, **kwargs):
+        o, t = real(*args, **kwargs)
+        return o.bfloat16(), t.bfloat16()
+
+    monkeypatch.setattr(conv, "_global_dense", half)
+    sizes = [2, 3, 200]  # padding to 200 costs > 2x: several groups
+    batch = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+    x = torch.randn(batch.numel(), 16)
+    edge_index = torch.empty(2, 0, dtype=torch.long)
+    out, tokens = conv(x, edge_index, batch)
+    assert out.dtype == torch.float32 and tokens.dtype == torch.float32
+    assert torch.isfinite(out).all() and tokens.shape == (3, 4, 16)
