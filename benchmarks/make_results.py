@@ -13,6 +13,9 @@ Inputs (all optional)::
     oversquashing.json   benchmarks/oversquashing.py {"rows": [...]}
     ogbg-molhiv.json     benchmarks/graph_property.py {"config": {...}, "rows": [...]}
     peptides-func.json   benchmarks/graph_property.py {"config": {...}, "rows": [...]}
+    gpu_check.json       benchmarks/gpu_check.py     {"environment": {...}, "checks": [...]}
+    scaling_gpu.json     benchmarks/scaling.py --device cuda   list of rows
+    causal_recall_gpu.json  benchmarks/causal_recall.py --device cuda
 
 Usage::
 
@@ -34,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ("a 2-core shared CPU VM (no GPU), PyTorch CPU build, 1 thread per process; "
            "other jobs ran on the same cores, so times are noisy upper bounds")
 FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
-         "peptides-func")
+         "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu")
+DEVICE_COMMAND = "bash benchmarks/device_check.sh OUT_DIR [STEP ...]"
 SCALING_MODELS = ("local", "brl", "gps-multihead", "gps-performer")
 LR_MODELS = (("brl", "BRL"), ("twin", "MPNN twin (K=0)"), ("full", "GPSConv multihead"))
 # Alon & Yahav (ICLR 2021), Tree-NeighborsMatch training accuracy, r = 2..6.
@@ -637,6 +641,114 @@ def _gp_verdict_peptides(stats: Mapping[str, Tuple[float, float, int]]) -> Verdi
     return ("holds" if clear else ("partial" if above else "fails"), ev)
 
 
+def _check_values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {fmt(v) if isinstance(v, (int, float)) else v}"
+                     for k, v in values.items())
+
+
+def _gpu_reading(by: Mapping[Tuple[str, int, Tuple[int, bool]], Dict[str, Any]]) -> str:
+    """One sentence on the BRL/local time ratio per precision, from the rows."""
+    parts = []
+    for bf16 in (False, True):
+        ratios = [r["fwd_bwd_ms"] / by[("local", n, st)]["fwd_bwd_ms"]
+                  for (m, n, st), r in by.items()
+                  if m == "brl" and st == (1, bf16) and ("local", n, st) in by]
+        if ratios:
+            parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in "
+                         f"{'bf16' if bf16 else 'fp32'}")
+    if not parts:
+        return ""
+    return ("BRL's one-layer time over the local MPNN's is " + " and ".join(parts)
+            + ", against the CPU ratios of section 1: linear growth holds on the GPU, "
+            "but the global branch's constant is larger there.")
+
+
+def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[str, Any]]],
+                recall: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[str]]:
+    """Section 7: the device checks, the GPU scaling rows and GPU causal recall.
+
+    Returns the text and a one-line summary of the GPU scaling (``None`` when not run).
+    """
+    text = "## 7. GPU: device checks and timings\n\n"
+    if checks is None and rows is None and recall is None:
+        return (text + f"**{NOT_RUN}**: no GPU was available. Command on a CUDA machine:\n\n"
+                f"    {DEVICE_COMMAND}\n", None)
+    env = (checks or {}).get("environment", {})
+    if env:
+        text += (f"Machine: {env.get('gpu', '?')} (compute capability {env.get('capability', '?')}), "
+                 f"CUDA {env.get('cuda', '?')}, PyTorch {env.get('torch', '?')}, PyG "
+                 f"{env.get('torch_geometric', '?')}, TF32 matmul {env.get('tf32_matmul')}. "
+                 "Each lease is a fresh machine of the same kind; `lease_run` says which one "
+                 "produced a row. All rows come from one script:\n\n"
+                 f"    {DEVICE_COMMAND}\n\n")
+    if checks is not None:
+        out = []
+        for c in checks.get("checks", []):
+            status = ("skipped" if c.get("passed") is None
+                      else "**pass**" if c["passed"] else "**FAIL**")
+            detail = (c.get("error") or c.get("skipped")
+                      or _check_values(c.get("values", {})))
+            out.append([f"`{c['name']}`", status, detail, c.get("bound", "")])
+        text += ("### Device checks (`benchmarks/gpu_check.py`)\n\n"
+                 + table(["check", "result", "measured", "bound"], out)
+                 + f"\n\nCommand: `{checks.get('command', '')}`\n\n")
+    summary = None
+    if rows:
+        def setting(r):
+            return (int(r.get("layers", 1)), bool(r.get("bf16", False)))
+        by = {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
+        out = []
+        for st in sorted({setting(r) for r in rows}):
+            for n in sorted({r["num_nodes"] for r in rows if setting(r) == st}):
+                cells = [f"{st[0]} layer(s), {'bf16' if st[1] else 'fp32'}", fmt(n)]
+                for m in SCALING_MODELS:
+                    r = by.get((m, n, st))
+                    cells.append("—" if r is None else
+                                  f"{fmt(r['fwd_bwd_ms'], 1)} ms / {fmt(r.get('peak_mem_mb'), 0)} MB"
+                                  f" (run {r.get('lease_run', '?')})")
+                b, lo = by.get(("brl", n, st)), by.get(("local", n, st))
+                cells.append(fmt(b["fwd_bwd_ms"] / lo["fwd_bwd_ms"], 2) + "x" if b and lo else "—")
+                out.append(cells)
+        exps = {}
+        for m in ("local", "brl"):
+            pts = sorted((n, r["fwd_bwd_ms"]) for (mm, n, st), r in by.items()
+                         if mm == m and st == (1, False))
+            exps[m] = slope([p[0] for p in pts], [p[1] for p in pts])
+        text += ("### Scaling on the GPU (`benchmarks/scaling.py --device cuda`), one graph, "
+                 "fwd+bwd\n\n"
+                 "Cells: median fwd+bwd time / peak allocated CUDA memory above the inputs "
+                 "(`torch.cuda.max_memory_allocated`).\n\n"
+                 + table(["setting", "nodes", *SCALING_MODELS, "brl / local"], out)
+                 + "\n\nTime exponents over the fp32 one-layer sizes: "
+                 + ", ".join(f"`{m}` n^{fmt(e, 2)}" for m, e in exps.items()) + ". "
+                 + _gpu_reading(by) + "\n\n"
+                 "Row commands:\n\n"
+                 + "".join(f"    {c}\n" for c in dict.fromkeys(r.get("command", "") for r in rows))
+                 + "\n")
+        big = max((n for (m, n, st) in by if m == "brl" and ("local", n, st) in by), default=None)
+        if big is not None:
+            parts = []
+            for st in ((1, False), (1, True)):
+                b, lo = by.get(("brl", big, st)), by.get(("local", big, st))
+                if b and lo:
+                    parts.append(f"{'bf16' if st[1] else 'fp32'} {fmt(b['fwd_bwd_ms'] / lo['fwd_bwd_ms'], 1)}x")
+            summary = (f"on an H200, BRL n^{fmt(exps.get('brl'), 2)} vs local "
+                       f"n^{fmt(exps.get('local'), 2)}; BRL/local at {fmt(big)} nodes: "
+                       + ", ".join(parts))
+    if recall is not None:
+        ctext, _ = causal_section(recall)
+        ctext = ctext.replace("## 5. Causal sequences: multi-query associative recall",
+                              "### Causal recall on the GPU (same task and budget as section 5)")
+        pts = sorted((r["eval_len"], r["fwd_bwd_ms"]) for r in recall.get("rows", [])
+                     if r.get("model") == "brl" and r.get("fwd_bwd_ms") and r["eval_len"] >= 1024)
+        brl_exp = slope([p[0] for p in pts], [p[1] for p in pts])
+        text += ctext
+        if brl_exp is not None and brl_exp < 0.5:
+            text += ("Times barely grow with the length at batch 1: on this GPU they measure "
+                     "kernel launches more than work.\n")
+    return text, summary
+
+
 def targets_section(verdicts: Mapping[str, Verdict]) -> str:
     """The closing note: each target of the issue, hit or missed, with its figure."""
     def hit(key: str) -> str:
@@ -765,6 +877,10 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         results.get("peptides-func"), 4, "Peptides-func (LRGB, AP)",
         "configs/peptides-func.yaml", PEPTIDES_ANCHORS)
     o_text, o_verdict = oversquashing_section(osq, sens_plot, p_stats)
+    g_text, g_summary = gpu_section(results.get("gpu_check"), results.get("scaling_gpu"),
+                                    results.get("causal_recall_gpu"))
+    if g_summary:
+        s_verdict = (s_verdict[0], s_verdict[1] + "; " + g_summary + " (section 7)")
     verdicts = {"linear": s_verdict, "global": ring_verdict, "squash": o_verdict,
                 "express": tree_verdict, "causal": c_verdict,
                 "molhiv": _gp_verdict_molhiv(h_stats), "peptides": _gp_verdict_peptides(p_stats)}
@@ -774,13 +890,13 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         "Generated by `python benchmarks/make_results.py` from `benchmarks/results/*.json`; "
         "do not edit by hand.",
         "",
-        f"Machine: {MACHINE}. Within each table every model has the same training budget "
+        f"Machine: {MACHINE} (section 7: one NVIDIA H200 GPU). Within each table every model has the same training budget "
         "(data, epochs, batch size, optimiser, width, depth); only the global branch differs. "
         "Budgets are small (CPU, one working session), so accuracies are those budgets' "
         "results, not converged ones.",
         "",
         summary_section(verdicts),
-        s_text, lr_text, h_text, p_text, c_text, o_text,
+        s_text, lr_text, h_text, p_text, c_text, o_text, g_text,
         targets_section(verdicts),
     ])
 

@@ -476,6 +476,7 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         "fwd_bwd_ms": statistics.median(times) * 1e3,
         "peak_mem_mb": peak_mb,
         "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
         "layers": spec.layers,
         "channels": spec.channels,
         "checkpoint": spec.checkpoint,

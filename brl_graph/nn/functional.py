@@ -156,7 +156,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None
     :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels).
     Otherwise the explicit product is used: the fused kernels split work over
     queries, so :math:`K` queries over a million keys ran on a handful of
-    blocks (an H200 took 580 ms for one BRL layer at 1M nodes, 26x the MPNN),
+    blocks (on an H200, one BRL layer's fwd+bwd at 1M nodes took 580 ms through
+    SDPA and 294 ms with the explicit product; ``benchmarks/results/scaling_gpu.json``),
     and on CPU their per-call overhead dominated small batches (about 2 ms per
     call on molecule batches, 3x the cost of the whole MPNN layer). Either way
     the score matrix is :math:`L_q \times L_k` with one side equal to :math:`K`.

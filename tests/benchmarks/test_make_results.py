@@ -106,7 +106,7 @@ def test_missing_files_are_reported_not_run(mr, tmp_path):
     results = mr.load_results(tmp_path)  # empty folder
     assert all(v is None for v in results.values())
     text = mr.render(results, docs_dir=None)
-    assert text.count("**not run**") == 6
+    assert text.count("**not run**") == 7  # six tables and the GPU section
     summary = text.split("## 1.")[0]
     assert summary.count("**untested**") == 5
     assert "## Targets" in text
@@ -168,3 +168,27 @@ def test_causal_pairs_table_reads_every_pairs_file(mr, tmp_path):
     assert "BRL stays at chance even with" not in text  # BRL learns the 1-pair case here
     summary = text.split("## 1.")[0]
     assert "1 pair(s): BRL 0.93 vs window 0.12 at L=8,192" in summary
+
+
+def test_gpu_section_reads_checks_rows_and_recall(mr, tmp_path):
+    checks = {"environment": {"gpu": "Test GPU 9000", "capability": "9.0", "cuda": "13.0",
+                              "torch": "2.x", "torch_geometric": "2.8", "tf32_matmul": False},
+              "command": "python benchmarks/gpu_check.py --device cuda",
+              "checks": [{"name": "batch_invariance", "passed": True,
+                          "values": {"max_abs": 3.5e-07}, "bound": "< 1e-4"},
+                         {"name": "bf16_autocast", "passed": False, "error": "RuntimeError: boom"}]}
+    rows = [{"model": m, "num_nodes": n, "layers": 1, "bf16": False, "fwd_bwd_ms": ms,
+             "peak_mem_mb": 10.0, "lease_run": 2, "command": "python benchmarks/scaling.py X"}
+            for m, n, ms in (("local", 1000, 2.0), ("local", 8000, 16.0),
+                             ("brl", 1000, 6.0), ("brl", 8000, 48.0))]
+    (tmp_path / "gpu_check.json").write_text(json.dumps(checks))
+    (tmp_path / "scaling_gpu.json").write_text(json.dumps(rows))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    gpu = text.split("## 7. GPU")[1].split("## Targets")[0]
+    assert "Test GPU 9000" in gpu and "bash benchmarks/device_check.sh" in gpu
+    assert "| `batch_invariance` | **pass** | max_abs 3.50e-07 |" in gpu
+    assert "| `bf16_autocast` | **FAIL** | RuntimeError: boom |" in gpu
+    assert "48.0 ms / 10 MB (run 2)" in gpu and "| 3.00x |" in gpu
+    assert "`brl` n^1.00" in gpu  # 6 -> 48 ms over 1k -> 8k nodes
+    # The linear claim's evidence quotes the GPU ratio too.
+    assert "BRL/local at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
