@@ -192,3 +192,26 @@ def test_gpu_section_reads_checks_rows_and_recall(mr, tmp_path):
     assert "`brl` n^1.00" in gpu  # 6 -> 48 ms over 1k -> 8k nodes
     # The linear claim's evidence quotes the GPU ratio too.
     assert "BRL/local at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
+
+
+def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tmp_path):
+    def recall(steps, brl, secs):
+        rows = [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a,
+                 "fwd_bwd_ms": 1.0 + n / 1000, "train_seconds": secs}
+                for n in (128, 1024, 8192)
+                for m, a in (("brl", brl), ("window", 0.06), ("full", 0.97))]
+        return {"config": {"command": f"python benchmarks/causal_recall.py --steps {steps}",
+                           "task": {"num_pairs": 8, "chance": 0.0625},
+                           "budget": {"steps": steps}}, "rows": rows}
+
+    (tmp_path / "causal_recall.json").write_text(json.dumps(recall(600, 0.07, 11)))
+    (tmp_path / "causal_recall_steps3000.json").write_text(json.dumps(recall(3000, 0.95, 55)))
+    results = mr.load_results(tmp_path)
+    assert sorted(results["causal_recall_steps"]) == [3000]
+    text = mr.render(results, docs_dir=None)
+    assert "| 600 | 0.07 / 0.07 / 0.07 (11 s) | 0.06 / 0.06 / 0.06 (11 s) |" in text
+    assert "| 3,000 | 0.95 / 0.95 / 0.95 (55 s) |" in text
+    assert "--steps 3000" in text
+    claim = next(line for line in text.split("## 1.")[0].splitlines() if line.startswith("| 5."))
+    # Fails at 600 steps, holds at 3,000: partial, with both figures quoted.
+    assert "**partial**" in claim and "at 3,000 steps: L=1024: BRL 0.95" in claim
