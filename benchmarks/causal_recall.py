@@ -96,6 +96,8 @@ from brl_graph.io import atomic_write_json  # noqa: E402
 from brl_graph.nn import BRLAttention  # noqa: E402
 
 KINDS = ("brl", "window", "full")
+# After the linear warm-up: cosine decay to zero over the budget, or constant.
+SCHEDULES = ("cosine", "constant")
 IGNORE = -100
 BOS = 0
 
@@ -322,6 +324,11 @@ class Budget:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     seed: int = 0
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
 
 
 def train_model(model: RecallLM, task: RecallTask, budget: Budget, length: int,
@@ -341,6 +348,8 @@ def train_model(model: RecallLM, task: RecallTask, budget: Budget, length: int,
     def lr_at(step: int) -> float:
         if step < budget.warmup_steps:
             return (step + 1) / budget.warmup_steps
+        if budget.schedule == "constant":
+            return 1.0
         t = (step - budget.warmup_steps) / max(1, budget.steps - budget.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * t))
 
@@ -464,7 +473,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                       num_keys=args.num_keys, num_values=args.num_values,
                       num_filler=args.num_filler)
     budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    warmup_steps=min(args.warmup_steps, args.steps), seed=args.seed)
+                    warmup_steps=min(args.warmup_steps, args.steps), seed=args.seed,
+                    schedule=args.schedule)
     for n in [args.train_len, *args.eval_lens]:
         if n < task.min_length():
             raise ValueError(f"length {n} is shorter than the task needs ({task.min_length()})")
@@ -476,7 +486,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
         "task": {**asdict(task), "vocab_size": task.vocab_size,
                  "chance": 1.0 / task.num_values},
         "budget": asdict(budget) | {"train_len": args.train_len, "optimizer": "AdamW",
-                                    "schedule": "linear warm-up + cosine", "grad_clip": 1.0},
+                                    "schedule": f"linear warm-up + {args.schedule}",
+                                    "grad_clip": 1.0},
         "model": {"dim": args.dim, "layers": args.layers, "heads": args.heads,
                   "window": args.window, "num_tokens": args.num_tokens,
                   "positional_encoding": "none (previous-token embedding)"},
@@ -521,6 +532,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help="learning rate after the warm-up: cosine decay to zero, or constant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-len", type=int, default=128)
     p.add_argument("--eval-lens", type=int, nargs="+", default=[128, 1024, 2048, 4096, 8192])

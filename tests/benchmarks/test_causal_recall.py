@@ -119,3 +119,27 @@ def test_cli_writes_json_rows(cr, tmp_path, capsys):
     assert cfg["budget"]["steps"] == 2 and cfg["budget"]["batch_size"] == 2
     assert "--steps 2" in cfg["command"] and cfg["wall_seconds"] > 0
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_schedule_sets_the_learning_rate_after_warmup(cr, monkeypatch, schedule):
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    task = cr.RecallTask(num_pairs=1, num_queries=1, num_keys=2, num_values=2, num_filler=1)
+    model = cr.RecallLM("window", task.vocab_size, dim=8, layers=1, heads=2, window=4)
+    budget = cr.Budget(steps=12, batch_size=2, lr=1e-2, warmup_steps=2, schedule=schedule)
+    cr.train_model(model, task, budget, length=8)
+    assert seen[:2] == pytest.approx([5e-3, 1e-2])
+    if schedule == "constant":
+        assert seen[2:] == pytest.approx([1e-2] * 10)
+    else:
+        assert seen[2] == pytest.approx(1e-2) and seen[-1] < 1e-3
+        assert all(a >= b for a, b in zip(seen[2:], seen[3:]))
+    with pytest.raises(ValueError, match="unknown schedule"):
+        cr.Budget(schedule="linear")
