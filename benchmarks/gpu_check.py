@@ -264,7 +264,11 @@ def _log_rows(path: Path) -> List[Dict[str, str]]:
 
 
 def check_train_resume(device: str) -> Check:
-    out = Path(tempfile.mkdtemp(prefix="gpu_check_run_"))
+    with tempfile.TemporaryDirectory(prefix="gpu_check_run_") as tmp:
+        return _train_resume(device, Path(tmp) / "run")
+
+
+def _train_resume(device: str, out: Path) -> Check:
     base = [sys.executable, str(ROOT / "train.py"), "--config",
             str(ROOT / "configs" / "ring-transfer.yaml"), "data.nodes=50",
             "data.options.num_train=256", "data.options.num_valid=64",
