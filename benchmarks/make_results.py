@@ -518,15 +518,28 @@ def causal_steps_section(main: Optional[Mapping[str, Any]],
             secs = next((r.get("train_seconds") for r in rows if r["model"] == m), None)
             line.append(f"{accs} ({fmt(secs, 0)} s)" if secs is not None else accs)
         out.append(line)
-    longest = max(files)
+    longest, shortest = max(files), min(files)
     _, verdict = causal_section(files[longest])
+
+    def acc(steps: int, model: str) -> Optional[float]:
+        return next((r.get("accuracy") for r in files[steps].get("rows", [])
+                     if r["model"] == model and r["eval_len"] == min(show)), None)
+
+    chance = (files[longest].get("config", {}).get("task") or {}).get("chance")
+    b0, b1 = acc(shortest, "brl"), acc(longest, "brl")
+    reading = ""
+    if None not in (b0, b1, chance) and b1 >= chance + 0.1 and b0 < chance + 0.1:
+        reading = (f"\n**Reading.** BRL rises from {fmt(b0, 2)} (chance {fmt(chance, 3)}) at "
+                   f"{fmt(shortest)} steps to {fmt(b1, 2)} at {fmt(longest)} steps (eval length "
+                   f"{fmt(min(show))}): the route through the tokens is learned, but more slowly "
+                   "than full attention learns its direct route.\n")
     cmds = [files[k].get("config", {}).get("command", "") for k in sorted(files)]
     text = ("### Accuracy against the training budget\n\n"
             "The same task, models and schedule (warm-up, then cosine decay to zero over the "
             "budget), with more steps. Cells: accuracy at eval length "
             + " / ".join(fmt(n) for n in show) + " (training seconds on this machine).\n\n"
-            + table(["steps"] + list(models), out)
-            + "\n\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds if c) + "\n")
+            + table(["steps"] + list(models), out) + "\n" + reading
+            + "\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds if c) + "\n")
     return text, (verdict[0], f"at {fmt(longest)} steps: {verdict[1]}")
 
 

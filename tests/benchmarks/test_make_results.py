@@ -215,3 +215,4 @@ def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tm
     claim = next(line for line in text.split("## 1.")[0].splitlines() if line.startswith("| 5."))
     # Fails at 600 steps, holds at 3,000: partial, with both figures quoted.
     assert "**partial**" in claim and "at 3,000 steps: L=1024: BRL 0.95" in claim
+    assert "BRL rises from 0.07 (chance 0.062) at 600 steps to 0.95 at 3,000 steps" in text
