@@ -516,7 +516,7 @@ def causal_steps_section(main: Optional[Mapping[str, Any]],
         for m in models:
             accs = " / ".join(fmt((by.get((m, n)) or {}).get("accuracy"), 2) for n in show)
             secs = next((r.get("train_seconds") for r in rows if r["model"] == m), None)
-            line.append(f"{accs} ({fmt(secs, 0)} s)" if secs is not None else accs)
+            line.append(f"{accs} ({secs:,.0f} s)" if secs is not None else accs)
         out.append(line)
     longest, shortest = max(files), min(files)
     _, verdict = causal_section(files[longest])
