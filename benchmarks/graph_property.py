@@ -254,6 +254,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             row = run_row(config, dataset, model, seed, widths[model], args)
             row["param_ratio_to_brl"] = row["num_params"] / widths["brl"]["num_params"]
+            row["driver"] = meta["command"]  # a table may gather rows of several calls
             add_row(path, row, meta)
             print(f"ROW {json.dumps(row)}", flush=True)
     return 0

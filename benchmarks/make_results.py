@@ -635,6 +635,9 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
     cmd = (f"python benchmarks/graph_property.py --config {config} --root ../shared/datasets "
            f"--epochs E --json benchmarks/results/{stem}.json")
     rows = list((data or {}).get("rows", []))
+    cfg_command = ((data or {}).get("config") or {}).get("command")
+    drivers = list(dict.fromkeys(r.get("driver") or cfg_command for r in rows))
+    drivers = [d for d in drivers if d]
     anchor_text = ("Published anchors at the full budget (not run here): "
                    + ", ".join(f"{n} {v:.4f}" for n, v in anchors) + ".\n")
     if not rows:
@@ -670,8 +673,9 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
             "largest over seeds.\n\n"
             + table(["model", f"test {metric}", f"valid {metric}", "width", "parameters",
                      "s / epoch", "peak MB"], out) + "\n\n" + anchor_text
-            + (f"\nDriver (matches the widths, runs every model and seed, writes the JSON):"
-               f"\n\n    {cfg['command']}\n" if cfg.get("command") else "")
+            + (("\nDriver calls (each matches the widths, runs its models and seeds, and adds "
+                "their rows to the JSON):\n\n" + "".join(f"    {c}\n" for c in drivers))
+               if drivers else "")
             + "\nCommands (one per model and seed):\n\n"
             + "\n".join(f"    {r['command']}" for r in rows) + "\n")
     return text, stats, metric

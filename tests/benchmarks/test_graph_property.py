@@ -102,6 +102,7 @@ def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
         assert r["epochs"] == 1 and r["finished"] is True
         assert r["peak_memory_mb"] > 0 and r["seconds_per_epoch"] > 0
         assert r["num_params"] == data["config"]["widths"][model]["num_params"]
+        assert r["driver"] == data["config"]["command"]  # the call that produced the row
         # The stored command is the one that trained the row (its out_dir holds the run).
         words = shlex.split(r["command"])
         assert words[:4] == ["python", "train.py", "--config", "configs/ring-transfer.yaml"]
