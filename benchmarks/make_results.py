@@ -339,7 +339,16 @@ def long_range_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict,
                  "that state as its next compress query to pool the matching leaf, and the root "
                  "reads the token back. No step gets a useful gradient until the others work, "
                  "and under this budget BRL stays at chance. This is a measured failure of the "
-                 "claim at this budget, not a proof that the route cannot be learned.\n\n")
+                 "claim at this budget, not a proof that the route cannot be learned.")
+        twin_too = [r for r in gap if (tree.get((r, "twin")) or {}).get("metric") is not None
+                    and tree[(r, "twin")]["metric"] < 0.5
+                    and 2 <= r <= 6 and TREE_ANCHORS["GIN"][r - 2] >= 0.99]
+        if twin_too:
+            text += (" The MPNN twin stays at chance too at r = "
+                     + ", ".join(str(r) for r in twin_too) + ", where the published GIN fits "
+                     "the task: under this budget the GINE branch that BRL shares with the twin "
+                     "is not learning either, so the failure is not the tokens' alone.")
+        text += "\n\n"
     if plateau:
         text += ("**Caveat on this budget.** Rows r = "
                  + ", ".join(sorted({str(r["size"]) for r in plateau}))

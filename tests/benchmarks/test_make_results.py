@@ -216,3 +216,13 @@ def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tm
     # Fails at 600 steps, holds at 3,000: partial, with both figures quoted.
     assert "**partial**" in claim and "at 3,000 steps: L=1024: BRL 0.95" in claim
     assert "BRL rises from 0.07 (chance 0.062) at 600 steps to 0.95 at 3,000 steps" in text
+
+
+@pytest.mark.parametrize("twin", [0.125, 0.9])
+def test_tree_reading_names_a_twin_that_fails_where_gin_fits(mr, tmp_path, twin):
+    rows = [_lr_row("tree", 3, "brl", 0.13, 1.0), _lr_row("tree", 3, "twin", twin, 1.0),
+            _lr_row("tree", 3, "full", 1.0, 1.0)]
+    (tmp_path / "long_range.json").write_text(json.dumps({"rows": rows}))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    assert "Where full attention fits the task and BRL does not (r = 3)" in text
+    assert ("The MPNN twin stays at chance too at r = 3" in text) == (twin < 0.5)
