@@ -68,17 +68,34 @@ def load_results(results_dir: Path) -> Dict[str, Any]:
             out[stem] = None
             continue
         out[stem] = _read_json(path)
-    # Associative recall at fewer pairs (the same script, --num-pairs N).
-    out["causal_recall_pairs"] = {
-        int(p.stem.rsplit("pairs", 1)[1]): _read_json(p)
-        for p in sorted(Path(results_dir).glob("causal_recall_pairs*.json"))
-        if p.stem.rsplit("pairs", 1)[1].isdigit()} or None
-    # The same benchmark under longer training budgets (--steps N).
-    out["causal_recall_steps"] = {
-        int(p.stem.rsplit("steps", 1)[1]): _read_json(p)
-        for p in sorted(Path(results_dir).glob("causal_recall_steps*.json"))
-        if p.stem.rsplit("steps", 1)[1].isdigit()} or None
+    # The recall benchmark at fewer pairs (--num-pairs N) and longer budgets (--steps N).
+    for variant in ("pairs", "steps"):
+        out[f"causal_recall_{variant}"] = _numbered(Path(results_dir), f"causal_recall_{variant}")
     return out
+
+
+def _numbered(results_dir: Path, prefix: str) -> Optional[Dict[int, Any]]:
+    """``{N: json}`` for the files ``<prefix><N>.json``; ``None`` when there are none."""
+    found = {}
+    for p in sorted(results_dir.glob(f"{prefix}*.json")):
+        suffix = p.stem[len(prefix):]
+        if suffix.isdigit():
+            found[int(suffix)] = _read_json(p)
+    return found or None
+
+
+def _recall_variants(main: Optional[Mapping[str, Any]],
+                     extra: Optional[Mapping[int, Mapping[str, Any]]], section: str,
+                     key: str) -> Tuple[Dict[int, Mapping[str, Any]], List[int]]:
+    """The variant files plus the main run, keyed by the main run's ``config[section][key]``,
+    and the eval lengths to show (shortest, 1k, longest)."""
+    files = dict(extra or {})
+    value = ((main or {}).get("config", {}).get(section) or {}).get(key)
+    if value is not None:
+        files.setdefault(int(value), main)
+    lengths = sorted({r["eval_len"] for d in files.values() for r in d.get("rows", [])})
+    show = [n for n in lengths if n in (min(lengths), 1024, max(lengths))] if lengths else []
+    return files, show
 
 
 def _read_json(path: Path) -> Any:
@@ -453,15 +470,9 @@ def causal_pairs_section(main: Optional[Mapping[str, Any]],
     """Accuracy against the number of stored pairs (same model and budget otherwise):
     where BRL's K-token reservoir stops holding the key-value list. Returns
     (markdown, one line of evidence)."""
-    files = dict(by_pairs or {})
-    if main is not None:
-        n = (main.get("config", {}).get("task") or {}).get("num_pairs")
-        if n is not None:
-            files.setdefault(int(n), main)
+    files, show = _recall_variants(main, by_pairs, "task", "num_pairs")
     if len(files) < 2:
         return "", ""
-    lengths = sorted({r["eval_len"] for d in files.values() for r in d.get("rows", [])})
-    show = [n for n in lengths if n in (min(lengths), 1024, max(lengths))]
     models = ("brl", "window", "full")
     out, ev = [], []
     for pairs in sorted(files):
@@ -507,15 +518,9 @@ def causal_steps_section(main: Optional[Mapping[str, Any]],
     Returns (markdown, the verdict of the longest budget), or ``("", None)``
     when there is only one budget.
     """
-    files = dict(by_steps or {})
-    if main is not None:
-        steps = (main.get("config", {}).get("budget") or {}).get("steps")
-        if steps is not None:
-            files.setdefault(int(steps), main)
+    files, show = _recall_variants(main, by_steps, "budget", "steps")
     if len(files) < 2:
         return "", None
-    lengths = sorted({r["eval_len"] for d in files.values() for r in d.get("rows", [])})
-    show = [n for n in lengths if n in (min(lengths), 1024, max(lengths))]
     models = ("brl", "window", "full")
     out = []
     for steps in sorted(files):
