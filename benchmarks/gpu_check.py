@@ -111,7 +111,7 @@ def graph_slices(sizes: Sequence[int]) -> List[slice]:
 SIZES = (3, 17, 40, 1, 300)  # padding all to 300 would cost > 2x: buckets
 
 
-def check_vs_float64(device: str) -> Check:
+def check_brlconv_vs_float64(device: str) -> Check:
     torch.manual_seed(0)
     conv = make_conv(32).train()
     x, ei, ea, b = make_batch(SIZES, 32, seed=1)
@@ -160,7 +160,7 @@ def _later_grads(f: Callable[[Tensor], Tensor], x: Tensor, positions: Sequence[i
     return worst
 
 
-def check_causal_conv(device: str) -> Check:
+def check_causal_no_leak_conv(device: str) -> Check:
     torch.manual_seed(0)
     conv = make_conv(32, causal=True).to(device).train()
     sizes = (40, 70)
@@ -170,7 +170,7 @@ def check_causal_conv(device: str) -> Check:
             "values": {"max_abs_grad_to_later": worst}, "bound": "== 0 exactly"}
 
 
-def check_causal_attention(device: str) -> Check:
+def check_causal_no_leak_attention(device: str) -> Check:
     torch.manual_seed(0)
     attn = BRLAttention(32, heads=4, window=8, num_tokens=8, causal=True).to(device).train()
     x = torch.randn(2, 100, 32, device=device)
@@ -179,7 +179,7 @@ def check_causal_attention(device: str) -> Check:
             "values": {"max_abs_grad_to_later": worst}, "bound": "== 0 exactly"}
 
 
-def check_bf16(device: str) -> Check:
+def check_bf16_autocast(device: str) -> Check:
     torch.manual_seed(0)
     convs = {c: make_conv(64, causal=c).to(device).train() for c in (False, True)}
     x, ei, ea, b = (t.to(device) for t in make_batch(SIZES, 64, seed=4))
@@ -206,7 +206,7 @@ def check_bf16(device: str) -> Check:
             "bound": "finite; out < 1e-2 and gradients < 5e-2 of float32"}
 
 
-def check_sdpa(device: str) -> Check:
+def check_sdpa_flash(device: str) -> Check:
     if device != "cuda":
         return {"name": "sdpa_flash", "passed": None, "skipped": "SDPA kernel choice is CUDA-only"}
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -301,8 +301,9 @@ def _train_resume(device: str, out: Path) -> Check:
             "bound": "3 epochs in one log after resume, finite metrics, device peak memory"}
 
 
-CHECKS = (check_vs_float64, check_batch_invariance, check_causal_conv, check_causal_attention,
-          check_bf16, check_sdpa, check_train_resume)
+CHECKS = (check_brlconv_vs_float64, check_batch_invariance, check_causal_no_leak_conv,
+          check_causal_no_leak_attention, check_bf16_autocast, check_sdpa_flash,
+          check_train_resume)
 
 
 def environment(device: str) -> Dict[str, Any]:
@@ -332,8 +333,8 @@ def run(device: str, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         res["seconds"] = round(time.perf_counter() - t0, 2)
         results.append(res)
         status = "SKIP" if res.get("passed") is None else ("PASS" if res["passed"] else "FAIL")
-        print(f"{status:4}  {res['name']:<26} {res.get('values', res.get('error', res.get('skipped')))}",
-              flush=True)
+        shown = res.get("values", res.get("error", res.get("skipped")))
+        print(f"{status:4}  {res['name']:<26} {shown}", flush=True)
     return {"environment": environment(device), "checks": results,
             "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])}
 
@@ -347,6 +348,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda requested but torch.cuda.is_available() is False")
+    known = [fn.__name__.removeprefix("check_") for fn in CHECKS]
+    unknown = sorted(set(args.checks or []) - set(known))
+    if unknown:
+        p.error(f"unknown check(s) {unknown}; choose from {known}")
     payload = run(args.device, args.checks)
     if args.json:
         atomic_write_json(Path(args.json), payload)

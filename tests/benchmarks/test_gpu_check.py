@@ -32,7 +32,7 @@ def test_a_leaking_layer_fails_the_causal_check(gpu_check, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(gpu_check, "BRLAttention", leaky)
-    res = gpu_check.check_causal_attention("cpu")
+    res = gpu_check.check_causal_no_leak_attention("cpu")
     assert res["passed"] is False and res["values"]["max_abs_grad_to_later"] > 0
 
 
@@ -46,3 +46,10 @@ def test_a_crashing_check_is_reported_as_failed(gpu_check, monkeypatch):
     (res,) = payload["checks"]
     assert res["name"] == "boom" and res["passed"] is False
     assert "kernel refused" in res["error"]
+
+
+def test_unknown_check_names_are_an_error(gpu_check, capsys):
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--device", "cpu", "--checks", "bf16_autocast", "no_such_check"])
+    assert exc.value.code == 2
+    assert "unknown check(s) ['no_such_check']" in capsys.readouterr().err
