@@ -4,7 +4,9 @@ from brl_graph.nn.brl_conv import BRLConv
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 from brl_graph.nn.functional import prefix_softmax_pool
 from brl_graph.nn.model import BRLGraphModel, make_local_conv
+from brl_graph.nn.plan import BatchPlan, plan_batch
+from brl_graph.nn.reservoir import TokenReservoir
 from brl_graph.nn.token_mixer import TokenMixer
 
-__all__ = ["BRLAttention", "BRLConv", "BRLGraphModel", "FeatureEncoder", "PEEncoder",
-           "TokenMixer", "make_local_conv", "prefix_softmax_pool"]
+__all__ = ["BRLAttention", "BRLConv", "BRLGraphModel", "BatchPlan", "FeatureEncoder", "PEEncoder",
+           "TokenMixer", "TokenReservoir", "make_local_conv", "plan_batch", "prefix_softmax_pool"]

@@ -7,14 +7,14 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Dropout, LayerNorm, Linear, Parameter, Sequential
+from torch.nn import Dropout, LayerNorm, Linear, Sequential
 
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
-from torch_geometric.utils import scatter, softmax, to_dense_batch
+from torch_geometric.utils import scatter, softmax
 
-from brl_graph.nn.functional import DenseGroup, attention, dense_groups, prefix_softmax_pool
-from brl_graph.nn.token_mixer import TokenMixer
+from brl_graph.nn.plan import BatchPlan, DenseGroup, check_shapes, from_dense, plan_batch, to_dense
+from brl_graph.nn.reservoir import TokenReservoir
 
 # Keyword arguments of the local convolution that are indexed by edge and must
 # therefore be filtered together with ``edge_index`` in causal mode.
@@ -193,18 +193,13 @@ class BRLConv(torch.nn.Module):
 
         if num_tokens > 0:
             C = channels
-            self.seeds = Parameter(torch.empty(num_tokens, C)) if learn_seeds else None
-            # compress: token queries, node keys/values.
-            self.tok_norm_c = LayerNorm(C)
-            self.q_c = Linear(C, C)
-            # One projection of the nodes gives the compress keys and values and
-            # the broadcast (or joint) queries: a single pass over the N nodes.
-            self.node_proj = Linear(C, 3 * C)
-            self.o_c = Linear(C, C)
-            # mix: self-attention among the K tokens, then a token MLP.
-            self.mixer = TokenMixer(C, heads, activation_resolver(act, **(act_kwargs or {})),
-                                    dropout=dropout, attn_dropout=attn_dropout)
-            # broadcast (or joint): node queries, token keys/values.
+            # compress and mix: the reservoir.
+            self.reservoir = TokenReservoir(C, num_tokens, heads,
+                                            activation_resolver(act, **(act_kwargs or {})),
+                                            dropout=dropout, attn_dropout=attn_dropout,
+                                            learn_seeds=learn_seeds, prefix_block=prefix_block)
+            # broadcast (or joint): node queries, token keys/values, output.
+            self.q_b = Linear(C, C)
             self.tok_norm_b = LayerNorm(C)
             self.kv_b = Linear(C, 2 * C)
             self.o_b = Linear(C, C)
@@ -224,53 +219,39 @@ class BRLConv(torch.nn.Module):
         for norm in (self.norm1, self.norm2, self.norm3):
             if norm is not None:
                 norm.reset_parameters()
-        if self.num_tokens > 0 and self.seeds is not None:
-            torch.nn.init.normal_(self.seeds, std=1.0)
+        if self.num_tokens > 0:
+            self.reservoir.reset_parameters()
+
+    @property
+    def seeds(self) -> Optional[Tensor]:
+        """The learned seed tokens ``[K, C]`` (``None`` without them)."""
+        return self.reservoir.seeds if self.num_tokens > 0 else None
 
     # ------------------------------------------------------------------ checks
-    def _validate(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor],
-                  tokens: Optional[Tensor]) -> Tuple[Tensor, int]:
+    def _check(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor],
+               tokens: Optional[Tensor], plan: Optional[BatchPlan]) -> BatchPlan:
         if x.dim() != 2 or x.size(1) != self.channels:
             raise ValueError(f"BRLConv expected x of shape [num_nodes, {self.channels}], "
                              f"got {list(x.shape)}")
         N = x.size(0)
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"edge_index must have shape [2, num_edges], got {list(edge_index.shape)}")
-        if edge_index.dtype not in (torch.long, torch.int):
-            raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
-        if edge_index.numel() > 0:
-            lo, hi = int(edge_index.min()), int(edge_index.max())
-            if lo < 0 or hi >= N:
-                raise ValueError(f"edge_index holds node indices in [{lo}, {hi}] but x has "
-                                 f"{N} nodes (valid range [0, {N - 1}])")
-        if batch is None:
-            batch = x.new_zeros(N, dtype=torch.long)
-            num_graphs = 1 if N > 0 else 0
+        if plan is None:
+            plan = plan_batch(N, edge_index, batch, dense=self.num_tokens > 0)
         else:
-            if batch.dim() != 1 or batch.numel() != N:
-                raise ValueError(f"batch must be a vector with one entry per node "
-                                 f"({N}), got shape {list(batch.shape)}")
-            if N > 0:
-                if int(batch.min()) < 0:
-                    raise ValueError("batch holds negative graph indices")
-                if bool((batch[1:] < batch[:-1]).any()):
-                    raise ValueError("batch must be sorted (nodes of a graph contiguous, "
-                                     "as produced by torch_geometric.data.Batch)")
-                num_graphs = int(batch[-1]) + 1
-            else:
-                num_graphs = 0
-            if edge_index.numel() > 0 and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
-                raise ValueError("edge_index joins nodes of different graphs in batch")
+            # The plan's value checks were done once for the whole model: only
+            # confirm that it describes this input.
+            check_shapes(N, edge_index, plan.batch)
+            if self.num_tokens > 0 and not plan.groups and N > 0:
+                raise ValueError("the plan has no dense groups: make it with plan_batch(..., dense=True)")
         if tokens is None and self.num_tokens > 0 and self.seeds is None:
             raise ValueError("this layer was built with learn_seeds=False: pass the tokens "
                              "returned by the previous layer")
         if tokens is not None:
-            rows = N if self.causal else num_graphs
+            rows = N if self.causal else plan.num_graphs
             expect = [rows, self.num_tokens, self.channels]
             if list(tokens.shape) != expect:
                 what = "[num_nodes, K, C] in causal mode" if self.causal else "[num_graphs, K, C]"
                 raise ValueError(f"tokens must have shape {what} = {expect}, got {list(tokens.shape)}")
-        return batch, num_graphs
+        return plan
 
     # ------------------------------------------------------------------ helpers
     def _split(self, t: Tensor) -> Tensor:
@@ -280,81 +261,95 @@ class BRLConv(torch.nn.Module):
     def _attn_p(self) -> float:
         return self.attn_dropout if self.training else 0.0
 
-    def _global_dense(self, kv: Tensor, group: DenseGroup, T: Optional[Tensor]
-                      ) -> Tuple[Tensor, Tensor]:
+    def _read(self, x: Tensor, T: Tensor) -> Tensor:
+        r"""Broadcast: the nodes ``x`` ``[G, L, C]`` read their graph's tokens
+        ``T`` ``[G, K, C]``; returns ``[G, L, C]``, after :attr:`o_b`.
+
+        Like :meth:`TokenReservoir.compress`, the projections are moved to the
+        token side: :math:`(\mathbf{W}_Q\mathbf{x} + \mathbf{b}_Q)^\top\mathbf{k}
+        = \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k}) + \mathbf{b}_Q^\top\mathbf{k}`
+        and :math:`\mathbf{W}_O` is applied to the :math:`HK` token values, so no
+        :math:`C \times C` product runs per node.
+        """
+        G, L, C = x.shape
+        K, H = self.num_tokens, self.heads
+        D = C // H
+        k_t, v_t = self.kv_b(self.tok_norm_b(T)).view(G, K, 2, H, D).unbind(2)
+        k_t = k_t * (1.0 / math.sqrt(D))
+        keys = torch.einsum("gkhd,hdc->gkhc", k_t, self.q_b.weight.view(H, D, C))
+        shift = torch.einsum("gkhd,hd->gkh", k_t, self.q_b.bias.view(H, D))
+        # Logits as [G, K, H * L]: a softmax over the K tokens on axis 1 runs
+        # over contiguous rows, where PyTorch's CPU softmax over a last axis of
+        # length K is about 20x slower (and 6x on a middle axis of [G, L, K, H]).
+        logits = torch.baddbmm(shift.reshape(G, K * H, 1), keys.reshape(G, K * H, C), x.transpose(1, 2))
+        w = torch.softmax(logits.view(G, K, H * L), dim=1)
+        w = F.dropout(w, p=self._attn_p(), training=self.training)
+        values = torch.einsum("gkhd,chd->gkhc", v_t, self.o_b.weight.view(C, H, D))
+        return torch.baddbmm(self.o_b.bias, w.view(G, K * H, L).transpose(1, 2),
+                             values.reshape(G, K * H, C))
+
+    def _read_causal(self, x: Tensor, T: Tensor) -> Tensor:
+        """Broadcast in causal mode: position ``l`` of ``x`` ``[G, L, C]`` reads its
+        own reservoir ``T[:, l]`` ``[G, L, K, C]``; returns ``[G, L, C]``."""
+        G, L, C = x.shape
+        D = C // self.heads
+        q_n = self._split(self.q_b(x))  # [G, L, H, D]
+        k_t, v_t = (self._split(t) for t in self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1))
+        w = torch.einsum("glhd,glkhd->glkh", q_n, k_t) / math.sqrt(D)
+        w = F.dropout(torch.softmax(w, dim=2), p=self._attn_p(), training=self.training)
+        return self.o_b(torch.einsum("glkh,glkhd->glhd", w, v_t).reshape(G, L, C))
+
+    def _global_group(self, x: Tensor, group: DenseGroup, T: Optional[Tensor]
+                      ) -> Tuple[Optional[Tensor], Tensor]:
         """Compress, mix and read back for the graphs of one dense group.
 
-        ``kv`` is the group's rows of :attr:`node_proj` ``[n, 3C]``. Returns the
-        per-node broadcast output ``[n, C]`` (before ``o_b``; ``None`` in joint
-        mode) and the new tokens.
+        ``x`` holds the group's node states ``[n, C]`` and ``T`` its tokens
+        (``[G, K, C]``, or ``[n, K, C]`` in causal mode; ``None`` for the
+        seeds). Returns the nodes' read-out ``[n, C]`` (``None`` in joint mode,
+        which reads the tokens in :meth:`_joint`) and the new tokens.
         """
-        C, H, K = self.channels, self.heads, self.num_tokens
-        D = C // H
-        if group.num_graphs == 1:
-            # One graph needs no padding: skip the scatter into a dense buffer.
-            dense = kv.unsqueeze(0)
-            mask = torch.ones(1, kv.size(0), dtype=torch.bool, device=kv.device)
-        else:
-            dense, mask = to_dense_batch(kv, group.batch, batch_size=group.num_graphs,
-                                         max_num_nodes=group.max_nodes)
-        G, L = mask.shape
-        full = group.num_graphs == 1
-        k_n, v_n = self._split(dense[..., :C]), self._split(dense[..., C:2 * C])  # [G, L, H, D]
-
+        xd = to_dense(x, group)
         if self.causal:
-            # Queries from the position-independent seeds: prefix pooling stays linear.
-            q = self._split(self.q_c(self.tok_norm_c(self.seeds)))  # [K, H, D]
-            logits = torch.einsum("khd,glhd->ghkl", q, k_n) / math.sqrt(D)
-            pooled = prefix_softmax_pool(logits, v_n.permute(0, 2, 1, 3).unsqueeze(2),
-                                         mask=mask[:, None, None, :], block=self.prefix_block)
-            pooled = pooled.permute(0, 3, 2, 1, 4).reshape(G, L, K, C)  # [G, L, K, C]
-            if T is None:
-                T = self.seeds.expand(G, L, K, C)
-            T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
-            T = self.mixer(T)
-            if self.joint:
-                return None, T[0] if full else T[mask]
-            tn = self.tok_norm_b(T)
-            k_t, v_t = (self._split(t) for t in self.kv_b(tn).chunk(2, dim=-1))  # [G, L, K, H, D]
-            q_n = self._split(dense[..., 2 * C:])  # [G, L, H, D]
-            # tokens on a middle axis: see functional.attention on CPU softmax speed
-            w = torch.einsum("glhd,glkhd->glkh", q_n, k_t) / math.sqrt(D)
-            w = F.dropout(torch.softmax(w, dim=2), p=self._attn_p(), training=self.training)
-            out = torch.einsum("glkh,glkhd->glhd", w, v_t).reshape(G, L, C)
-            return (out[0], T[0]) if full else (out[mask], T[mask])
-
-        # Non-causal: the tokens query their own graph's nodes.
+            T = None if T is None else to_dense(T, group)
+            T = self.reservoir.compress_causal(xd, T, group.mask)  # [G, L, K, C]
+            out = None if self.joint else from_dense(self._read_causal(xd, T), group)
+            return out, from_dense(T, group)
         if T is None:
-            T = self.seeds.expand(G, K, C)
-        q = self._split(self.q_c(self.tok_norm_c(T))).transpose(1, 2)  # [G, H, K, D]
-        empty = ~mask.any(dim=1)
-        # An empty graph would leave a softmax without any key (NaN): let it see
-        # its padding, then zero what it pooled.
-        key_mask = None if full else (mask | empty[:, None])[:, None, None, :]
-        pooled = attention(q, k_n.transpose(1, 2), v_n.transpose(1, 2), key_mask,
-                           dropout_p=self._attn_p())
-        pooled = pooled.transpose(1, 2).reshape(G, K, C)
-        pooled = pooled.masked_fill(empty[:, None, None], 0.0)
-        T = T + F.dropout(self.o_c(pooled), p=self.dropout, training=self.training)
-        T = self.mixer(T)
-        if self.joint:
-            return None, T
-        k_t, v_t = (self._split(t).transpose(1, 2)
-                    for t in self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1))  # [G, H, K, D]
-        q_n = self._split(dense[..., 2 * C:]).transpose(1, 2)  # [G, H, L, D]
-        out = attention(q_n, k_t, v_t, dropout_p=self._attn_p())
-        out = out.transpose(1, 2).reshape(G, L, C)
-        return (out[0] if full else out[mask]), T
+            T = self.reservoir.initial(group.num_graphs)
+        T = self.reservoir.compress(xd, T, group.mask_bias, group.empty)
+        return (None if self.joint else from_dense(self._read(xd, T), group)), T
 
-    def _joint(self, x: Tensor, q: Tensor, edge_index: Tensor, T_node: Tensor) -> Tensor:
+    def _global(self, x: Tensor, plan: BatchPlan, tokens: Optional[Tensor]
+                ) -> Tuple[Optional[Tensor], Tensor]:
+        """The global branch over every dense group of the batch."""
+        if len(plan.groups) == 1 and plan.groups[0].node_index is None:
+            return self._global_group(x, plan.groups[0], tokens)
+        N, K, C = x.size(0), self.num_tokens, self.channels
+        out = None if self.joint else x.new_empty(N, C)
+        new_tokens = x.new_empty(N if self.causal else plan.num_graphs, K, C)
+        for group in plan.groups:
+            if tokens is None:
+                T = None
+            else:
+                T = tokens[group.node_index if self.causal else group.graph_index]
+            o, T_new = self._global_group(x[group.node_index], group, T)
+            # Under autocast a group's outputs may be bf16/fp16: the buffers keep
+            # the input's dtype, as the one-group path does after the final norm.
+            if o is not None:
+                out = out.index_copy(0, group.node_index, o.to(out.dtype))
+            rows = group.node_index if self.causal else group.graph_index
+            new_tokens = new_tokens.index_copy(0, rows, T_new.to(new_tokens.dtype))
+        return out, new_tokens
+
+    def _joint(self, x: Tensor, edge_index: Tensor, T_node: Tensor) -> Tensor:
         """One softmax per node over its in-neighbours, itself and its K tokens.
 
-        ``q`` holds the node queries ``[N, C]``; ``T_node`` the tokens each node
-        reads, ``[N, K, C]``.
+        ``T_node`` holds the tokens each node reads, ``[N, K, C]``. Returns the
+        output after :attr:`o_b`.
         """
         N, C, H, K = x.size(0), self.channels, self.heads, self.num_tokens
         D = C // H
-        q = self._split(q)  # [N, H, D]
+        q = self._split(self.q_b(x))  # [N, H, D]
         k_n, v_n = (self._split(t) for t in self.kv_n(x).chunk(2, dim=-1))
         k_t, v_t = (self._split(t) for t in self.kv_b(self.tok_norm_b(T_node)).chunk(2, dim=-1))
         src, dst = edge_index
@@ -370,7 +365,7 @@ class BRLConv(torch.nn.Module):
         a_e, a_t = alpha[:dst.numel()], alpha[dst.numel():].view(N, K, H)
         out = scatter(a_e.unsqueeze(-1) * v_n[src], dst, dim=0, dim_size=N, reduce="sum")
         out = out + torch.einsum("nkh,nkhd->nhd", a_t, v_t)
-        return out.reshape(N, C)
+        return self.o_b(out.reshape(N, C))
 
     def _norm(self, norm, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         if norm is None:
@@ -386,6 +381,7 @@ class BRLConv(torch.nn.Module):
         edge_index: Tensor,
         batch: Optional[Tensor] = None,
         tokens: Optional[Tensor] = None,
+        plan: Optional[BatchPlan] = None,
         **kwargs: Any,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         r"""Runs the layer.
@@ -396,6 +392,10 @@ class BRLConv(torch.nn.Module):
             batch (torch.Tensor, optional): Sorted graph assignment :obj:`[N]`.
             tokens (torch.Tensor, optional): The reservoir from the previous
                 layer; learned seeds when :obj:`None`.
+            plan (BatchPlan, optional): :func:`~brl_graph.nn.plan_batch` of this
+                batch, made once for all layers (it then supplies :obj:`batch`,
+                and the layer checks only shapes). Without it the layer checks
+                the batch and plans its padding itself.
             **kwargs: Passed to the local conv (e.g. :obj:`edge_attr`). In
                 causal mode the edge-indexed ones (:obj:`edge_attr`,
                 :obj:`edge_weight`, :obj:`edge_type`) are filtered with the edges.
@@ -403,7 +403,8 @@ class BRLConv(torch.nn.Module):
         Returns:
             (torch.Tensor, torch.Tensor or None): new node states and tokens.
         """
-        batch, num_graphs = self._validate(x, edge_index, batch, tokens)
+        plan = self._check(x, edge_index, batch, tokens, plan)
+        batch, num_graphs = plan.batch, plan.num_graphs
         N, K, C = x.size(0), self.num_tokens, self.channels
         if N == 0:
             if K == 0:
@@ -429,39 +430,10 @@ class BRLConv(torch.nn.Module):
 
         new_tokens = None
         if K > 0:
-            out = x.new_empty(N, C) if not self.joint else None
-            if self.causal:
-                new_tokens = x.new_empty(N, K, C)
-            else:
-                new_tokens = x.new_empty(num_graphs, K, C)
-            proj = self.node_proj(x)
-            for group in dense_groups(batch, num_graphs):
-                xs = proj if group.node_index is None else proj[group.node_index]
-                if tokens is None:
-                    T = None
-                elif self.causal:
-                    tg = tokens if group.node_index is None else tokens[group.node_index]
-                    T = to_dense_batch(tg.flatten(1), group.batch, batch_size=group.num_graphs,
-                                       max_num_nodes=group.max_nodes)[0].unflatten(-1, (K, C))
-                else:
-                    T = tokens if group.graph_index is None else tokens[group.graph_index]
-                o, T_new = self._global_dense(xs, group, T)
-                if group.node_index is None:
-                    if o is not None:
-                        out = o
-                    new_tokens = T_new
-                else:
-                    # Under autocast a group's outputs may be bf16/fp16: the
-                    # buffers keep the input's dtype, as the one-group path does
-                    # after the final norm.
-                    if o is not None:
-                        out = out.index_copy(0, group.node_index, o.to(out.dtype))
-                    rows = group.node_index if self.causal else group.graph_index
-                    new_tokens = new_tokens.index_copy(0, rows, T_new.to(new_tokens.dtype))
+            out, new_tokens = self._global(x, plan, tokens)
             if self.joint:
-                T_node = new_tokens if self.causal else new_tokens[batch]
-                out = self._joint(x, proj[:, 2 * C:], edge_index, T_node)
-            h = F.dropout(self.o_b(out), p=self.dropout, training=self.training) + x
+                out = self._joint(x, edge_index, new_tokens if self.causal else new_tokens[batch])
+            h = F.dropout(out, p=self.dropout, training=self.training) + x
             hs.append(self._norm(self.norm2, h, batch, num_graphs))
 
         out = hs[0] if len(hs) == 1 else hs[0] + hs[1]

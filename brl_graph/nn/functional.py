@@ -3,16 +3,20 @@ r"""Functional building blocks shared by :class:`BRLConv` and :class:`BRLAttenti
 * :func:`prefix_softmax_pool`: the causal (prefix) softmax pooling that lets the
   compressed tokens seen by position :math:`i` summarise positions :math:`j \le i`
   only, in linear cost and without overflow.
-* :func:`dense_groups`: splits a batch of graphs into groups of similar size so
-  that padding to a dense tensor never costs more than a constant factor over the
-  number of real nodes.
+* :func:`attention`: softmax attention where one side has only the :math:`K`
+  tokens, on the fastest path for the device.
+
+:func:`dense_groups` (the padding plan of a batch) lives in
+:mod:`brl_graph.nn.plan` and is re-exported here.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from brl_graph.nn.plan import DenseGroup, dense_groups  # noqa: F401 (re-exported)
 
 # A finite stand-in for -inf: exp(NEG - x) underflows to exactly 0 for any real
 # logit, while NEG - NEG stays 0 instead of the NaN that -inf - -inf gives.
@@ -106,43 +110,6 @@ def prefix_softmax_pool(
     with torch.autocast(device_type=s.device.type, enabled=False):
         out, _ = _prefix(s, v, block)
     return out.to(out_dtype)
-
-
-class DenseGroup(NamedTuple):
-    """Graphs padded together: ``node_index`` selects their nodes (``None`` = all)."""
-    graph_index: Optional[Tensor]
-    node_index: Optional[Tensor]
-    batch: Tensor
-    num_graphs: int
-    max_nodes: int
-
-
-def dense_groups(batch: Tensor, num_graphs: int, slack: float = 2.0) -> List[DenseGroup]:
-    r"""Plans the dense padding of a sorted ``batch`` vector.
-
-    When padding every graph to the largest one costs at most ``slack`` times the
-    real node count, a single group is returned. Otherwise graphs are bucketed by
-    :math:`\lfloor \log_2 n_g \rfloor`, which bounds the padding of each bucket to
-    a factor of two, so the global branch stays :math:`O(N K C)` even for a batch
-    with one huge graph and many tiny ones.
-    """
-    counts = torch.bincount(batch, minlength=num_graphs) if batch.numel() else \
-        torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
-    n = batch.numel()
-    max_nodes = int(counts.max()) if num_graphs > 0 else 0
-    if num_graphs * max_nodes <= slack * n + 64:
-        return [DenseGroup(None, None, batch, num_graphs, max_nodes)]
-    bucket = torch.floor(torch.log2(counts.clamp(min=1).float())).long()
-    groups = []
-    for b in torch.unique(bucket).tolist():
-        graph_index = (bucket == b).nonzero().view(-1)
-        remap = torch.full((num_graphs,), -1, dtype=torch.long, device=batch.device)
-        remap[graph_index] = torch.arange(graph_index.numel(), device=batch.device)
-        local = remap[batch]
-        node_index = (local >= 0).nonzero().view(-1)
-        groups.append(DenseGroup(graph_index, node_index, local[node_index],
-                                 graph_index.numel(), int(counts[graph_index].max())))
-    return groups
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None,

@@ -13,6 +13,7 @@ from torch_geometric.nn.conv import MessagePassing
 
 from brl_graph.nn.brl_conv import BRLConv
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
+from brl_graph.nn.plan import plan_batch
 
 LOCAL_CONVS = ("gine", "gatedgcn", "gcn", "gatv2")
 GLOBAL_ATTNS = ("brl", "full", "performer", "none")
@@ -86,6 +87,10 @@ class BRLGraphModel(torch.nn.Module):
             (default: :obj:`"readout_mask"`)
         norm (str, optional): Normalisation in every layer.
             (default: :obj:`"layer_norm"`)
+        validate (bool, optional): Check each input batch's values once at
+            the model's entry (edge indices in range, a sorted :obj:`batch`, no
+            edge between graphs); the layers then check only shapes.
+            :obj:`False` skips these checks for trusted data. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` (or :class:`Data`)
@@ -117,6 +122,7 @@ class BRLGraphModel(torch.nn.Module):
         pool: str = "mean",
         readout_attr: str = "readout_mask",
         norm: Optional[str] = "layer_norm",
+        validate: bool = True,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -140,6 +146,7 @@ class BRLGraphModel(torch.nn.Module):
         self.task_level = task_level
         self.pool = pool
         self.readout_attr = readout_attr
+        self.validate = validate
 
         self.node_encoder = FeatureEncoder(node_encoder, channels, in_channels)
         # GCN has no use for edge features: build no encoder that nothing would train.
@@ -210,10 +217,14 @@ class BRLGraphModel(torch.nn.Module):
         kwargs = {}
         if self.edge_encoder is not None:
             kwargs["edge_attr"] = self.edge_encoder(self._require(data, "edge_attr"))
+        # One plan for all layers: the batch is checked and its padding worked
+        # out once, not once per layer.
+        plan = plan_batch(x.size(0), edge_index, batch, validate=self.validate,
+                          dense=self.num_tokens > 0)
         tokens = None
         for layer in self.layers:
             if isinstance(layer, BRLConv):
-                x, tokens = layer(x, edge_index, batch, tokens, **kwargs)
+                x, tokens = layer(x, edge_index, tokens=tokens, plan=plan, **kwargs)
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         return x

@@ -11,6 +11,7 @@ from .config import DEFAULTS, ConfigError, load_config, parse_overrides, save_co
 from .engine import (NonFiniteLossError, build_bench, build_model, count_parameters, evaluate,
                      fit, make_scheduler, predict)
 from .losses import task_loss
+from .optim import make_optimizer
 
 __all__ = [
     "fit",
@@ -27,6 +28,7 @@ __all__ = [
     "evaluate",
     "predict",
     "make_scheduler",
+    "make_optimizer",
     "load_checkpoint",
     "save_checkpoint",
     "task_loss",

@@ -51,6 +51,7 @@ from .config import (ConfigError, ConfigLike, atomic_write_text, config_differen
 from .distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, setup,
                           shard_range, teardown)
 from .losses import task_loss
+from .optim import make_optimizer
 
 # Files of a run folder that a fresh run (with overwrite) removes first.
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.json", "log.csv",
@@ -497,7 +498,7 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
     _seed_everything(t["seed"])
     model = build_model(cfg, bench).to(ctx.device)
     num_params = count_parameters(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    optimizer = make_optimizer(model, lr=t["lr"], weight_decay=t["weight_decay"])
 
     generator = torch.Generator()
     train_loader, sampler = _train_loader(bench.train, cfg, ctx, generator)

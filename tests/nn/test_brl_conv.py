@@ -84,11 +84,12 @@ def test_padding_never_reaches_the_pooling_normaliser():
     b = Batch.from_data_list([small, big])
     _, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
     H, D = conv.heads, C // conv.heads
-    q = conv.q_c(conv.tok_norm_c(conv.seeds)).view(2, H, D)
-    k, v = conv.node_proj(small.x)[:, :2 * C].chunk(2, -1)
+    res = conv.reservoir
+    q = res.query(res.norm(conv.seeds)).view(2, H, D)
+    k, v = res.key_value(small.x).chunk(2, -1)
     w = torch.softmax(torch.einsum("khd,nhd->khn", q, k.view(3, H, D)) / math.sqrt(D), -1)
     pooled = torch.einsum("khn,nhd->khd", w, v.view(3, H, D)).reshape(2, C)
-    T = conv.mixer(conv.seeds + conv.o_c(pooled))
+    T = res.mixer(conv.seeds + res.out(pooled))
     torch.testing.assert_close(tok[0], T, atol=1e-5, rtol=1e-5)
 
 
@@ -212,8 +213,8 @@ def test_bad_inputs_raise_clear_errors():
 def test_causal_huge_logits_and_bf16_stay_finite():
     conv = make(causal=True)
     with torch.no_grad():
-        conv.q_c.weight.mul_(1e2)  # pooling logits around 1e4
-        conv.node_proj.weight.mul_(1e2)
+        conv.reservoir.query.weight.mul_(1e2)  # pooling logits around 1e4
+        conv.reservoir.key_value.weight.mul_(1e2)
     g = rand_graph(300, 600, 9)
     out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
     assert torch.isfinite(out).all() and torch.isfinite(tok).all()
@@ -242,14 +243,14 @@ def test_bucketed_batch_keeps_dtype_when_a_group_returns_half_precision(monkeypa
     # scatter buffers hold float32; index_copy_ refuses mixed dtypes.
     torch.manual_seed(0)
     conv = BRLConv(16, None, num_tokens=4, heads=2)
-    real = conv._global_dense
+    real = conv._global_group
 
     def half(*args, **kwargs):
         o, t = real(*args, **kwargs)
         return o.bfloat16(), t.bfloat16()
 
-    monkeypatch.setattr(conv, "_global_dense", half)
-    sizes = [2, 3, 200]  # padding to 200 costs > 2x: several groups
+    monkeypatch.setattr(conv, "_global_group", half)
+    sizes = [2, 3, 5000]  # padding to 5000 costs > 2x: several groups
     batch = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
     x = torch.randn(batch.numel(), 16)
     edge_index = torch.empty(2, 0, dtype=torch.long)

@@ -1,0 +1,175 @@
+r"""Training-step time on real small-graph batches: BRL, its MPNN twin and GPS.
+
+One *step* is what :func:`brl_graph.train.fit` does per batch: forward, loss,
+backward, gradient clipping and the optimiser update, with the optimiser
+:func:`brl_graph.train.make_optimizer` builds. Batches are real ones from the
+benchmark's training split (the first ``--batches`` of a seeded shuffle),
+collated once up front, so the loader is not timed.
+
+The models are timed *side by side in one process*: each round runs every
+model for the same batches, in turn, and the figure per model is the median
+over rounds. Their ratios are therefore measured under the same machine load.
+
+Usage::
+
+    python benchmarks/step_time.py --dataset ogbg-molhiv --root ../shared/datasets
+    python benchmarks/step_time.py --dataset peptides-func --root ../shared/datasets \
+        --batch-size 128 --json benchmarks/results/step_time.json --append
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from brl_graph.io import update_json_locked
+
+# name -> BRLGraphModel overrides; "gps" is PyG's GPSConv with multihead attention.
+MODELS: Dict[str, Dict[str, Any]] = {
+    "brl": {"global_attn": "brl"},
+    "twin": {"global_attn": "none"},
+    "gps": {"global_attn": "full"},
+}
+
+
+def load_batches(dataset: str, root: Optional[str], batch_size: int, count: int,
+                 pe: str, pe_dim: int, seed: int = 0) -> tuple[list, Any]:
+    from torch_geometric.loader import DataLoader
+
+    from brl_graph.data import load_dataset
+
+    options: Dict[str, Any] = {}
+    if pe == "rwse":
+        options = {"pe": "rwse", "rwse_dim": pe_dim}
+    bench = load_dataset(dataset, root=root, **options)
+    loader = DataLoader(bench.train, batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches, bench
+
+
+def build(model: str, bench, args: argparse.Namespace) -> torch.nn.Module:
+    from brl_graph.nn import BRLGraphModel
+
+    kwargs: Dict[str, Any] = dict(
+        out_channels=bench.out_channels, channels=args.channels, num_layers=args.layers,
+        num_tokens=args.num_tokens, heads=args.heads, norm=args.norm,
+        rwse_dim=args.pe_dim if args.pe == "rwse" else 0, **MODELS[model])
+    if bench.atom_features:
+        kwargs.update(node_encoder="atom", edge_encoder="bond")
+    else:
+        kwargs.update(node_encoder="linear", in_channels=bench.num_node_features)
+        if bench.num_edge_features:
+            kwargs.update(edge_encoder="linear", edge_dim=bench.num_edge_features)
+    torch.manual_seed(0)
+    return BRLGraphModel(**kwargs)
+
+
+def make_step(model: torch.nn.Module, bench, lr: float):
+    from brl_graph.train import make_optimizer
+    from brl_graph.train.losses import task_loss
+
+    optimizer = make_optimizer(model, lr=lr, weight_decay=0.0)
+    model.train()
+
+    def step(batch) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = task_loss(model(batch), batch.y, bench.task, "mse")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return step
+
+
+def time_models(models: Sequence[str], bench, batches: list, args: argparse.Namespace
+                ) -> Dict[str, Dict[str, Any]]:
+    steps = {m: make_step(build(m, bench, args), bench, 1e-3) for m in models}
+    params = {m: sum(p.numel() for p in build(m, bench, args).parameters()) for m in models}
+    for m in models:  # warm-up: allocator, first-call dispatch
+        for batch in batches[:args.warmup]:
+            steps[m](batch)
+    per_round: Dict[str, List[float]] = {m: [] for m in models}
+    for _ in range(args.rounds):
+        for m in models:
+            start = time.perf_counter()
+            for batch in batches:
+                steps[m](batch)
+            per_round[m].append((time.perf_counter() - start) / len(batches))
+    graphs = sum(b.num_graphs for b in batches) / len(batches)
+    out = {}
+    for m in models:
+        ms = 1e3 * statistics.median(per_round[m])
+        out[m] = {"ms_per_step": ms, "graphs_per_s": graphs / (ms / 1e3),
+                  "min_ms": 1e3 * min(per_round[m]), "max_ms": 1e3 * max(per_round[m]),
+                  "num_params": params[m]}
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="ogbg-molhiv")
+    p.add_argument("--root", default=None, help="folder with the raw data (read-only is fine)")
+    p.add_argument("--models", nargs="+", default=["brl", "twin", "gps"], choices=list(MODELS))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=20, help="distinct batches per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--num-tokens", type=int, default=8)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--norm", default="batch_norm")
+    p.add_argument("--pe", choices=["none", "rwse"], default="none")
+    p.add_argument("--pe-dim", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="append rows to this JSON list")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    batches, bench = load_batches(args.dataset, args.root, args.batch_size, args.batches,
+                                  args.pe, args.pe_dim)
+    result = time_models(args.models, bench, batches, args)
+    nodes = sum(b.num_nodes for b in batches) / len(batches)
+    print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
+          f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}, "
+          f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
+    for m, r in result.items():
+        ratio = r["ms_per_step"] / result["twin"]["ms_per_step"] if "twin" in result else float("nan")
+        print(f"  {m:5s} {r['ms_per_step']:7.1f} ms/step  {r['graphs_per_s']:7.0f} graphs/s  "
+              f"({ratio:.2f}x twin, {r['num_params']:,} params)")
+    if args.json is not None:
+        command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+        rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
+                 "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
+                 "norm": args.norm, "threads": args.threads, "torch": torch.__version__,
+                 "machine": platform.processor() or platform.machine(), "command": command, **r}
+                for m, r in result.items()]
+
+        def upsert(old: Any) -> List[Dict[str, Any]]:
+            keep = [row for row in (old or []) if (row["dataset"], row["model"], row["batch_size"])
+                    not in {(r["dataset"], r["model"], r["batch_size"]) for r in rows}]
+            return keep + rows
+
+        update_json_locked(args.json, upsert)
+        print(f"rows in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

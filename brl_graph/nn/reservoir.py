@@ -1,0 +1,153 @@
+r"""The token reservoir of a BRL layer: learned seeds, the compress step and the mix."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import LayerNorm, Linear, Parameter
+
+from brl_graph.nn.functional import NEG, prefix_softmax_pool
+from brl_graph.nn.token_mixer import TokenMixer
+
+
+class TokenReservoir(torch.nn.Module):
+    r"""A reservoir of :math:`K` compressed tokens: it *compresses* a set of node
+    (or position) states into the tokens by attention pooling, then *mixes* the
+    tokens among themselves (:class:`~brl_graph.nn.TokenMixer`).
+
+    For node states :math:`\mathbf{X} \in \mathbb{R}^{L \times C}` of one graph
+    and tokens :math:`\mathbf{T} \in \mathbb{R}^{K \times C}`,
+
+    .. math::
+        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} + \mathbf{W}_O
+        \,\big\Vert_{h=1}^{H} \mathrm{softmax}\Big(
+        \frac{\mathbf{Q}_h \mathbf{K}_h^\top}{\sqrt{D}}\Big) \mathbf{V}_h\Big),
+        \quad \mathbf{Q} = \mathrm{LN}(\mathbf{T}) \mathbf{W}_Q,\;
+        \mathbf{K} = \mathbf{X} \mathbf{W}_K,\; \mathbf{V} = \mathbf{X} \mathbf{W}_V,
+
+    with the softmax over the graph's nodes. :meth:`compress` never projects the
+    nodes: since :math:`\mathbf{q}^\top \mathbf{W}_K \mathbf{x} =
+    (\mathbf{W}_K^\top \mathbf{q})^\top \mathbf{x}` and the pooling weights sum
+    to one, the :math:`K` queries are mapped into node space and the pooled
+    *nodes* are projected afterwards. That is the same function, at
+    :math:`O(L K H C)` instead of :math:`O(L C^2)` per graph, and far fewer ops.
+
+    :meth:`compress_causal` gives every position :math:`i` its own reservoir
+    summarising positions :math:`j \le i` (a stable prefix softmax,
+    :func:`~brl_graph.nn.functional.prefix_softmax_pool`); its queries are the
+    learned seeds, the same at every position, which keeps the prefix pooling
+    linear in :math:`L`.
+
+    Args:
+        channels (int): Token and node width :math:`C`.
+        num_tokens (int): :math:`K`.
+        heads (int): Attention heads :math:`H`; must divide :obj:`channels`.
+        act (torch.nn.Module, optional): Activation of the mixer's MLP.
+        dropout (float, optional): Dropout on the residual branches.
+        attn_dropout (float, optional): Dropout on attention weights.
+        learn_seeds (bool, optional): Own learned seed tokens
+            :math:`\mathbf{T}^{(0)}`. (default: :obj:`True`)
+        prefix_block (int, optional): Block of the causal prefix softmax.
+
+    Shapes:
+        - :meth:`compress`: nodes :math:`(G, L, C)`, tokens :math:`(G, K, C)`,
+          mask bias :math:`(G, 1, L)` *(optional)* -> :math:`(G, K, C)`.
+        - :meth:`compress_causal`: nodes :math:`(G, L, C)`, tokens
+          :math:`(G, L, K, C)` *(optional)* -> :math:`(G, L, K, C)`.
+    """
+    def __init__(self, channels: int, num_tokens: int, heads: int,
+                 act: Optional[torch.nn.Module] = None, dropout: float = 0.0,
+                 attn_dropout: float = 0.0, learn_seeds: bool = True,
+                 prefix_block: int = 32) -> None:
+        super().__init__()
+        if num_tokens <= 0:
+            raise ValueError(f"a reservoir needs num_tokens > 0, got {num_tokens}")
+        if heads <= 0 or channels % heads != 0:
+            raise ValueError(f"heads ({heads}) must be positive and divide channels ({channels})")
+        self.channels, self.num_tokens, self.heads = channels, num_tokens, heads
+        self.dropout, self.attn_dropout = dropout, attn_dropout
+        self.prefix_block = prefix_block
+        self.seeds = Parameter(torch.empty(num_tokens, channels)) if learn_seeds else None
+        self.norm = LayerNorm(channels)
+        self.query = Linear(channels, channels)
+        self.key_value = Linear(channels, 2 * channels)
+        self.out = Linear(channels, channels)
+        self.mixer = TokenMixer(channels, heads, act, dropout=dropout, attn_dropout=attn_dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        for module in (self.norm, self.query, self.key_value, self.out, self.mixer):
+            module.reset_parameters()
+        if self.seeds is not None:
+            torch.nn.init.normal_(self.seeds, std=1.0)
+
+    def initial(self, *lead: int) -> Tensor:
+        """The seeds broadcast to ``[*lead, K, C]``."""
+        if self.seeds is None:
+            raise ValueError("this reservoir was built with learn_seeds=False: pass the tokens "
+                             "of the previous layer")
+        return self.seeds.expand(*lead, self.num_tokens, self.channels)
+
+    def _attn_p(self) -> float:
+        return self.attn_dropout if self.training else 0.0
+
+    def compress(self, x: Tensor, tokens: Tensor, mask_bias: Optional[Tensor] = None,
+                 empty: Optional[Tensor] = None) -> Tensor:
+        """Pools each graph's nodes ``x`` ``[G, L, C]`` into its ``tokens``
+        ``[G, K, C]``, then mixes them.
+
+        ``mask_bias`` ``[G, 1, L]`` is added to the pooling logits: 0 for real
+        nodes and a large negative number for padding (``None``: no padding);
+        ``empty`` ``[G]`` marks graphs without nodes (``None``: there are none).
+        """
+        G, L, C = x.shape
+        K, H = self.num_tokens, self.heads
+        D = C // H
+        q = self.query(self.norm(tokens)).view(G, K, H, D)
+        w_k, w_v = self.key_value.weight.view(2, H, D, C).unbind(0)
+        b_v = self.key_value.bias[C:].view(H, D)
+        # q . (W_k x + b_k) = (W_k^T q) . x + q . b_k; the last term is the same
+        # for every node of the graph, so the softmax drops it. The 1/sqrt(D)
+        # goes on the small weight, not on the [G, KH, L] logits.
+        q_nodes = torch.einsum("gkhd,hdc->gkhc", q, w_k * (1.0 / math.sqrt(D))).reshape(G, K * H, C)
+        if mask_bias is None:
+            logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, KH, L]
+        else:
+            logits = torch.baddbmm(mask_bias, q_nodes, x.transpose(1, 2))
+        w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        pooled_x = torch.bmm(w, x).view(G, K, H, C)
+        # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j
+        weight = w.sum(-1).view(G, K, H, 1) if self._attn_p() > 0 else 1.0
+        pooled = torch.einsum("gkhc,hdc->gkhd", pooled_x, w_v) + b_v * weight
+        if empty is not None:  # a graph without nodes pools nothing (its softmax saw padding only)
+            pooled = pooled.masked_fill(empty[:, None, None, None], 0.0)
+        tokens = tokens + F.dropout(self.out(pooled.reshape(G, K, C)), p=self.dropout,
+                                    training=self.training)
+        return self.mixer(tokens)
+
+    def compress_causal(self, x: Tensor, tokens: Optional[Tensor] = None,
+                        mask: Optional[Tensor] = None) -> Tensor:
+        """Per-position reservoirs ``[G, L, K, C]``: position ``i`` pools positions
+        ``j <= i`` of its graph into its own ``tokens`` (seeds when ``None``)."""
+        G, L, C = x.shape
+        K, H = self.num_tokens, self.heads
+        D = C // H
+        q = self.query(self.norm(self.initial())).view(K, H, D)
+        k, v = self.key_value(x).view(G, L, 2, H, D).unbind(2)
+        logits = torch.einsum("khd,glhd->ghkl", q, k) / math.sqrt(D)
+        pooled = prefix_softmax_pool(logits, v.permute(0, 2, 1, 3).unsqueeze(2),
+                                     mask=None if mask is None else mask[:, None, None, :],
+                                     block=self.prefix_block)  # [G, H, K, L, D]
+        pooled = pooled.permute(0, 3, 2, 1, 4).reshape(G, L, K, C)
+        if tokens is None:
+            tokens = self.initial(G, L)
+        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        return self.mixer(tokens)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, num_tokens={self.num_tokens}, "
+                f"heads={self.heads})")
