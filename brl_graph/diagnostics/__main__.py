@@ -14,6 +14,7 @@ from typing import List, Optional
 import torch
 
 from brl_graph.diagnostics.report import SPLITS, parse_options, run_report
+from brl_graph.train import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    sensitivity=args.sensitivity, probes=args.probes,
                    pyg_compare=not args.no_pyg, seed=args.seed, max_nodes=args.max_nodes,
                    device=args.device)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:  # leave the process as it was (main() may be called in-process)

@@ -16,12 +16,15 @@ from __future__ import annotations
 import copy
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 import yaml
 
+from brl_graph.attrs import PE_KINDS
 from brl_graph.io import atomic_write_text, file_mode  # noqa: F401 (re-exported)
+from brl_graph.nn.model import GLOBAL_ATTNS, LOCAL_CONVS, POOLS
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], None]
 
@@ -40,17 +43,17 @@ DEFAULTS: Dict[str, Any] = {
         "seed": None,          # synthetic generators and random splits
         "options": {},         # any further load_dataset keyword arguments
     },
-    "model": {
-        "layers": 4,
+    "model": {                 # the BRLGraphModel arguments of the same names
+        "num_layers": 4,
         "channels": 64,
         "heads": 4,
-        "num_tokens": 8,       # 0 = the MPNN-only twin
-        "local": "gine",       # gine | gatedgcn | gcn | gatv2
-        "global": "brl",       # brl | full | performer | none
+        "num_tokens": 8,       # 0 = the MPNN-only baseline (same layers, no global branch)
+        "local": "gine",       # see brl_graph.nn.model.LOCAL_CONVS
+        "global_attn": "brl",  # see brl_graph.nn.model.GLOBAL_ATTNS
         "dropout": 0.0,
         "attn_dropout": 0.0,
-        "pe": "none",          # none | rwse | lap: computed by the loader, encoded by the model
-        "pe_dim": 16,
+        "pe": "none",          # none | rwse | lap | [rwse, lap]: computed by the loader, encoded by the model
+        "pe_dim": 16,          # the loader's width of each PE kind
         "pool": "mean",
         "joint": False,
         "causal": False,
@@ -91,17 +94,69 @@ RESUMABLE_CHANGES = {
     "train.eval_batch_size", "data.root", "data.cache_dir", "train.seeds",
 }
 
+# The model's choices are declared by the model; the engine's here.
 CHOICES: Dict[str, Iterable[Any]] = {
-    "model.local": ("gine", "gatedgcn", "gcn", "gatv2"),
-    "model.global": ("brl", "full", "performer", "none"),
-    "model.pe": ("none", "rwse", "lap"),
+    "model.local": LOCAL_CONVS,
+    "model.global_attn": GLOBAL_ATTNS,
+    "model.pool": tuple(POOLS),
     "train.scheduler": ("cosine", "plateau", "none"),
     "train.loss": ("auto", "l1", "mse"),
+}
+
+# Old key -> its current name. Accepted, with a warning, for one release
+# (0.1.x): configs, overrides and checkpoints written before the rename load
+# unchanged. Remove after 0.2.
+DEPRECATED_KEYS: Dict[str, str] = {
+    "model.layers": "model.num_layers",
+    "model.global": "model.global_attn",
 }
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used: unknown key, bad value or bad file."""
+
+
+def pe_kinds(pe: Any) -> List[str]:
+    """``model.pe`` as a list of PE kinds: ``"none"`` -> ``[]``, ``"rwse"`` ->
+    ``["rwse"]``, ``["lap", "rwse"]`` kept in the order given."""
+    if pe is None or pe == "none":
+        return []
+    kinds = [pe] if isinstance(pe, str) else pe
+    if (not isinstance(kinds, list) or not kinds
+            or any(not isinstance(k, str) or k not in PE_KINDS for k in kinds)
+            or len(set(kinds)) != len(kinds)):
+        raise ConfigError(f"model.pe={pe!r} must be 'none', one of {list(PE_KINDS)} or a list "
+                          f"of distinct ones")
+    return list(kinds)
+
+
+def rename_deprecated(config: Mapping[str, Any], warn: bool = True) -> Dict[str, Any]:
+    """A copy of a (partial) nested config with :data:`DEPRECATED_KEYS` renamed.
+
+    Args:
+        warn: emit a :class:`FutureWarning` per old key (a warning category
+            shown by default: the reader is a user, not a developer).
+
+    Raises:
+        ConfigError: a section holds both an old key and its new name.
+    """
+    out = copy.deepcopy(dict(config))
+    for old, new in DEPRECATED_KEYS.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        node = out.get(section)
+        if not isinstance(node, Mapping) or old_key not in node:
+            continue
+        if new_key in node:
+            raise ConfigError(f"config sets both '{old}' and '{new}'; '{old}' is the deprecated "
+                              f"name of '{new}': keep only '{new}'")
+        if warn:
+            warnings.warn(f"config key '{old}' is deprecated and will be removed after 0.1.x; "
+                          f"use '{new}'", FutureWarning, stacklevel=3)
+        node = dict(node)
+        node[new_key] = node.pop(old_key)
+        out[section] = node
+    return out
 
 
 class _Loader(yaml.SafeLoader):
@@ -169,7 +224,7 @@ def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = _yaml_load(raw) if raw.strip() else None
+            value = parse_value(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from None
         node = nested
@@ -180,6 +235,14 @@ def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
         node[parts[-1]] = value
     return nested
+
+
+def parse_value(raw: str) -> Any:
+    """One ``key=value`` value, parsed as YAML: ``3e-4`` a float, ``[0,1]`` a list,
+    ``null`` ``None``, a bare word a string; an empty value is ``None``."""
+    if not raw.strip():
+        return None
+    return _yaml_load(raw)
 
 
 def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -225,7 +288,8 @@ def _validate(cfg: Dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
             raise ConfigError(f"{path} must be a number >= {low}, got {value!r}")
 
-    for path in ("model.layers", "model.channels", "model.heads", "train.epochs",
+    pe_kinds(get("model.pe"))
+    for path in ("model.num_layers", "model.channels", "model.heads", "train.epochs",
                  "train.batch_size", "train.eval_every"):
         need_int(path, 1)
     for path in ("model.num_tokens", "model.pe_dim", "train.warmup_epochs",
@@ -294,9 +358,9 @@ def load_config(config: ConfigLike = None, overrides: Optional[Iterable[str]] = 
         user = read_yaml(config)
     else:
         raise ConfigError(f"config must be a YAML path or a dict, got {type(config).__name__}")
-    cfg = _merge(DEFAULTS, user)
+    cfg = _merge(DEFAULTS, rename_deprecated(user))
     if overrides:
-        cfg = _merge(cfg, parse_overrides(overrides))
+        cfg = _merge(cfg, rename_deprecated(parse_overrides(overrides)))
     if cfg["out_dir"] is not None:
         cfg["out_dir"] = str(cfg["out_dir"])
     _validate(cfg)

@@ -7,7 +7,7 @@ import torch
 from brl_graph.train import (CheckpointError, ConfigError, NonFiniteLossError, build_model,
                              evaluate, fit, load_checkpoint, load_config)
 from brl_graph.train.distributed import setup
-from brl_graph.train.engine import _eval_loader
+from brl_graph.train.loop import eval_loader
 
 from .conftest import tiny_config, toy_regression_bench
 
@@ -44,7 +44,7 @@ def test_fit_writes_run_folder_and_selects_best_valid(tmp_path, readout_bench):
     model = build_model(cfg, readout_bench)
     model.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
     ctx = setup("cpu")
-    again = evaluate(model, _eval_loader(readout_bench.valid, cfg, ctx), readout_bench, ctx)
+    again = evaluate(model, eval_loader(readout_bench.valid, cfg, ctx), readout_bench, ctx)
     assert again["accuracy"] == pytest.approx(saved["valid"]["accuracy"])
 
 
@@ -135,10 +135,10 @@ def test_peak_memory_survives_a_resume():
     # A resumed process starts with a small RSS; the run's peak is the larger one an
     # earlier process logged per epoch before it was killed.
     from brl_graph.train.distributed import DistContext
-    from brl_graph.train.engine import _run_peak_memory
+    from brl_graph.train.records import run_peak_memory
 
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    now = _run_peak_memory([], ctx)["peak_memory_mb"]
+    now = run_peak_memory([], ctx)["peak_memory_mb"]
     history = [{"peak_memory_mb": 10.0}, {"peak_memory_mb": now + 12345.0}, {"epoch": 3}]
-    assert _run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
-    assert _run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now
+    assert run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
+    assert run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now
