@@ -19,9 +19,11 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # brl_graph.data.metrics computes AUROC and AP with it.
+        "scikit-learn>=1.2",
     ],
     extras_require={
-        "test": ["pytest>=7.0", "scikit-learn>=1.2", "rdkit>=2023.3"],
+        "test": ["pytest>=7.0", "rdkit>=2023.3"],
         "scatter": ["torch-scatter>=2.1"],
         "chem": ["rdkit>=2023.3"],
     },

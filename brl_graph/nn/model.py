@@ -11,6 +11,7 @@ from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
                                 global_mean_pool)
 from torch_geometric.nn.conv import MessagePassing
 
+from brl_graph.attrs import LAP_PE, READOUT_MASK, RWSE
 from brl_graph.nn.brl_conv import BRLConv
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 
@@ -115,7 +116,7 @@ class BRLGraphModel(torch.nn.Module):
         joint: bool = False,
         task_level: str = "graph",
         pool: str = "mean",
-        readout_attr: str = "readout_mask",
+        readout_attr: str = READOUT_MASK,
         norm: Optional[str] = "layer_norm",
     ) -> None:
         super().__init__()
@@ -185,9 +186,9 @@ class BRLGraphModel(torch.nn.Module):
         x = self.node_encoder(data.x)
         batch = getattr(data, "batch", None)
         if self.rwse_encoder is not None:
-            x = x + self.rwse_encoder(self._require(data, "rwse"), batch)
+            x = x + self.rwse_encoder(self._require(data, RWSE), batch)
         if self.lap_encoder is not None:
-            x = x + self.lap_encoder(self._require(data, "lap_pe"), batch)
+            x = x + self.lap_encoder(self._require(data, LAP_PE), batch)
         return x
 
     @staticmethod

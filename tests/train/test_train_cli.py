@@ -37,7 +37,8 @@ def _env():
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     # One thread per process: identical arithmetic in every run and no
     # oversubscription of a small shared CPU.
-    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+    # train.py itself asks OpenMP for passive waiting.
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return env
 
 
