@@ -73,6 +73,43 @@ def test_resume_extends_a_run_exactly(tmp_path, regression_bench):
     assert len(_rows(tmp_path / "b" / "log.csv")) == 4
 
 
+def test_resume_of_a_run_written_with_the_old_key_names(tmp_path, regression_bench):
+    # A run folder from before model.layers / model.global were renamed: its
+    # config.yaml and checkpoint hold the old names. It resumes exactly.
+    import yaml
+
+    from brl_graph.train import save_checkpoint
+
+    straight = fit(tiny_config(tmp_path / "a", epochs=3, scheduler="none"),
+                   bench=regression_bench)
+    out = tmp_path / "b"
+    fit(tiny_config(out, epochs=2, scheduler="none"), bench=regression_bench)
+
+    def to_old(cfg):
+        model = cfg["model"]
+        model["layers"] = model.pop("num_layers")
+        model["global"] = model.pop("global_attn")
+        return cfg
+
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(out / "checkpoints" / name)
+        ckpt["config"] = to_old(ckpt["config"])
+        save_checkpoint({k: v for k, v in ckpt.items() if k not in ("format", "version")},
+                        out / "checkpoints" / name)
+    saved = to_old(yaml.safe_load((out / "config.yaml").read_text()))
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert "layers" in load_checkpoint(out / "checkpoints" / "last.pt")["config"]["model"]
+
+    with pytest.warns(FutureWarning, match="model.layers"):
+        resumed = fit(out / "config.yaml", bench=regression_bench, resume=True,
+                      overrides=["train.epochs=3"])
+    for key in ("best_epoch", "epochs_completed", "valid", "test", "train_loss"):
+        assert resumed[key] == straight[key], key
+    # The config is rewritten with the current names.
+    assert load_config(out / "config.yaml")["model"]["num_layers"] == 2
+    assert "layers" not in yaml.safe_load((out / "config.yaml").read_text())["model"]
+
+
 def test_resume_rejects_mismatch_and_corruption(tmp_path, readout_bench):
     out = tmp_path / "run"
     fit(tiny_config(out, epochs=1), bench=readout_bench)
