@@ -14,6 +14,7 @@ from typing import List, Optional
 import torch
 
 from brl_graph.diagnostics.report import SPLITS, parse_options, run_report
+from brl_graph.nn.model import LOCAL_CONVS
 from brl_graph.train import CheckpointError
 
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-tokens", type=int, default=8,
                    help="BRL tokens, also the K of the resistance-with-tokens summary")
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--local", default="gine", help="local MPNN conv (gine, gatedgcn, gcn, gatv2)")
+    p.add_argument("--local", default="gine", choices=LOCAL_CONVS, help="local MPNN conv")
     p.add_argument("--targets", type=int, default=4, help="target nodes per graph")
     p.add_argument("--sensitivity", default="estimate", choices=("estimate", "exact"),
                    help="exact: C_out backward passes per target; estimate: --probes")

@@ -74,8 +74,10 @@ class BRLGraphModel(torch.nn.Module):
         edge_dim (int, optional): Edge feature width for :obj:`"linear"`.
         rwse_dim (int, optional): Width of :obj:`data.rwse`; :obj:`0` = unused.
         lap_pe_dim (int, optional): Width of :obj:`data.lap_pe`; :obj:`0` = unused.
-        dropout (float, optional): Dropout. (default: :obj:`0.0`)
-        attn_dropout (float, optional): Attention dropout. (default: :obj:`0.0`)
+        dropout (float, optional): Dropout on every residual branch and in the
+            head. (default: :obj:`0.0`)
+        attn_dropout (float, optional): Dropout on attention weights.
+            (default: :obj:`0.0`)
         causal (bool, optional): Causal BRL layers. (default: :obj:`False`)
         joint (bool, optional): Joint neighbour/token softmax. (default: :obj:`False`)
         task_level (str, optional): :obj:`"graph"`, :obj:`"node"` or
