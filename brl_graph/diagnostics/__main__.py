@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import torch
 
-from brl_graph.diagnostics.report import SPLITS, parse_options, run_report
+from brl_graph.diagnostics.report import MODEL_CHOICES, SPLITS, parse_options, run_report
 from brl_graph.nn.model import LOCAL_CONVS
 from brl_graph.train import CheckpointError
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                    help="a training checkpoint (repeatable: e.g. a BRL run and an MPNN run); "
                         "without one, models are built at random initialisation")
-    p.add_argument("--model", default="both", choices=("brl", "mpnn", "both"),
+    p.add_argument("--model", default="both", choices=MODEL_CHOICES,
                    help="random-init models: BRL, its MPNN twin (no tokens), or both")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--channels", type=int, default=64)

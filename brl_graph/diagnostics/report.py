@@ -42,6 +42,10 @@ from brl_graph.train import build_model, dataset_options, load_config, load_mode
 from brl_graph.train.config import parse_value
 
 SPLITS = ("train", "valid", "test")
+# Random-init models: BRL and its MPNN-only twin (the same layers without tokens).
+MODEL_KINDS = ("brl", "mpnn")
+# The ``model`` choices of :func:`run_report`: one kind, or both.
+MODEL_CHOICES = (*MODEL_KINDS, "both")
 
 
 # ----------------------------------------------------------------------------- data
@@ -94,7 +98,7 @@ def random_model_config(kind: str, layers: int, channels: int, num_tokens: int, 
                         local: str) -> Dict[str, Any]:
     """The model section of a random-init ``"brl"`` model or its ``"mpnn"`` twin
     (same layers, with no tokens)."""
-    if kind not in ("brl", "mpnn"):
+    if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected 'brl' or 'mpnn'")
     if kind == "brl" and num_tokens < 1:
         raise ValueError(f"a BRL model needs num_tokens >= 1, got {num_tokens}")
@@ -399,7 +403,7 @@ def run_report(dataset: Optional[str], out: os.PathLike, *, root: Optional[str] 
     from brl_graph.data import load_dataset
 
     started = time.perf_counter()
-    if model not in ("brl", "mpnn", "both"):
+    if model not in MODEL_CHOICES:
         raise ValueError(f"unknown model {model!r}; expected 'brl', 'mpnn' or 'both'")
     if targets < 1:
         raise ValueError(f"targets must be >= 1, got {targets}")
@@ -430,7 +434,7 @@ def run_report(dataset: Optional[str], out: os.PathLike, *, root: Optional[str] 
     else:
         if not dataset:
             raise ValueError("pass --dataset (or --checkpoint)")
-        kinds = ["brl", "mpnn"] if model == "both" else [model]
+        kinds = list(MODEL_KINDS) if model == "both" else [model]
         for kind in kinds:
             cfg = random_model_config(kind, layers, channels, num_tokens, heads, local)
             specs.append(("random-init", dataset, options, (root, cache_dir), cfg, None))

@@ -47,7 +47,7 @@ DEFAULTS: Dict[str, Any] = {
         "num_layers": 4,
         "channels": 64,
         "heads": 4,
-        "num_tokens": 8,       # 0 = the MPNN-only baseline (same layers, no global branch)
+        "num_tokens": 8,       # 0 = the MPNN-only twin (same layers, no global branch)
         "local": "gine",       # see brl_graph.nn.model.LOCAL_CONVS
         "global_attn": "brl",  # see brl_graph.nn.model.GLOBAL_ATTNS
         "dropout": 0.0,
