@@ -19,8 +19,9 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        # brl_graph.data.metrics computes AUROC and AP with it.
+        # Imported by brl_graph.data: metrics (AUROC, AP) and the CSV readers.
         "scikit-learn>=1.2",
+        "pandas>=1.5",
     ],
     extras_require={
         "test": ["pytest>=7.0", "rdkit>=2023.3"],
