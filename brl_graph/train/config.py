@@ -10,6 +10,11 @@ so a typo never silently falls back to a default.
 Only ``data.options`` is free-form: it is passed as extra keyword arguments to
 :func:`brl_graph.data.load_dataset` for options the fixed keys do not name
 (e.g. ``data.options.path=my.csv`` for the ``smiles-csv`` loader).
+
+The ``model`` keys are the :class:`~brl_graph.nn.BRLGraphModel` arguments of
+the same names (``pe`` and ``pe_dim`` ask the loader for positional
+encodings; see :mod:`.build`). Keys renamed since 0.1.0
+(:data:`DEPRECATED_KEYS`) are still read, with a :class:`FutureWarning`.
 """
 from __future__ import annotations
 
