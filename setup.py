@@ -19,9 +19,12 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # Imported by brl_graph.data: metrics (AUROC, AP) and the CSV readers.
+        "scikit-learn>=1.2",
+        "pandas>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=7.0", "scikit-learn>=1.2", "rdkit>=2023.3"],
+        "test": ["pytest>=7.0", "rdkit>=2023.3"],
         "scatter": ["torch-scatter>=2.1"],
         "chem": ["rdkit>=2023.3"],
     },

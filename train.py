@@ -12,16 +12,16 @@ after the options overrides the config (values are YAML: ``train.seeds=[0,1,2,3]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# OpenMP threads that spin while waiting make PyTorch on a busy CPU (cores
-# shared with other processes) up to 100x slower; passive waiting costs little
-# on an idle machine. Must be set before torch loads; an explicit value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run from a checkout without installing
+
+from brl_graph.runtime import prefer_passive_omp_wait  # noqa: E402 (needs the path above)
+
+prefer_passive_omp_wait()  # before anything imports torch
+
 DEFAULT_CONFIG = HERE / "configs" / "default.yaml"
 
 
@@ -39,7 +39,6 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(HERE))  # run from a checkout without installing
     from brl_graph.data import RawDataError
     from brl_graph.train import CheckpointError, ConfigError, NonFiniteLossError, fit
 

@@ -80,7 +80,7 @@ def matched_widths(config: str, base: Sequence[str], models: Sequence[str]) -> D
     """``{model: {"channels": C, "num_params": P}}`` with BRL at the config's width
     and every other model at the width closest to BRL's parameter count."""
     from brl_graph.train.config import load_config
-    from brl_graph.train.engine import build_bench, build_model, count_parameters
+    from brl_graph.train import build_bench, build_model, count_parameters
 
     cfg = load_config(config, list(base))
     bench = build_bench(cfg)

@@ -1,10 +1,11 @@
 """Atomic file writes shared by the data cache, checkpoints, configs and reports."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import Any, BinaryIO, Callable, Mapping, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,6 +47,29 @@ def atomic_write_json(path: PathLike, obj: object, indent: int = 1) -> None:
     import json
 
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with what JSON cannot hold made plain: non-finite floats become
+    ``None`` (JSON has no inf or NaN), mapping keys strings, tuples lists, and
+    NumPy or torch scalars and arrays Python numbers and lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy, torch
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
+def write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
+    """Writes ``jsonable(obj)`` as strict JSON (plus a trailing newline) to ``path``
+    atomically: the writer of run folders' metrics and of diagnostics reports."""
+    import json
+
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def update_json_locked(path: PathLike, update: Callable[[object], object],

@@ -1,10 +1,9 @@
 import os
+from pathlib import Path
 
-# Spinning OpenMP workers starve each other on small shared CPU machines (a
-# training step measured 100x slower); set before torch loads its runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from brl_graph.runtime import prefer_passive_omp_wait
 
-from pathlib import Path  # noqa: E402
+prefer_passive_omp_wait()  # before the test modules import torch
 
 import pytest  # noqa: E402
 

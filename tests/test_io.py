@@ -1,8 +1,12 @@
+import json
+import math
 import os
 
+import numpy as np
 import pytest
+import torch
 
-from brl_graph.io import atomic_write, atomic_write_text, file_mode
+from brl_graph.io import atomic_write, atomic_write_text, file_mode, jsonable, write_json
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -63,3 +67,18 @@ def test_update_json_locked_default_and_failed_update_keeps_file(tmp_path):
     with pytest.raises(ValueError, match="not a rows file"):
         update_json_locked(path, broken)
     assert path.read_text().split() == ["[", "1", "]"]
+
+
+def test_write_json_replaces_non_finite(tmp_path):
+    path = tmp_path / "r.json"
+    write_json(path, {"a": math.inf, "b": [1.0, math.nan], 3: {"c": 2}})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "3": {"c": 2}}
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_jsonable_converts_numpy_and_torch():
+    out = jsonable({"n": np.float32(0.5), "i": np.int64(3), "t": torch.tensor([1.0, math.nan]),
+                    "nan": np.float64("nan"), "flag": True, "none": None, "s": "x"})
+    assert out == {"n": 0.5, "i": 3, "t": [1.0, None], "nan": None, "flag": True,
+                   "none": None, "s": "x"}
+    assert type(out["i"]) is int and type(out["flag"]) is bool

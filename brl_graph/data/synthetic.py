@@ -33,10 +33,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, Dataset
 
+from ..attrs import READOUT_MASK
 from .benchmark import Benchmark
 from .transforms import PairOneHot, apply_pe, pe_dims, pe_options
 
-READOUT_ATTR = 'readout_mask'
 
 
 class SharedStructureDataset(Dataset):
@@ -164,7 +164,7 @@ def tree_neighbors_match(depth: int, seed: int = 0,
     readout[0] = True
     opts = pe_options(pe, rwse_dim, lap_pe_dim, pe_seed)
     shared = _shared_with_pe(Data(edge_index=edge_index, num_nodes=num_nodes),
-                             opts, {READOUT_ATTR: readout})
+                             opts, {READOUT_MASK: readout})
     full = SharedStructureDataset(edge_index, x, y, shared,
                                   transform=PairOneHot(num_leaves + 1))
     splits = stratified_split(y, fr, gen)
@@ -172,7 +172,7 @@ def tree_neighbors_match(depth: int, seed: int = 0,
         name='tree-neighbors-match', train=full[splits['train']],
         valid=full[splits['valid']], test=full[splits['test']],
         task='multiclass', num_tasks=1, num_classes=num_leaves,
-        metric='accuracy', level='readout', node_readout=READOUT_ATTR,
+        metric='accuracy', level='readout', node_readout=READOUT_MASK,
         num_node_features=2 * (num_leaves + 1), num_edge_features=0,
         pe=pe_dims(opts),
         info={'depth': depth, 'seed': int(seed), 'num_graphs': g,
@@ -230,7 +230,7 @@ def ring_transfer(nodes: int, variant: str = 'ring', seed: int = 0,
     readout[0] = True
     opts = pe_options(pe, rwse_dim, lap_pe_dim, pe_seed)
     shared = _shared_with_pe(Data(edge_index=edge_index, num_nodes=nodes),
-                             opts, {READOUT_ATTR: readout})
+                             opts, {READOUT_MASK: readout})
     full = SharedStructureDataset(edge_index, x, y, shared)
     bounds = torch.tensor([0, num_train, num_train + num_valid, y.numel()])
     train, valid, test = (full[torch.arange(bounds[i], bounds[i + 1])]
@@ -238,7 +238,7 @@ def ring_transfer(nodes: int, variant: str = 'ring', seed: int = 0,
     return Benchmark(
         name='ring-transfer', train=train, valid=valid, test=test,
         task='multiclass', num_tasks=1, num_classes=classes,
-        metric='accuracy', level='readout', node_readout=READOUT_ATTR,
+        metric='accuracy', level='readout', node_readout=READOUT_MASK,
         num_node_features=classes, num_edge_features=0, pe=pe_dims(opts),
         info={'nodes': nodes, 'variant': variant, 'seed': int(seed),
               'source_node': source, 'options': opts})

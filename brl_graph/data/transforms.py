@@ -13,7 +13,7 @@ PE options accepted by :func:`~brl_graph.data.load_dataset`:
   may flip them at training time.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Sequence, Union
 
 import torch
 from torch_geometric.data import Data
@@ -24,9 +24,8 @@ from torch_geometric.transforms import (
 )
 from torch_geometric.utils import is_undirected
 
-PE_KINDS = ('rwse', 'lap')
-#: PE kind -> attribute name on each graph.
-PE_ATTRS = {'rwse': 'rwse', 'lap': 'lap_pe'}
+from ..attrs import LAP_PE, PE_ATTRS, PE_KINDS, RWSE  # noqa: F401 (PE_ATTRS re-exported)
+
 
 
 def normalize_pe(pe: Union[None, str, Sequence[str]]) -> List[str]:
@@ -75,7 +74,7 @@ class PaddedLaplacianPE(BaseTransform):
     eigenvalues in ``data[attr_name]`` (shape ``[N, k]``); when
     :math:`N \le k` the missing columns are zeros.
     """
-    def __init__(self, k: int, attr_name: str = 'lap_pe') -> None:
+    def __init__(self, k: int, attr_name: str = LAP_PE) -> None:
         self.k = k
         self.attr_name = attr_name
 
@@ -103,15 +102,15 @@ class PETransform(BaseTransform):
     """Adds the encodings described by :func:`pe_options` output."""
     def __init__(self, opts: Dict[str, object]) -> None:
         self.opts = dict(opts)
-        self.rwse = (AddRandomWalkPE(int(opts['rwse_dim']), attr_name='rwse')
+        self.rwse = (AddRandomWalkPE(int(opts['rwse_dim']), attr_name=RWSE)
                      if 'rwse_dim' in opts else None)
-        self.lap = (PaddedLaplacianPE(int(opts['lap_pe_dim']), 'lap_pe')
+        self.lap = (PaddedLaplacianPE(int(opts['lap_pe_dim']), LAP_PE)
                     if 'lap_pe_dim' in opts else None)
 
     def forward(self, data: Data) -> Data:
         if self.rwse is not None:
             data = self.rwse(data)
-            data['rwse'] = data['rwse'].float()
+            data[RWSE] = data[RWSE].float()
         if self.lap is not None:
             data = self.lap(data)
         return data
@@ -171,11 +170,3 @@ class PairOneHot(BaseTransform):
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.num_values})'
 
-
-def maybe_compose(*transforms: Optional[BaseTransform]):
-    """Composes the non-``None`` transforms (``None`` if there are none)."""
-    from torch_geometric.transforms import Compose
-    ts = [t for t in transforms if t is not None]
-    if not ts:
-        return None
-    return ts[0] if len(ts) == 1 else Compose(ts)

@@ -13,7 +13,9 @@ from typing import List, Optional
 
 import torch
 
-from brl_graph.diagnostics.report import SPLITS, parse_options, run_report
+from brl_graph.diagnostics.report import MODEL_CHOICES, SPLITS, parse_options, run_report
+from brl_graph.nn.model import LOCAL_CONVS
+from brl_graph.train import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                    help="a training checkpoint (repeatable: e.g. a BRL run and an MPNN run); "
                         "without one, models are built at random initialisation")
-    p.add_argument("--model", default="both", choices=("brl", "mpnn", "both"),
+    p.add_argument("--model", default="both", choices=MODEL_CHOICES,
                    help="random-init models: BRL, its MPNN twin (no tokens), or both")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--num-tokens", type=int, default=8,
                    help="BRL tokens, also the K of the resistance-with-tokens summary")
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--local", default="gine", help="local MPNN conv (gine, gatedgcn, gcn, gatv2)")
+    p.add_argument("--local", default="gine", choices=LOCAL_CONVS, help="local MPNN conv")
     p.add_argument("--targets", type=int, default=4, help="target nodes per graph")
     p.add_argument("--sensitivity", default="estimate", choices=("estimate", "exact"),
                    help="exact: C_out backward passes per target; estimate: --probes")
@@ -81,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    sensitivity=args.sensitivity, probes=args.probes,
                    pyg_compare=not args.no_pyg, seed=args.seed, max_nodes=args.max_nodes,
                    device=args.device)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:  # leave the process as it was (main() may be called in-process)

@@ -19,7 +19,6 @@ and writes ``report.json``, two PNG plots and a short text table.
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -34,42 +33,34 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from brl_graph.diagnostics._graph import hop_distances
-from brl_graph.io import atomic_write
-from brl_graph.train.config import DEFAULTS as TRAIN_DEFAULTS
-from brl_graph.train.engine import dataset_options as train_dataset_options, model_kwargs
 from brl_graph.diagnostics.jacobian import (jacobian_sensitivity, jacobian_sensitivity_estimate,
                                             pyg_total_influence, sensitivity_by_distance)
 from brl_graph.diagnostics.resistance import resistance_summary
+from brl_graph.io import atomic_write, write_json
+from brl_graph.nn.model import TASK_LEVELS
+from brl_graph.train import build_model, dataset_options, load_config, load_model_checkpoint
+from brl_graph.train.config import parse_value
 
 SPLITS = ("train", "valid", "test")
-
-# A random-init model uses the training defaults for what the command line does not set.
-MODEL_DEFAULTS: Dict[str, Any] = dict(TRAIN_DEFAULTS["model"])
+# Random-init models: BRL and its MPNN-only twin (the same layers without tokens).
+MODEL_KINDS = ("brl", "mpnn")
+# The ``model`` choices of :func:`run_report`: one kind, or both.
+MODEL_CHOICES = (*MODEL_KINDS, "both")
 
 
 # ----------------------------------------------------------------------------- data
 
 
 def parse_options(items: Sequence[str]) -> Dict[str, Any]:
-    """``["nodes=10", "variant=ring"]`` to ``{"nodes": 10, "variant": "ring"}``."""
+    """``["nodes=10", "variant=ring"]`` to ``{"nodes": 10, "variant": "ring"}``
+    (values parsed as YAML, as in the training config's overrides)."""
     out: Dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"dataset option {item!r} is not of the form key=value")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw  # a bare word is a string
+        out[key] = parse_value(raw)
     return out
-
-
-def dataset_options(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The ``load_dataset`` options a training config implies, read tolerantly
-    (missing keys take the training defaults)."""
-    data = {**TRAIN_DEFAULTS["data"], **(config.get("data") or {})}
-    model = {**MODEL_DEFAULTS, **(config.get("model") or {})}
-    return train_dataset_options({"data": data, "model": model})
 
 
 def select_graphs(bench: Any, split: str, max_graphs: int, seed: int) -> Tuple[List[int], List[Data]]:
@@ -92,52 +83,28 @@ def select_graphs(bench: Any, split: str, max_graphs: int, seed: int) -> Tuple[L
 
 def model_from_config(model_cfg: Mapping[str, Any], bench: Any) -> torch.nn.Module:
     r"""A :class:`~brl_graph.nn.BRLGraphModel` from a training config's ``model``
-    section (missing keys take :data:`MODEL_DEFAULTS`) and the benchmark's features.
+    section (missing keys take the training defaults; see
+    :func:`brl_graph.train.build_model`) and the benchmark's features.
 
     Only the node states matter here, so a benchmark whose level the model has
     no head for (e.g. link prediction) gets a node-level head.
     """
-    from brl_graph.nn.model import BRLGraphModel
-
-    unknown = sorted(set(model_cfg) - set(MODEL_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(MODEL_DEFAULTS)}")
-    level = bench.level if bench.level in ("graph", "node", "readout") else "node"
-    return BRLGraphModel(**model_kwargs({**MODEL_DEFAULTS, **model_cfg}, bench, level))
+    config = load_config({"model": dict(model_cfg)})
+    level = bench.level if bench.level in TASK_LEVELS else "node"
+    return build_model(config, bench, task_level=level)
 
 
 def random_model_config(kind: str, layers: int, channels: int, num_tokens: int, heads: int,
                         local: str) -> Dict[str, Any]:
     """The model section of a random-init ``"brl"`` model or its ``"mpnn"`` twin
     (same layers, with no tokens)."""
-    if kind not in ("brl", "mpnn"):
+    if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected 'brl' or 'mpnn'")
     if kind == "brl" and num_tokens < 1:
         raise ValueError(f"a BRL model needs num_tokens >= 1, got {num_tokens}")
-    return {"layers": layers, "channels": channels, "heads": heads, "local": local,
+    return {"num_layers": layers, "channels": channels, "heads": heads, "local": local,
             "num_tokens": num_tokens if kind == "brl" else 0,
-            "global": "brl" if kind == "brl" else "none"}
-
-
-def read_checkpoint(path: os.PathLike) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
-    """The ``(state_dict, config)`` of a checkpoint dict ``{"model", "config"}``
-    (the training engine's format, or any dict with those two keys)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise ValueError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"checkpoint {path} must be a dict with 'model' (a state dict) and "
-                         f"'config' (with a 'model' section); found {keys}. For a bare "
-                         f"state dict, use --model/--layers instead")
-    config = state["config"]
-    if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
-        raise ValueError(f"checkpoint {path}: 'config' must be a dict with a 'model' section")
-    return state["model"], config
+            "global_attn": "brl" if kind == "brl" else "none"}
 
 
 def model_kind(model: torch.nn.Module) -> str:
@@ -299,27 +266,6 @@ def resistance_report(graphs: Sequence[Data], num_tokens: int, seed: int = 0) ->
 # ----------------------------------------------------------------------------- output
 
 
-def _jsonable(obj: Any) -> Any:
-    """Non-finite floats become ``None`` (JSON has no inf or NaN); keys become strings."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Tensor):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_json(obj: Any, path: os.PathLike) -> None:
-    """Writes ``obj`` as JSON atomically (temporary file, then :func:`os.replace`)."""
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
 def _save_figure(fig, path: os.PathLike) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -457,7 +403,7 @@ def run_report(dataset: Optional[str], out: os.PathLike, *, root: Optional[str] 
     from brl_graph.data import load_dataset
 
     started = time.perf_counter()
-    if model not in ("brl", "mpnn", "both"):
+    if model not in MODEL_CHOICES:
         raise ValueError(f"unknown model {model!r}; expected 'brl', 'mpnn' or 'both'")
     if targets < 1:
         raise ValueError(f"targets must be >= 1, got {targets}")
@@ -476,19 +422,19 @@ def run_report(dataset: Optional[str], out: os.PathLike, *, root: Optional[str] 
     specs: List[Spec] = []
     if checkpoints:
         for path in checkpoints:
-            state, config = read_checkpoint(path)
+            state, config = load_model_checkpoint(path)
             data_cfg = config.get("data") or {}
             name = dataset or data_cfg.get("name")
             if not name:
                 raise ValueError(f"checkpoint {path} names no dataset; pass --dataset")
-            opts = {**dataset_options(config), **options}
+            opts = {**dataset_options(load_config(config)), **options}
             # Folders given here win over those recorded at training time.
             folders = (root or data_cfg.get("root"), cache_dir or data_cfg.get("cache_dir"))
             specs.append((str(path), name, opts, folders, dict(config.get("model") or {}), state))
     else:
         if not dataset:
             raise ValueError("pass --dataset (or --checkpoint)")
-        kinds = ["brl", "mpnn"] if model == "both" else [model]
+        kinds = list(MODEL_KINDS) if model == "both" else [model]
         for kind in kinds:
             cfg = random_model_config(kind, layers, channels, num_tokens, heads, local)
             specs.append(("random-init", dataset, options, (root, cache_dir), cfg, None))
@@ -550,7 +496,7 @@ def run_report(dataset: Optional[str], out: os.PathLike, *, root: Optional[str] 
         "seconds": time.perf_counter() - started,
     }
     out = Path(out)
-    write_json(report, out / "report.json")
+    write_json(out / "report.json", report)
     if models:
         plot_sensitivity(models, out / "sensitivity_by_hop.png")
     plot_resistance(resistance, out / "resistance_hist.png")

@@ -288,7 +288,8 @@ def effective_resistance(edge_index: Tensor, num_nodes: int, pairs: Optional[Ten
 
 def _total(g: _Graph, nodes: np.ndarray, method: str, num_samples: int,
            dense_threshold: int, seed: Optional[int]) -> float:
-    r""":math:`\sum_{u<v \in S} R(u, v) = |S| \operatorname{tr}(L^{+}_{SS}) - \mathbf{1}^{\top} L^{+}_{SS} \mathbf{1}`."""
+    r""":math:`\sum_{u<v \in S} R(u, v)
+    = |S| \operatorname{tr}(L^{+}_{SS}) - \mathbf{1}^{\top} L^{+}_{SS} \mathbf{1}`."""
     s = nodes.size
     if s <= 1:
         return 0.0

@@ -6,8 +6,8 @@ r"""Functional building blocks shared by :class:`BRLConv` and :class:`BRLAttenti
 * :func:`attention`: softmax attention where one side has only the :math:`K`
   tokens, on the fastest path for the device.
 
-:func:`dense_groups` (the padding plan of a batch) lives in
-:mod:`brl_graph.nn.plan` and is re-exported here.
+The padding plan of a batch (:func:`~brl_graph.nn.plan.dense_groups`) lives in
+:mod:`brl_graph.nn.plan`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-
-from brl_graph.nn.plan import DenseGroup, dense_groups  # noqa: F401 (re-exported)
 
 # A finite stand-in for -inf: exp(NEG - x) underflows to exactly 0 for any real
 # logit, while NEG - NEG stays 0 instead of the NaN that -inf - -inf gives.

@@ -19,8 +19,7 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-# A finite stand-in for -inf (see brl_graph.nn.functional.NEG).
-NEG = -1e30
+from brl_graph.nn.functional import NEG
 
 # Padding a group to its largest graph is accepted when it costs at most
 # SLACK times the real rows, or at most MIN_ROWS rows in all. The second bound

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, Parameter
 
-from brl_graph.nn.functional import NEG, prefix_softmax_pool
+from brl_graph.nn.functional import prefix_softmax_pool
 from brl_graph.nn.token_mixer import TokenMixer
 
 

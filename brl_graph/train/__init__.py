@@ -1,4 +1,5 @@
-r"""Training: configs, the :func:`fit` engine, checkpoints and distributed runs.
+r"""Training: configs, config → benchmark and model (:mod:`.build`), the
+:func:`fit` engine, checkpoints and distributed runs.
 
 .. code-block:: python
 
@@ -6,10 +7,11 @@ r"""Training: configs, the :func:`fit` engine, checkpoints and distributed runs.
     metrics = fit("configs/ogbg-molhiv.yaml", overrides=["train.epochs=5"])
     metrics = fit({"train": {"epochs": 20}}, bench=my_from_pyg_bench)
 """
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .build import build_bench, build_model, count_parameters, dataset_options, model_kwargs
+from .checkpoint import CheckpointError, load_checkpoint, load_model_checkpoint, save_checkpoint
 from .config import DEFAULTS, ConfigError, load_config, parse_overrides, save_config
-from .engine import (NonFiniteLossError, build_bench, build_model, count_parameters, evaluate,
-                     fit, make_scheduler, predict)
+from .engine import fit
+from .loop import NonFiniteLossError, evaluate, make_scheduler, predict
 from .losses import task_loss
 from .optim import make_optimizer
 
@@ -25,11 +27,14 @@ __all__ = [
     "build_bench",
     "build_model",
     "count_parameters",
+    "dataset_options",
+    "model_kwargs",
     "evaluate",
     "predict",
     "make_scheduler",
     "make_optimizer",
     "load_checkpoint",
+    "load_model_checkpoint",
     "save_checkpoint",
     "task_loss",
 ]

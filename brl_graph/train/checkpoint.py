@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 import torch
@@ -64,22 +64,19 @@ def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> 
     atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
 
-def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    r"""Loads and sanity-checks a checkpoint written by :func:`save_checkpoint`.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable (truncated, not a
-            torch file), of another format or version, or lacks a key.
-    """
-    path = Path(path)
+def _read(path: Path) -> Any:
+    """The object saved at ``path``, loaded with ``weights_only=True`` onto the CPU."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
             "delete it to start afresh, or restore a good copy") from err
+
+
+def _check_training_checkpoint(state: Any, path: Path) -> Dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a brl_graph training checkpoint")
     if state.get("version") != VERSION:
@@ -89,3 +86,42 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it is damaged or incomplete")
     return state
+
+
+def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    r"""Loads and sanity-checks a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable (truncated, not a
+            torch file), of another format or version, or lacks a key.
+    """
+    path = Path(path)
+    return _check_training_checkpoint(_read(path), path)
+
+
+def load_model_checkpoint(path: Union[str, os.PathLike]
+                          ) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    r"""The ``(model state dict, config)`` of a checkpoint, for using a trained
+    model outside training (e.g. the diagnostics report).
+
+    Reads a training checkpoint (checked as by :func:`load_checkpoint`) or any
+    dict saved with ``torch.save`` holding ``"model"`` (a state dict) and
+    ``"config"`` (a config dict with a ``"model"`` section), such as exported
+    weights.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or holds neither.
+    """
+    path = Path(path)
+    state = _read(path)
+    if isinstance(state, dict) and "format" in state:
+        state = _check_training_checkpoint(state, path)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {path} must be a dict with 'model' (a state dict) "
+                              f"and 'config' (with a 'model' section); found {keys}")
+    config = state["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
+        raise CheckpointError(f"checkpoint {path}: 'config' must be a dict with a 'model' "
+                              "section")
+    return state["model"], config

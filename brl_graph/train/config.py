@@ -10,18 +10,26 @@ so a typo never silently falls back to a default.
 Only ``data.options`` is free-form: it is passed as extra keyword arguments to
 :func:`brl_graph.data.load_dataset` for options the fixed keys do not name
 (e.g. ``data.options.path=my.csv`` for the ``smiles-csv`` loader).
+
+The ``model`` keys are the :class:`~brl_graph.nn.BRLGraphModel` arguments of
+the same names (``pe`` and ``pe_dim`` ask the loader for positional
+encodings; see :mod:`.build`). Keys renamed since 0.1.0
+(:data:`DEPRECATED_KEYS`) are still read, with a :class:`FutureWarning`.
 """
 from __future__ import annotations
 
 import copy
 import os
-import re
-from pathlib import Path
+import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
-import yaml
-
+from brl_graph.attrs import PE_KINDS
 from brl_graph.io import atomic_write_text, file_mode  # noqa: F401 (re-exported)
+from brl_graph.nn.model import GLOBAL_ATTNS, LOCAL_CONVS, NORMS, POOLS
+
+# Reading and writing config files lives in config_io; re-exported here.
+from .config_io import (ConfigError, parse_overrides, parse_value,  # noqa: F401
+                        read_yaml, save_config)
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], None]
 
@@ -40,18 +48,19 @@ DEFAULTS: Dict[str, Any] = {
         "seed": None,          # synthetic generators and random splits
         "options": {},         # any further load_dataset keyword arguments
     },
-    "model": {
-        "layers": 4,
+    "model": {                 # the BRLGraphModel arguments of the same names
+        "num_layers": 4,
         "channels": 64,
         "heads": 4,
-        "num_tokens": 8,       # 0 = the MPNN-only twin
-        "local": "gine",       # gine | gatedgcn | gcn | gatv2
-        "global": "brl",       # brl | full | performer | none
+        "num_tokens": 8,       # 0 = the MPNN-only twin (same layers, no global branch)
+        "local": "gine",       # see brl_graph.nn.model.LOCAL_CONVS
+        "global_attn": "brl",  # see brl_graph.nn.model.GLOBAL_ATTNS
         "dropout": 0.0,
         "attn_dropout": 0.0,
-        "pe": "none",          # none | rwse | lap: computed by the loader, encoded by the model
-        "pe_dim": 16,
+        "pe": "none",          # none | rwse | lap | [rwse, lap]: computed by the loader, encoded by the model
+        "pe_dim": 16,          # the loader's width of each PE kind
         "pool": "mean",
+        "norm": "auto",        # see brl_graph.nn.model.NORMS
         "joint": False,
         "causal": False,
     },
@@ -91,39 +100,66 @@ RESUMABLE_CHANGES = {
     "train.eval_batch_size", "data.root", "data.cache_dir", "train.seeds",
 }
 
+# The model's choices are declared by the model; the engine's here.
 CHOICES: Dict[str, Iterable[Any]] = {
-    "model.local": ("gine", "gatedgcn", "gcn", "gatv2"),
-    "model.global": ("brl", "full", "performer", "none"),
-    "model.pe": ("none", "rwse", "lap"),
+    "model.local": LOCAL_CONVS,
+    "model.global_attn": GLOBAL_ATTNS,
+    "model.pool": tuple(POOLS),
+    "model.norm": NORMS,
     "train.scheduler": ("cosine", "plateau", "none"),
     "train.loss": ("auto", "l1", "mse"),
 }
 
+# Old key -> its current name. Accepted, with a warning, for one release
+# (0.1.x): configs, overrides and checkpoints written before the rename load
+# unchanged. Remove after 0.2.
+DEPRECATED_KEYS: Dict[str, str] = {
+    "model.layers": "model.num_layers",
+    "model.global": "model.global_attn",
+}
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used: unknown key, bad value or bad file."""
+
+def pe_kinds(pe: Any) -> List[str]:
+    """``model.pe`` as a list of PE kinds: ``"none"`` -> ``[]``, ``"rwse"`` ->
+    ``["rwse"]``, ``["lap", "rwse"]`` kept in the order given."""
+    if pe is None or pe == "none":
+        return []
+    kinds = [pe] if isinstance(pe, str) else pe
+    if (not isinstance(kinds, list) or not kinds
+            or any(not isinstance(k, str) or k not in PE_KINDS for k in kinds)
+            or len(set(kinds)) != len(kinds)):
+        raise ConfigError(f"model.pe={pe!r} must be 'none', one of {list(PE_KINDS)} or a list "
+                          f"of distinct ones")
+    return list(kinds)
 
 
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float.
+def rename_deprecated(config: Mapping[str, Any], warn: bool = True) -> Dict[str, Any]:
+    """A copy of a (partial) nested config with :data:`DEPRECATED_KEYS` renamed.
 
-    YAML 1.1 (PyYAML) insists on a dot in the mantissa, so ``lr: 1e-3`` would
-    otherwise load as the string ``"1e-3"``.
+    Args:
+        warn: emit a :class:`FutureWarning` per old key (a warning category
+            shown by default: the reader is a user, not a developer).
+
+    Raises:
+        ConfigError: a section holds both an old key and its new name.
     """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def _yaml_load(text_or_stream: Any) -> Any:
-    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    out = copy.deepcopy(dict(config))
+    for old, new in DEPRECATED_KEYS.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        node = out.get(section)
+        if not isinstance(node, Mapping) or old_key not in node:
+            continue
+        if new_key in node:
+            raise ConfigError(f"config sets both '{old}' and '{new}'; '{old}' is the deprecated "
+                              f"name of '{new}': keep only '{new}'")
+        if warn:
+            warnings.warn(f"config key '{old}' is deprecated and will be removed after 0.1.x; "
+                          f"use '{new}'", FutureWarning, stacklevel=3)
+        node = dict(node)
+        node[new_key] = node.pop(old_key)
+        out[section] = node
+    return out
 
 
 def _merge(base: Dict[str, Any], update: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -153,52 +189,6 @@ def _merge(base: Dict[str, Any], update: Mapping[str, Any], prefix: str = "") ->
     return out
 
 
-def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
-    r"""Turns ``["train.lr=3e-4", "model.num_tokens=0"]`` into a nested dict.
-
-    Values are parsed as YAML (safe loader), so ``3e-4`` is a float,
-    ``[0,1,2]`` a list, ``null`` is ``None`` and ``true`` a bool.
-    """
-    nested: Dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value "
-                              "(e.g. train.lr=3e-4)")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = _yaml_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from None
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        node[parts[-1]] = value
-    return nested
-
-
-def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Reads a YAML config file into a dict (an empty file is an empty dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            loaded = _yaml_load(f)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
-    return loaded
-
-
 def _validate(cfg: Dict[str, Any]) -> None:
     """Checks types and ranges of the values that the engine relies on."""
     def get(path: str) -> Any:
@@ -225,7 +215,8 @@ def _validate(cfg: Dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
             raise ConfigError(f"{path} must be a number >= {low}, got {value!r}")
 
-    for path in ("model.layers", "model.channels", "model.heads", "train.epochs",
+    pe_kinds(get("model.pe"))
+    for path in ("model.num_layers", "model.channels", "model.heads", "train.epochs",
                  "train.batch_size", "train.eval_every"):
         need_int(path, 1)
     for path in ("model.num_tokens", "model.pe_dim", "train.warmup_epochs",
@@ -294,9 +285,9 @@ def load_config(config: ConfigLike = None, overrides: Optional[Iterable[str]] = 
         user = read_yaml(config)
     else:
         raise ConfigError(f"config must be a YAML path or a dict, got {type(config).__name__}")
-    cfg = _merge(DEFAULTS, user)
+    cfg = _merge(DEFAULTS, rename_deprecated(user))
     if overrides:
-        cfg = _merge(cfg, parse_overrides(overrides))
+        cfg = _merge(cfg, rename_deprecated(parse_overrides(overrides)))
     if cfg["out_dir"] is not None:
         cfg["out_dir"] = str(cfg["out_dir"])
     _validate(cfg)
@@ -327,8 +318,3 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
     return diffs
-
-
-def save_config(cfg: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
-    """Saves a resolved config as YAML (key order kept), atomically."""
-    atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -108,3 +108,49 @@ def shard_range(n: int, ctx: DistContext) -> range:
     start = n * ctx.rank // ctx.world_size
     stop = n * (ctx.rank + 1) // ctx.world_size
     return range(start, stop)
+
+
+def on_rank0(fn: Callable[[], Any], ctx: DistContext) -> Any:
+    """Runs ``fn`` on rank 0 and hands its result, or its exception, to all ranks.
+
+    Without this, an error on rank 0 (missing file, corrupt checkpoint) would
+    leave the other ranks waiting forever at the next collective call.
+    """
+    result: Any = None
+    error: Optional[BaseException] = None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below on every rank
+            error = err
+    if ctx.distributed:
+        box = [(result, error)]
+        dist.broadcast_object_list(box, src=0)
+        result, error = box[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def wrap_ddp(model: torch.nn.Module, loader: Any, ctx: DistContext) -> torch.nn.Module:
+    """``model`` itself in a single process, else wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel`.
+
+    DDP must know whether some parameters get no gradient (e.g. an encoder a
+    dataset does not use). One eval-mode pass over the first batch of
+    ``loader`` (no dropout, so no RNG draw) tells, and ranks agree by taking
+    the maximum.
+    """
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    batch = next(iter(loader)).to(ctx.device)
+    model.eval()
+    model(batch).float().sum().backward()
+    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True)
+    flag = all_reduce_sum(torch.tensor([float(unused)], device=ctx.device), ctx)
+    return DistributedDataParallel(
+        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+        find_unused_parameters=bool(flag.item() > 0))

@@ -38,7 +38,7 @@ def test_closest_width_rejects_bad_range(gp):
 
 def test_matched_widths_minimise_parameter_gap(gp):
     from brl_graph.train.config import load_config
-    from brl_graph.train.engine import build_bench, build_model, count_parameters
+    from brl_graph.train import build_bench, build_model, count_parameters
 
     args = gp.build_parser().parse_args(TINY + ["--json", "x.json", "--epochs", "1"])
     base = gp.budget_overrides(args)

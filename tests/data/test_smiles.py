@@ -54,7 +54,10 @@ def test_scaffold_split_is_deterministic_and_disjoint(shared_datasets):
     assert union.unique().numel() == len(smiles)
     # No scaffold is shared between train and test.
     from rdkit.Chem.Scaffolds.MurckoScaffold import MurckoScaffoldSmiles
-    scaf = lambda i: MurckoScaffoldSmiles(smiles=smiles[i], includeChirality=True)
+
+    def scaf(i):
+        return MurckoScaffoldSmiles(smiles=smiles[i], includeChirality=True)
+
     train_scaffolds = {scaf(int(i)) for i in a['train']}
     assert not train_scaffolds & {scaf(int(i)) for i in a['test']}
 
@@ -72,7 +75,8 @@ def test_random_split_and_task_inference():
 def test_binary_random_split_csv(tmp_path):
     path = tmp_path / 'tiny.csv'
     rows = ['CCO', 'CCN', 'c1ccccc1', 'CC(=O)O', 'CCCl', 'CCBr', 'CCCC', 'OCCO', 'CNC', 'CCOC']
-    pd.DataFrame({'mol': rows, 'active': [0, 1] * 5, 'toxic': [1, 0, None, 1, 0, 1, 0, 1, 0, 1]}).to_csv(path, index=False)
+    pd.DataFrame({'mol': rows, 'active': [0, 1] * 5,
+                  'toxic': [1, 0, None, 1, 0, 1, 0, 1, 0, 1]}).to_csv(path, index=False)
     bench = load_dataset('smiles-csv', path=path, smiles_column='mol',
                          target_columns=['active', 'toxic'], split='random',
                          seed=0, cache_dir=tmp_path / 'c')

@@ -1,5 +1,4 @@
 import json
-import math
 
 import pytest
 import torch
@@ -8,8 +7,9 @@ from torch_geometric.data import Data
 from brl_graph.diagnostics import total_effective_resistance
 from brl_graph.diagnostics.__main__ import main
 from brl_graph.diagnostics.report import (choose_targets, format_table, model_from_config, model_sensitivity,
-                                          parse_options, random_model_config, read_checkpoint,
-                                          run_report, select_graphs, write_json)
+                                          parse_options, random_model_config, run_report,
+                                          select_graphs)
+from brl_graph.train import CheckpointError, load_model_checkpoint
 
 SMALL = dict(layers=2, channels=16, heads=2, num_tokens=4, targets=3, max_graphs=6)
 
@@ -81,7 +81,7 @@ def test_estimate_matches_exact_on_average(tmp_path):
 
 def test_checkpoint_round_trip(tmp_path):
     config = {"data": {"name": "ring-transfer", "nodes": 8},
-              "model": {"layers": 2, "channels": 16, "heads": 2, "num_tokens": 3},
+              "model": {"num_layers": 2, "channels": 16, "heads": 2, "num_tokens": 3},
               "train": {"epochs": 1}}
     from brl_graph.data import load_dataset
     bench = load_dataset("ring-transfer", nodes=8)
@@ -89,7 +89,7 @@ def test_checkpoint_round_trip(tmp_path):
     net = model_from_config(config["model"], bench)
     path = tmp_path / "best.pt"
     torch.save({"model": net.state_dict(), "config": config, "epoch": 3}, path)
-    state, cfg = read_checkpoint(path)
+    state, cfg = load_model_checkpoint(path)
     assert cfg["data"]["name"] == "ring-transfer" and set(state) == set(net.state_dict())
 
     out = tmp_path / "ckpt"
@@ -116,7 +116,7 @@ def test_training_checkpoint(tmp_path):
     run = tmp_path / "run"
     fit({"out_dir": str(run), "data": {"name": "ring-transfer", "nodes": 6,
                                         "cache_dir": str(tmp_path / "cache")},
-         "model": {"layers": 2, "channels": 8, "heads": 2, "num_tokens": 2},
+         "model": {"num_layers": 2, "channels": 8, "heads": 2, "num_tokens": 2},
          "train": {"epochs": 1, "limit_batches": 1, "progress": False}})
     out = tmp_path / "diag"
     code = main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--max-graphs", "3",
@@ -131,13 +131,13 @@ def test_training_checkpoint(tmp_path):
 def test_bad_checkpoints_and_options_are_named(tmp_path):
     bare = tmp_path / "bare.pt"
     torch.save({"weight": torch.ones(2)}, bare)
-    with pytest.raises(ValueError, match="'model'.*'config'"):
-        read_checkpoint(bare)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        read_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="'model'.*'config'"):
+        load_model_checkpoint(bare)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model_checkpoint(tmp_path / "missing.pt")
     mismatched = tmp_path / "mismatch.pt"
     torch.save({"model": {"nonsense": torch.ones(1)},
-                "config": {"data": {"name": "ring-transfer", "nodes": 8}, "model": {"layers": 1}}},
+                "config": {"data": {"name": "ring-transfer", "nodes": 8}, "model": {"num_layers": 1}}},
                mismatched)
     with pytest.raises(ValueError, match="does not fit"):
         run_report(None, tmp_path / "x", checkpoints=[mismatched], max_graphs=2, log=quiet)
@@ -147,7 +147,7 @@ def test_bad_checkpoints_and_options_are_named(tmp_path):
         "nodes": 10, "variant": "ring", "pe": [1, 2]}
     with pytest.raises(ValueError, match="kind"):
         random_model_config("gps", 2, 16, 4, 2, "gine")
-    with pytest.raises(ValueError, match="unknown model config"):
+    with pytest.raises(ValueError, match="unknown config key 'model.layerz'"):
         model_from_config({"layerz": 2}, None)
 
 
@@ -164,13 +164,6 @@ def test_command_line(tmp_path, capsys):
     assert set(report["models"]) == {"brl", "mpnn"}
     assert main(["--dataset", "no-such-dataset", "--out", str(out)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
-
-
-def test_write_json_replaces_non_finite(tmp_path):
-    path = tmp_path / "r.json"
-    write_json({"a": math.inf, "b": [1.0, math.nan], 3: {"c": 2}}, path)
-    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "3": {"c": 2}}
-    assert not list(tmp_path.glob(".*tmp"))
 
 
 def test_real_molesol_report(tmp_path, shared_datasets):

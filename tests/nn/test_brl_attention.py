@@ -29,7 +29,10 @@ def test_tokens_share_one_softmax_with_the_window():
     kt, vt = attn.kv_t(T).chunk(2, -1)
     q, k, v = attn.qkv(x).chunk(3, -1)
     keys, vals = torch.cat([k, kt], 1), torch.cat([v, vt], 1)
-    sp = lambda t: t.view(1, -1, 2, 8).transpose(1, 2)
+
+    def sp(t):
+        return t.view(1, -1, 2, 8).transpose(1, 2)
+
     ref = F.scaled_dot_product_attention(sp(q), sp(keys), sp(vals)).transpose(1, 2).reshape(1, 10, 16)
     torch.testing.assert_close(attn(x), attn.out(ref), atol=1e-5, rtol=1e-5)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import Linear, ReLU, Sequential
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import GINConv, GINEConv
+from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
 from brl_graph.nn import BRLConv
 
@@ -35,8 +35,12 @@ def test_shapes_repr_and_reset():
     g = rand_graph(10, 20, 0)
     out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
     assert out.shape == (10, C) and tok.shape == (1, 4, C)
-    r = repr(conv)
-    assert r.startswith("BRLConv(16") and "num_tokens=4" and "\n" not in r
+    # One line: a multi-line conv repr (GINEConv holds an MLP) is shortened to its class name.
+    assert repr(conv) == ("BRLConv(16, conv=GINEConv, num_tokens=4, heads=4, causal=False, "
+                          "joint=False)")
+    gcn = BRLConv(C, GCNConv(C, C), num_tokens=2, heads=4, causal=True, joint=True)
+    assert repr(gcn) == ("BRLConv(16, conv=GCNConv(16, 16), num_tokens=2, heads=4, causal=True, "
+                         "joint=True)")
     before = conv.seeds.detach().clone()
     conv.reset_parameters()
     assert not torch.equal(before, conv.seeds)

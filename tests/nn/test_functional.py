@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from brl_graph.nn.functional import dense_groups, prefix_softmax_pool
+from brl_graph.nn.functional import prefix_softmax_pool
+from brl_graph.nn.plan import dense_groups
 
 
 def naive_prefix(s, v, mask=None):

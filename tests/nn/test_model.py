@@ -79,7 +79,8 @@ def test_node_and_readout_levels_and_errors():
 
 
 def test_positional_encodings_are_used():
-    g = AddRandomWalkPE(4, attr_name="rwse")(Data(x=torch.randn(6, 3), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])))
+    path = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    g = AddRandomWalkPE(4, attr_name="rwse")(Data(x=torch.randn(6, 3), edge_index=path))
     model = BRLGraphModel(1, channels=16, num_layers=1, in_channels=3, rwse_dim=4).eval()
     out = model(g)
     g2 = g.clone()

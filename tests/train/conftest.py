@@ -70,6 +70,6 @@ def regression_bench():
 
 def tiny_config(out_dir, **train):
     return {"out_dir": str(out_dir),
-            "model": {"layers": 2, "channels": 16, "heads": 2, "num_tokens": 2},
+            "model": {"num_layers": 2, "channels": 16, "heads": 2, "num_tokens": 2},
             "train": {"epochs": 3, "batch_size": 16, "device": "cpu", "progress": False,
                       "lr": 3e-3, **train}}

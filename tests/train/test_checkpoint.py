@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from brl_graph.train.checkpoint import (CheckpointError, get_rng_state, load_checkpoint,
-                                        save_checkpoint, set_rng_state)
+                                        load_model_checkpoint, save_checkpoint, set_rng_state)
 
 
 def _draw():
@@ -60,3 +60,26 @@ def test_corrupt_missing_and_foreign_files(tmp_path):
     save_checkpoint({"epoch": 1}, path)
     with pytest.raises(CheckpointError, match="lacks"):
         load_checkpoint(path)
+
+
+def test_load_model_checkpoint_reads_training_checkpoints_and_exported_weights(tmp_path):
+    weights = {"lin.weight": torch.ones(2, 2)}
+    config = {"model": {"num_layers": 2}}
+    trained = {**_full_state(3), "model": weights, "config": config}
+    save_checkpoint(trained, tmp_path / "last.pt")
+    state, cfg = load_model_checkpoint(tmp_path / "last.pt")
+    assert torch.equal(state["lin.weight"], weights["lin.weight"]) and cfg == config
+    torch.save({"model": weights, "config": config}, tmp_path / "exported.pt")
+    state, cfg = load_model_checkpoint(tmp_path / "exported.pt")
+    assert set(state) == {"lin.weight"} and cfg == config
+    # A training checkpoint is checked as load_checkpoint checks it.
+    torch.save({**trained, "format": "brl_graph.train.checkpoint", "version": 99},
+               tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_model_checkpoint(tmp_path / "future.pt")
+    torch.save({"model": weights, "config": {"model": 3}}, tmp_path / "bad_config.pt")
+    with pytest.raises(CheckpointError, match="'model' section"):
+        load_model_checkpoint(tmp_path / "bad_config.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="found list"):
+        load_model_checkpoint(tmp_path / "list.pt")

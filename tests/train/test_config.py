@@ -20,7 +20,7 @@ def test_partial_dict_merges_over_defaults():
     cfg = load_config({"model": {"channels": 32}, "train": {"epochs": 3}})
     assert cfg["model"]["channels"] == 32
     assert cfg["train"]["epochs"] == 3
-    assert cfg["model"]["layers"] == DEFAULTS["model"]["layers"]
+    assert cfg["model"]["num_layers"] == DEFAULTS["model"]["num_layers"]
 
 
 def test_unknown_key_lists_valid_keys():
@@ -64,9 +64,9 @@ def test_free_form_dataset_options():
     ("train.lr=fast", "train.lr"),
     ("train.lr=0", "train.lr"),
     ("model.local=gin", "model.local"),
-    ("model.global=linear", "model.global"),
+    ("model.global_attn=linear", "model.global_attn"),
     ("model.channels=30", "divisible"),
-    ("model.layers=0", "model.layers"),
+    ("model.num_layers=0", "model.num_layers"),
     ("model.dropout=1.5", "model.dropout"),
     ("train.seeds=[1,1]", "duplicates"),
     ("train.seeds=3", "train.seeds"),
@@ -76,6 +76,10 @@ def test_free_form_dataset_options():
     ("train", "key=value"),
     ("train.epochs=1.5", "train.epochs"),
     ("model=3", "section"),
+    ("model.pool=median", "model.pool"),
+    ("model.pe=spectral", "model.pe"),
+    ("model.pe=[rwse,rwse]", "model.pe"),
+    ("model.pe=[]", "model.pe"),
 ])
 def test_bad_values(override, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -118,3 +122,42 @@ def test_shipped_configs_are_valid(name):
     cfg = load_config(path)
     assert cfg["out_dir"].startswith("runs/")
     assert cfg["data"]["name"]
+
+
+def test_deprecated_keys_are_renamed_with_a_warning(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  layers: 3\n  global: full\n")
+    with pytest.warns(FutureWarning, match="'model.layers' is deprecated.*'model.num_layers'"):
+        cfg = load_config(old)
+    assert cfg["model"]["num_layers"] == 3 and cfg["model"]["global_attn"] == "full"
+    assert "layers" not in cfg["model"] and "global" not in cfg["model"]
+    # Overrides too, also over a file that uses the new names.
+    with pytest.warns(FutureWarning, match="'model.global' is deprecated"):
+        cfg = load_config({"model": {"num_layers": 5}}, ["model.global=none", "model.layers=2"])
+    assert cfg["model"]["num_layers"] == 2 and cfg["model"]["global_attn"] == "none"
+    with pytest.raises(ConfigError, match="both 'model.layers' and 'model.num_layers'"):
+        load_config({"model": {"layers": 2, "num_layers": 3}})
+
+
+def test_rename_deprecated_leaves_its_input_alone():
+    from brl_graph.train.config import rename_deprecated
+
+    old = {"model": {"layers": 2}, "train": {"epochs": 1}}
+    new = rename_deprecated(old, warn=False)
+    assert new == {"model": {"num_layers": 2}, "train": {"epochs": 1}}
+    assert old == {"model": {"layers": 2}, "train": {"epochs": 1}}
+
+
+def test_model_keys_are_the_model_arguments():
+    import inspect
+
+    from brl_graph.nn import BRLGraphModel
+
+    args = set(inspect.signature(BRLGraphModel).parameters)
+    # pe and pe_dim name what the loader computes; the model's widths follow the data.
+    assert set(DEFAULTS["model"]) - {"pe", "pe_dim"} <= args
+
+
+def test_pe_accepts_several_kinds():
+    cfg = load_config(overrides=["model.pe=[rwse, lap]"])
+    assert cfg["model"]["pe"] == ["rwse", "lap"]

@@ -7,7 +7,7 @@ import torch
 from brl_graph.train import (CheckpointError, ConfigError, NonFiniteLossError, build_model,
                              evaluate, fit, load_checkpoint, load_config)
 from brl_graph.train.distributed import setup
-from brl_graph.train.engine import _eval_loader
+from brl_graph.train.loop import eval_loader
 
 from .conftest import tiny_config, toy_regression_bench
 
@@ -44,7 +44,7 @@ def test_fit_writes_run_folder_and_selects_best_valid(tmp_path, readout_bench):
     model = build_model(cfg, readout_bench)
     model.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
     ctx = setup("cpu")
-    again = evaluate(model, _eval_loader(readout_bench.valid, cfg, ctx), readout_bench, ctx)
+    again = evaluate(model, eval_loader(readout_bench.valid, cfg, ctx), readout_bench, ctx)
     assert again["accuracy"] == pytest.approx(saved["valid"]["accuracy"])
 
 
@@ -71,6 +71,43 @@ def test_resume_extends_a_run_exactly(tmp_path, regression_bench):
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert len(_rows(tmp_path / "b" / "log.csv")) == 4
+
+
+def test_resume_of_a_run_written_with_the_old_key_names(tmp_path, regression_bench):
+    # A run folder from before model.layers / model.global were renamed: its
+    # config.yaml and checkpoint hold the old names. It resumes exactly.
+    import yaml
+
+    from brl_graph.train import save_checkpoint
+
+    straight = fit(tiny_config(tmp_path / "a", epochs=3, scheduler="none"),
+                   bench=regression_bench)
+    out = tmp_path / "b"
+    fit(tiny_config(out, epochs=2, scheduler="none"), bench=regression_bench)
+
+    def to_old(cfg):
+        model = cfg["model"]
+        model["layers"] = model.pop("num_layers")
+        model["global"] = model.pop("global_attn")
+        return cfg
+
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(out / "checkpoints" / name)
+        ckpt["config"] = to_old(ckpt["config"])
+        save_checkpoint({k: v for k, v in ckpt.items() if k not in ("format", "version")},
+                        out / "checkpoints" / name)
+    saved = to_old(yaml.safe_load((out / "config.yaml").read_text()))
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert "layers" in load_checkpoint(out / "checkpoints" / "last.pt")["config"]["model"]
+
+    with pytest.warns(FutureWarning, match="model.layers"):
+        resumed = fit(out / "config.yaml", bench=regression_bench, resume=True,
+                      overrides=["train.epochs=3"])
+    for key in ("best_epoch", "epochs_completed", "valid", "test", "train_loss"):
+        assert resumed[key] == straight[key], key
+    # The config is rewritten with the current names.
+    assert load_config(out / "config.yaml")["model"]["num_layers"] == 2
+    assert "layers" not in yaml.safe_load((out / "config.yaml").read_text())["model"]
 
 
 def test_resume_rejects_mismatch_and_corruption(tmp_path, readout_bench):
@@ -135,10 +172,10 @@ def test_peak_memory_survives_a_resume():
     # A resumed process starts with a small RSS; the run's peak is the larger one an
     # earlier process logged per epoch before it was killed.
     from brl_graph.train.distributed import DistContext
-    from brl_graph.train.engine import _run_peak_memory
+    from brl_graph.train.records import run_peak_memory
 
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    now = _run_peak_memory([], ctx)["peak_memory_mb"]
+    now = run_peak_memory([], ctx)["peak_memory_mb"]
     history = [{"peak_memory_mb": 10.0}, {"peak_memory_mb": now + 12345.0}, {"epoch": 3}]
-    assert _run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
-    assert _run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now
+    assert run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
+    assert run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now

@@ -15,7 +15,7 @@ import torch
 
 from brl_graph.train import build_model, evaluate, fit, load_checkpoint, load_config
 from brl_graph.train.distributed import setup
-from brl_graph.train.engine import _eval_loader
+from brl_graph.train.loop import eval_loader
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PY = ROOT / "train.py"
@@ -26,7 +26,7 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 # resumed run must also restore the generator states to match.
 TINY_RING = ["data.name=ring-transfer", "data.nodes=10",
              "data.options={num_train: 384, num_valid: 100, num_test: 100}",
-             "model.layers=2", "model.channels=16", "model.heads=2", "model.num_tokens=2",
+             "model.num_layers=2", "model.channels=16", "model.heads=2", "model.num_tokens=2",
              "model.dropout=0.1", "train.batch_size=32", "train.device=cpu",
              "train.progress=false"]
 VOLATILE = {"seconds", "seconds_per_epoch", "peak_memory_mb"}  # differ between runs
@@ -37,7 +37,8 @@ def _env():
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     # One thread per process: identical arithmetic in every run and no
     # oversubscription of a small shared CPU.
-    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+    # train.py itself asks OpenMP for passive waiting.
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return env
 
 
@@ -132,7 +133,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     model = build_model(cfg, bench)
     model.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
     ctx = setup("cpu")
-    single = evaluate(model, _eval_loader(bench.valid, cfg, ctx), bench, ctx)
+    single = evaluate(model, eval_loader(bench.valid, cfg, ctx), bench, ctx)
     assert single["accuracy"] == pytest.approx(metrics["valid"]["accuracy"], abs=1e-12)
 
 
@@ -165,7 +166,7 @@ def test_ogbg_molesol_real_data(tmp_path, shared_datasets):
     cfg = {"out_dir": str(tmp_path / "esol"),
            "data": {"name": "ogbg-molesol", "root": str(shared_datasets),
                     "cache_dir": str(tmp_path / "cache")},
-           "model": {"layers": 2, "channels": 32, "heads": 4, "num_tokens": 4},
+           "model": {"num_layers": 2, "channels": 32, "heads": 4, "num_tokens": 4},
            "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "device": "cpu",
                      "progress": False}}
     metrics = fit(cfg)

@@ -1,0 +1,91 @@
+import io
+import sys
+from types import SimpleNamespace
+
+import pytest
+from torch_geometric.loader import DataLoader
+
+from brl_graph.train import (ConfigError, build_bench, build_model, dataset_options, load_config,
+                             model_kwargs)
+from brl_graph.train.build import pe_widths
+
+
+def small_ring(tmp_path, *overrides):
+    return load_config(overrides=["data.nodes=8", "data.options.num_train=8",
+                                  "data.options.num_valid=4", "data.options.num_test=4",
+                                  f"data.cache_dir={tmp_path / 'cache'}", "model.num_layers=2",
+                                  "model.channels=16", "model.heads=2", "model.num_tokens=2",
+                                  *overrides])
+
+
+def test_dataset_options_carry_the_pe_request(tmp_path):
+    cfg = small_ring(tmp_path)
+    assert dataset_options(cfg) == {"nodes": 8, "num_train": 8, "num_valid": 4, "num_test": 4}
+    one = dataset_options(small_ring(tmp_path, "model.pe=rwse", "model.pe_dim=5"))
+    assert one["pe"] == "rwse" and one["rwse_dim"] == 5 and "lap_pe_dim" not in one
+    both = dataset_options(small_ring(tmp_path, "model.pe=[rwse, lap]", "model.pe_dim=3"))
+    assert both["pe"] == ["rwse", "lap"] and both["rwse_dim"] == 3 and both["lap_pe_dim"] == 3
+
+
+def test_several_pe_kinds_reach_the_model_with_the_benchmark_widths(tmp_path):
+    cfg = small_ring(tmp_path, "model.pe=[rwse, lap]", "model.pe_dim=3")
+    bench = build_bench(cfg)
+    assert bench.pe == {"rwse": 3, "lap_pe": 3}
+    model = build_model(cfg, bench)
+    assert model.rwse_encoder.in_channels == 3 and model.lap_encoder.in_channels == 3
+    batch = next(iter(DataLoader(bench.train, batch_size=4)))
+    assert model(batch).shape == (4, bench.out_channels)
+
+
+def fake_bench(**kw):
+    base = dict(out_channels=2, atom_features=False, num_node_features=3, num_edge_features=0,
+                node_readout=None, level="graph", pe={})
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_pe_widths_come_from_the_benchmark():
+    model_cfg = load_config(overrides=["model.pe=rwse", "model.pe_dim=16"])["model"]
+    # What the loader recorded wins over the config's pe_dim ...
+    assert pe_widths(model_cfg, fake_bench(pe={"rwse": 7, "lap_pe": 4})) == {"rwse_dim": 7}
+    # ... and a benchmark that records nothing (graphs bringing their own) takes pe_dim.
+    assert pe_widths(model_cfg, fake_bench()) == {"rwse_dim": 16}
+    none = load_config()["model"]
+    assert pe_widths(none, fake_bench(pe={"rwse": 7})) == {}
+    kwargs = model_kwargs(model_cfg, fake_bench(pe={"rwse": 7}), "graph")
+    assert kwargs["rwse_dim"] == 7 and "lap_pe_dim" not in kwargs
+
+
+def test_model_kwargs_are_config_keys():
+    cfg = load_config(overrides=["model.num_layers=3", "model.global_attn=none",
+                                 "model.pool=max", "model.dropout=0.25"])
+    kwargs = model_kwargs(cfg["model"], fake_bench(), "node")
+    assert kwargs["num_layers"] == 3 and kwargs["global_attn"] == "none"
+    assert kwargs["pool"] == "max" and kwargs["dropout"] == 0.25 and kwargs["task_level"] == "node"
+    model = build_model(cfg, fake_bench())
+    assert model.num_layers == 3 and model.num_tokens == 0 and model.task_level == "graph"
+
+
+def test_build_model_names_a_level_without_a_head():
+    cfg = load_config()
+    with pytest.raises(ConfigError, match="level 'link'.*graph, node, readout"):
+        build_model(cfg, fake_bench(level="link", name="pcqm-contact"))
+    assert build_model(cfg, fake_bench(level="link"), task_level="node").task_level == "node"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    from brl_graph.train.loop import progress_bar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert progress_bar(3, "epoch 1", enabled=True).disable  # a log file: no bar
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    bar = progress_bar(3, "epoch 1", enabled=True)
+    assert not bar.disable
+    bar.update(1)
+    bar.close()
+    assert "epoch 1" in sys.stderr.getvalue()
+    assert progress_bar(3, "epoch 1", enabled=False).disable
