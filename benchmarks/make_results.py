@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ("a 2-core shared CPU VM, PyTorch CPU build, 1 thread per process; "
            "other jobs ran on the same cores, so times are noisy upper bounds")
 FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
-         "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu")
+         "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time")
 DEVICE_COMMAND = "bash benchmarks/device_check.sh OUT_DIR [STEP ...]"
 SCALING_MODELS = ("local", "brl", "gps-multihead", "gps-performer")
 LR_MODELS = (("brl", "BRL"), ("twin", "MPNN twin (K=0)"), ("full", "GPSConv multihead"))
@@ -155,6 +155,36 @@ MILLION = 1_000_000
 
 def _scaling_setting(r: Mapping[str, Any]) -> Tuple[int, bool]:
     return int(r.get("layers", 1)), bool(r.get("checkpoint", False))
+
+
+def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
+    """Training-step time on real small-graph batches (``benchmarks/step_time.py``)."""
+    head = "### Training step on real batches: BRL against its twin and GPS\n"
+    if not rows:
+        return head + f"\n{NOT_RUN}: `python benchmarks/step_time.py --json benchmarks/results/step_time.json`\n"
+    out = [head, "One step = forward, loss, backward, clipping and the fused AdamW update, "
+           "as `fit` runs it; the models run side by side in one process, so their ratios "
+           "share the machine's load.", ""]
+    body = []
+    for (dataset, bs), group in _grouped(rows, ("dataset", "batch_size")).items():
+        twin = next((r for r in group if r["model"] == "twin"), None)
+        for r in group:
+            ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else None
+            body.append([dataset, str(bs), r["model"], f"{r['layers']} x {r['channels']}",
+                         fmt(r["num_params"] / 1e3, 0) + "k", fmt(r["ms_per_step"], 1),
+                         fmt(r["graphs_per_s"], 0), fmt(ratio, 2)])
+    out.append(table(["data", "batch", "model", "layers x ch", "params", "ms / step",
+                      "graphs / s", "x twin"], body))
+    commands = sorted({r["command"] for r in rows})
+    out += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
+    return "\n".join(out)
+
+
+def _grouped(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> Dict[tuple, List[Mapping[str, Any]]]:
+    groups: Dict[tuple, List[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
 
 
 def scaling_section(rows: Optional[List[Dict[str, Any]]], plot: Optional[Path]) -> Tuple[str, Verdict]:
@@ -982,7 +1012,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         "results, not converged ones.",
         "",
         summary_section(verdicts),
-        s_text, lr_text, h_text, p_text, c_text, o_text, g_text,
+        s_text, step_time_section(results.get("step_time")), lr_text, h_text, p_text, c_text, o_text, g_text,
         targets_section(verdicts),
     ])
 

@@ -117,7 +117,8 @@ class TokenReservoir(torch.nn.Module):
         if mask_bias is None:
             logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, KH, L]
         else:
-            logits = torch.baddbmm(mask_bias, q_nodes, x.transpose(1, 2))
+            # the plan's bias is float32; a float64 (or half) model needs its own dtype
+            logits = torch.baddbmm(mask_bias.to(q_nodes.dtype), q_nodes, x.transpose(1, 2))
         w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
         pooled_x = torch.bmm(w, x).view(G, K, H, C)
         # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j

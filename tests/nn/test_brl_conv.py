@@ -174,7 +174,7 @@ def test_num_tokens_zero_is_the_mpnn_path():
     assert tok is None
     assert not any("seeds" in n or "_c." in n for n, _ in conv.named_parameters())
     h = conv.norm1(conv.conv(g.x, g.edge_index, edge_attr=g.edge_attr) + g.x)
-    torch.testing.assert_close(out, conv.norm3(h + conv.mlp(h)))
+    torch.testing.assert_close(out, conv.norm2(h + conv.mlp(h)))
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -261,3 +261,18 @@ def test_bucketed_batch_keeps_dtype_when_a_group_returns_half_precision(monkeypa
     out, tokens = conv(x, edge_index, batch)
     assert out.dtype == torch.float32 and tokens.dtype == torch.float32
     assert torch.isfinite(out).all() and tokens.shape == (3, 4, 16)
+
+
+def test_float64_layer_on_a_padded_batch_matches_float32():
+    # the per-batch plan holds float32 padding biases: a float64 layer must still run,
+    # and agree with float32 to float32 precision
+    torch.manual_seed(0)
+    conv = make().eval()
+    graphs = [rand_graph(n, 2 * n, i) for i, n in enumerate([3, 17, 5])]
+    b = Batch.from_data_list(graphs)
+    out32, tok32 = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    conv64 = conv.double()
+    out64, tok64 = conv64(b.x.double(), b.edge_index, b.batch, edge_attr=b.edge_attr.double())
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), out32, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tok64.float(), tok32, atol=1e-5, rtol=1e-5)
