@@ -278,39 +278,33 @@ class BRLConv(torch.nn.Module):
         r"""Broadcast: the nodes ``x`` ``[G, L, C]`` read their graph's tokens
         ``T`` ``[G, K, C]``; returns ``[G, L, C]``, after :attr:`o_b`.
 
-        Like :meth:`TokenReservoir.compress`, the projections are moved to the
-        token side: :math:`(\mathbf{W}_Q\mathbf{x} + \mathbf{b}_Q)^\top\mathbf{k}
-        = \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k}) + \mathbf{b}_Q^\top\mathbf{k}`
-        and :math:`\mathbf{W}_O` is applied to the :math:`HK` token values, so no
-        :math:`C \times C` product runs per node.
+        As in :meth:`TokenReservoir.compress`, each token is one head and the
+        projections move to the token side: :math:`(\mathbf{W}_Q\mathbf{x} +
+        \mathbf{b}_Q)^\top\mathbf{k} = \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k})
+        + \mathbf{b}_Q^\top\mathbf{k}` and :math:`\mathbf{W}_O` is applied to the
+        :math:`K` token values, so no :math:`C \times C` product runs per node.
         """
-        G, L, C = x.shape
-        K, H = self.num_tokens, self.heads
-        D = C // H
-        k_t, v_t = self.kv_b(self.tok_norm_b(T)).view(G, K, 2, H, D).unbind(2)
-        k_t = k_t * (1.0 / math.sqrt(D))
-        keys = torch.einsum("gkhd,hdc->gkhc", k_t, self.q_b.weight.view(H, D, C))
-        shift = torch.einsum("gkhd,hd->gkh", k_t, self.q_b.bias.view(H, D))
-        # Logits as [G, K, H * L]: a softmax over the K tokens on axis 1 runs
-        # over contiguous rows, where PyTorch's CPU softmax over a last axis of
-        # length K is about 20x slower (and 6x on a middle axis of [G, L, K, H]).
-        logits = torch.baddbmm(shift.reshape(G, K * H, 1), keys.reshape(G, K * H, C), x.transpose(1, 2))
-        w = torch.softmax(logits.view(G, K, H * L), dim=1)
-        w = F.dropout(w, p=self._attn_p(), training=self.training)
-        values = torch.einsum("gkhd,chd->gkhc", v_t, self.o_b.weight.view(C, H, D))
-        return torch.baddbmm(self.o_b.bias, w.view(G, K * H, L).transpose(1, 2),
-                             values.reshape(G, K * H, C))
+        C = x.size(-1)
+        k_t, v_t = self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1)  # [G, K, C]
+        k_t = k_t * (1.0 / math.sqrt(C))
+        keys = k_t @ self.q_b.weight
+        shift = (k_t @ self.q_b.bias).unsqueeze(-1)  # [G, K, 1]
+        # Logits as [G, K, L] and a softmax over the K tokens on axis 1: PyTorch's
+        # CPU softmax over a last axis of length K is about 20x slower.
+        logits = torch.baddbmm(shift, keys, x.transpose(1, 2))
+        w = F.dropout(torch.softmax(logits, dim=1), p=self._attn_p(), training=self.training)
+        values = F.linear(v_t, self.o_b.weight)
+        return torch.baddbmm(self.o_b.bias, w.transpose(1, 2), values)
 
     def _read_causal(self, x: Tensor, T: Tensor) -> Tensor:
         """Broadcast in causal mode: position ``l`` of ``x`` ``[G, L, C]`` reads its
         own reservoir ``T[:, l]`` ``[G, L, K, C]``; returns ``[G, L, C]``."""
-        G, L, C = x.shape
-        D = C // self.heads
-        q_n = self._split(self.q_b(x))  # [G, L, H, D]
-        k_t, v_t = (self._split(t) for t in self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1))
-        w = torch.einsum("glhd,glkhd->glkh", q_n, k_t) / math.sqrt(D)
-        w = F.dropout(torch.softmax(w, dim=2), p=self._attn_p(), training=self.training)
-        return self.o_b(torch.einsum("glkh,glkhd->glhd", w, v_t).reshape(G, L, C))
+        C = x.size(-1)
+        q_n = self.q_b(x)  # [G, L, C]
+        k_t, v_t = self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1)  # [G, L, K, C]
+        w = torch.einsum("glc,glkc->gkl", q_n, k_t) / math.sqrt(C)
+        w = F.dropout(torch.softmax(w, dim=1), p=self._attn_p(), training=self.training)
+        return self.o_b(torch.einsum("gkl,glkc->glc", w, v_t))
 
     def _global_group(self, x: Tensor, group: DenseGroup, T: Optional[Tensor]
                       ) -> Tuple[Optional[Tensor], Tensor]:

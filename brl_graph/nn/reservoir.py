@@ -22,18 +22,22 @@ class TokenReservoir(torch.nn.Module):
     and tokens :math:`\mathbf{T} \in \mathbb{R}^{K \times C}`,
 
     .. math::
-        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} + \mathbf{W}_O
-        \,\big\Vert_{h=1}^{H} \mathrm{softmax}\Big(
-        \frac{\mathbf{Q}_h \mathbf{K}_h^\top}{\sqrt{D}}\Big) \mathbf{V}_h\Big),
+        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} + \mathbf{W}_O\,
+        \mathrm{softmax}\Big(\frac{\mathbf{Q} \mathbf{K}^\top}{\sqrt{C}}\Big)
+        \mathbf{V}\Big),
         \quad \mathbf{Q} = \mathrm{LN}(\mathbf{T}) \mathbf{W}_Q,\;
         \mathbf{K} = \mathbf{X} \mathbf{W}_K,\; \mathbf{V} = \mathbf{X} \mathbf{W}_V,
 
-    with the softmax over the graph's nodes. :meth:`compress` never projects the
+    with the softmax over the graph's nodes. Each token is one attention head
+    over the nodes: the :math:`K` tokens already give :math:`K` pooling
+    patterns, and splitting each into :math:`H` heads would multiply the
+    per-node cost by :math:`H` (the :math:`H` heads are used where the tokens
+    attend to each other, in the mix). :meth:`compress` never projects the
     nodes: since :math:`\mathbf{q}^\top \mathbf{W}_K \mathbf{x} =
     (\mathbf{W}_K^\top \mathbf{q})^\top \mathbf{x}` and the pooling weights sum
     to one, the :math:`K` queries are mapped into node space and the pooled
     *nodes* are projected afterwards. That is the same function, at
-    :math:`O(L K H C)` instead of :math:`O(L C^2)` per graph, and far fewer ops.
+    :math:`O(L K C)` instead of :math:`O(L C^2)` per graph, and far fewer ops.
 
     :meth:`compress_causal` gives every position :math:`i` its own reservoir
     summarising positions :math:`j \le i` (a stable prefix softmax,
@@ -44,7 +48,8 @@ class TokenReservoir(torch.nn.Module):
     Args:
         channels (int): Token and node width :math:`C`.
         num_tokens (int): :math:`K`.
-        heads (int): Attention heads :math:`H`; must divide :obj:`channels`.
+        heads (int): Attention heads :math:`H` of the mix; must divide
+            :obj:`channels`.
         act (torch.nn.Module, optional): Activation of the mixer's MLP.
         dropout (float, optional): Dropout on the residual branches.
         attn_dropout (float, optional): Dropout on attention weights.
@@ -104,30 +109,26 @@ class TokenReservoir(torch.nn.Module):
         nodes and a large negative number for padding (``None``: no padding);
         ``empty`` ``[G]`` marks graphs without nodes (``None``: there are none).
         """
-        G, L, C = x.shape
-        K, H = self.num_tokens, self.heads
-        D = C // H
-        q = self.query(self.norm(tokens)).view(G, K, H, D)
-        w_k, w_v = self.key_value.weight.view(2, H, D, C).unbind(0)
-        b_v = self.key_value.bias[C:].view(H, D)
+        C = x.size(-1)
+        q = self.query(self.norm(tokens))  # [G, K, C]
+        w_k, w_v = self.key_value.weight.view(2, C, C).unbind(0)
         # q . (W_k x + b_k) = (W_k^T q) . x + q . b_k; the last term is the same
-        # for every node of the graph, so the softmax drops it. The 1/sqrt(D)
-        # goes on the small weight, not on the [G, KH, L] logits.
-        q_nodes = torch.einsum("gkhd,hdc->gkhc", q, w_k * (1.0 / math.sqrt(D))).reshape(G, K * H, C)
+        # for every node of the graph, so the softmax drops it. The 1/sqrt(C)
+        # goes on the small weight, not on the [G, K, L] logits.
+        q_nodes = q @ (w_k * (1.0 / math.sqrt(C)))
         if mask_bias is None:
-            logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, KH, L]
+            logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, K, L]
         else:
             # the plan's bias is float32; a float64 (or half) model needs its own dtype
             logits = torch.baddbmm(mask_bias.to(q_nodes.dtype), q_nodes, x.transpose(1, 2))
         w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
-        pooled_x = torch.bmm(w, x).view(G, K, H, C)
         # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j
-        weight = w.sum(-1).view(G, K, H, 1) if self._attn_p() > 0 else 1.0
-        pooled = torch.einsum("gkhc,hdc->gkhd", pooled_x, w_v) + b_v * weight
+        pooled = F.linear(torch.bmm(w, x), w_v)
+        b_v = self.key_value.bias[C:]
+        pooled = pooled + (b_v * w.sum(-1, keepdim=True) if self._attn_p() > 0 else b_v)
         if empty is not None:  # a graph without nodes pools nothing (its softmax saw padding only)
-            pooled = pooled.masked_fill(empty[:, None, None, None], 0.0)
-        tokens = tokens + F.dropout(self.out(pooled.reshape(G, K, C)), p=self.dropout,
-                                    training=self.training)
+            pooled = pooled.masked_fill(empty[:, None, None], 0.0)
+        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def compress_causal(self, x: Tensor, tokens: Optional[Tensor] = None,
@@ -135,18 +136,16 @@ class TokenReservoir(torch.nn.Module):
         """Per-position reservoirs ``[G, L, K, C]``: position ``i`` pools positions
         ``j <= i`` of its graph into its own ``tokens`` (seeds when ``None``)."""
         G, L, C = x.shape
-        K, H = self.num_tokens, self.heads
-        D = C // H
-        q = self.query(self.norm(self.initial())).view(K, H, D)
-        k, v = self.key_value(x).view(G, L, 2, H, D).unbind(2)
-        logits = torch.einsum("khd,glhd->ghkl", q, k) / math.sqrt(D)
-        pooled = prefix_softmax_pool(logits, v.permute(0, 2, 1, 3).unsqueeze(2),
-                                     mask=None if mask is None else mask[:, None, None, :],
-                                     block=self.prefix_block)  # [G, H, K, L, D]
-        pooled = pooled.permute(0, 3, 2, 1, 4).reshape(G, L, K, C)
+        q = self.query(self.norm(self.initial()))  # [K, C]
+        k, v = self.key_value(x).chunk(2, dim=-1)  # [G, L, C]
+        logits = torch.einsum("kc,glc->gkl", q, k) / math.sqrt(C)
+        pooled = prefix_softmax_pool(logits, v.unsqueeze(1),
+                                     mask=None if mask is None else mask[:, None, :],
+                                     block=self.prefix_block)  # [G, K, L, C]
         if tokens is None:
             tokens = self.initial(G, L)
-        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        tokens = tokens + F.dropout(self.out(pooled.transpose(1, 2)), p=self.dropout,
+                                    training=self.training)
         return self.mixer(tokens)
 
     def __repr__(self) -> str:

@@ -87,13 +87,12 @@ def test_padding_never_reaches_the_pooling_normaliser():
     small, big = rand_graph(3, 4, 1), rand_graph(50, 100, 2)
     b = Batch.from_data_list([small, big])
     _, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
-    H, D = conv.heads, C // conv.heads
+    # each token is one attention head over the nodes, with explicit projections
     res = conv.reservoir
-    q = res.query(res.norm(conv.seeds)).view(2, H, D)
+    q = res.query(res.norm(conv.seeds))
     k, v = res.key_value(small.x).chunk(2, -1)
-    w = torch.softmax(torch.einsum("khd,nhd->khn", q, k.view(3, H, D)) / math.sqrt(D), -1)
-    pooled = torch.einsum("khn,nhd->khd", w, v.view(3, H, D)).reshape(2, C)
-    T = res.mixer(conv.seeds + res.out(pooled))
+    w = torch.softmax(q @ k.T / math.sqrt(C), -1)
+    T = res.mixer(conv.seeds + res.out(w @ v))
     torch.testing.assert_close(tok[0], T, atol=1e-5, rtol=1e-5)
 
 
