@@ -5,7 +5,7 @@ schedule, depth), at matched parameter counts:
 
 - ``brl``: the config's :class:`~brl_graph.nn.BRLGraphModel`, K learned tokens;
 - ``twin``: the MPNN-only twin, ``model.num_tokens=0``, widened;
-- ``full``: GPSConv-style multihead full attention, ``model.global=full``, widened.
+- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``, widened.
 
 The twins' width (``model.channels``, a multiple of ``model.heads``) is the one
 whose parameter count is closest to BRL's, found by building the models (no
@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 from brl_graph.io import update_json_locked  # noqa: E402
 
 MODELS = ("brl", "twin", "full")
-MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global=full"]}
+MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global_attn=full"]}
 
 
 def budget_overrides(args: argparse.Namespace) -> List[str]:

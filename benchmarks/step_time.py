@@ -40,14 +40,15 @@ MODELS: Dict[str, Dict[str, Any]] = {
 
 
 def load_batches(dataset: str, root: Optional[str], batch_size: int, count: int,
-                 pe: str, pe_dim: int, seed: int = 0) -> tuple[list, Any]:
+                 pe: str, pe_dim: int, seed: int = 0,
+                 options: Optional[Dict[str, Any]] = None) -> tuple[list, Any]:
     from torch_geometric.loader import DataLoader
 
     from brl_graph.data import load_dataset
 
-    options: Dict[str, Any] = {}
+    options = dict(options or {})
     if pe == "rwse":
-        options = {"pe": "rwse", "rwse_dim": pe_dim}
+        options.update(pe="rwse", rwse_dim=pe_dim)
     bench = load_dataset(dataset, root=root, **options)
     loader = DataLoader(bench.train, batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -133,6 +134,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--norm", default="batch_norm")
     p.add_argument("--pe", choices=["none", "rwse"], default="none")
     p.add_argument("--pe-dim", type=int, default=16)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra load_dataset argument, e.g. nodes=20 for ring-transfer")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="append rows to this JSON list")
     return p.parse_args(argv)
@@ -141,8 +144,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    from brl_graph.train.config_io import parse_value
+
+    options = {}
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option {item!r} is not of the form KEY=VALUE")
+        options[key] = parse_value(raw)
     batches, bench = load_batches(args.dataset, args.root, args.batch_size, args.batches,
-                                  args.pe, args.pe_dim)
+                                  args.pe, args.pe_dim, options=options)
     result = time_models(args.models, bench, batches, args)
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "

@@ -13,7 +13,7 @@ def gp(benchmark_script):
 # A tiny offline benchmark: the script works on any config, not only molecules.
 TINY = ["--config", "configs/ring-transfer.yaml", "--set", "data.nodes=12",
         "--set", "data.options.num_train=16", "--set", "data.options.num_valid=8",
-        "--set", "data.options.num_test=8", "--set", "model.layers=2",
+        "--set", "data.options.num_test=8", "--set", "model.num_layers=2",
         "--set", "model.channels=16", "--set", "train.batch_size=8"]
 
 

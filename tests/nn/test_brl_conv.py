@@ -275,3 +275,32 @@ def test_float64_layer_on_a_padded_batch_matches_float32():
     assert out64.dtype == torch.float64
     torch.testing.assert_close(out64.float(), out32, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(tok64.float(), tok32, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_plan_made_once_gives_the_same_output(causal):
+    from brl_graph.nn import plan_batch
+    torch.manual_seed(0)
+    conv = make(causal=causal).eval()
+    graphs = [rand_graph(n, 2 * n, i) for i, n in enumerate([4, 30, 9])]
+    b = Batch.from_data_list(graphs)
+    out, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    plan = plan_batch(b.num_nodes, b.edge_index, b.batch)
+    out_p, tok_p = conv(b.x, b.edge_index, plan=plan, edge_attr=b.edge_attr)
+    torch.testing.assert_close(out_p, out)
+    torch.testing.assert_close(tok_p, tok)
+    # a plan of another batch is caught by its shape
+    other = plan_batch(5, torch.empty(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="one entry per node"):
+        conv(b.x, b.edge_index, plan=other, edge_attr=b.edge_attr)
+
+
+def test_fresh_read_out_starts_small():
+    from brl_graph.nn.brl_conv import READ_INIT_SCALE
+    torch.manual_seed(0)
+    conv = make(K=4)
+    ref = Linear(C, C)
+    assert conv.o_b.bias.abs().sum() == 0
+    # a tenth of the default init's spread
+    ratio = conv.o_b.weight.std() / ref.weight.std()
+    assert 0.5 * READ_INIT_SCALE < ratio < 2 * READ_INIT_SCALE

@@ -100,3 +100,38 @@ def test_causal_model_has_no_leak():
     out[12].sum().backward()
     assert (x.grad[13:] == 0).all() and x.grad[:13].abs().sum() > 0
     assert isinstance(model.layers[0], BRLConv) and model.layers[0].causal
+
+
+def test_norm_choice_and_the_gin_mlp():
+    from torch_geometric.nn.norm import BatchNorm
+
+    from brl_graph.nn.model import resolve_norm
+    assert resolve_norm("auto", causal=False) == "batch_norm"
+    assert resolve_norm("auto", causal=True) == "layer_norm"
+    assert resolve_norm("none", causal=False) is None
+    with pytest.raises(ValueError, match="breaks causal"):
+        resolve_norm("batch_norm", causal=True)
+    with pytest.raises(ValueError, match="unknown norm"):
+        resolve_norm("group_norm", causal=False)
+    model = BRLGraphModel(1, channels=16, num_layers=2, node_encoder="atom", edge_encoder="bond")
+    assert model.norm == "batch_norm"
+    assert any(isinstance(m, BatchNorm) for m in model.layers[0].conv.nn)
+    causal = BRLGraphModel(1, channels=16, num_layers=2, in_channels=4, causal=True)
+    assert causal.norm == "layer_norm"
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in causal.layers[0].conv.nn)
+
+
+def test_validate_false_gives_the_same_output_and_skips_value_checks():
+    torch.manual_seed(0)
+    model = BRLGraphModel(1, channels=16, num_layers=2, node_encoder="atom",
+                          edge_encoder="bond").eval()
+    b = Batch.from_data_list([mol(6, 0), mol(9, 1)])
+    out = model(b)
+    model.validate = False
+    torch.testing.assert_close(model(b), out)
+    model.validate = True
+    bad = b.clone()
+    bad.edge_index = bad.edge_index.clone()
+    bad.edge_index[0, 0] = 7  # node of graph 1 into graph 0
+    with pytest.raises(ValueError, match="different graphs"):
+        model(bad)

@@ -1,0 +1,32 @@
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def st(benchmark_script):
+    yield from benchmark_script("step_time")
+
+
+def test_rows_for_every_model_with_the_command(st, tmp_path, capsys):
+    out = tmp_path / "step_time.json"
+    argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
+            "--batches", "2", "--rounds", "2", "--warmup", "1", "--layers", "1",
+            "--channels", "16", "--heads", "2", "--batch-size", "4",
+            "--models", "brl", "twin", "gps", "--json", str(out)]
+    assert st.main(argv) == 0
+    rows = json.loads(out.read_text())
+    assert sorted(r["model"] for r in rows) == ["brl", "gps", "twin"]
+    for r in rows:
+        assert r["ms_per_step"] > 0 and r["graphs_per_s"] > 0 and r["num_params"] > 0
+        assert "--option nodes=10" in r["command"]
+    printed = capsys.readouterr().out
+    assert "x twin" in printed and "brl" in printed
+    # a second call replaces its rows instead of adding copies
+    assert st.main(argv) == 0
+    assert len(json.loads(out.read_text())) == 3
+
+
+def test_bad_option_is_a_clear_error(st):
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        st.main(["--dataset", "ring-transfer", "--option", "nodes"])

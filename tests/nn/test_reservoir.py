@@ -1,0 +1,80 @@
+import math
+
+import pytest
+import torch
+
+from brl_graph.nn.functional import NEG
+from brl_graph.nn.reservoir import TokenReservoir
+
+C, K = 16, 3
+
+
+def explicit_compress(res, x, T):
+    """The textbook form: project the nodes, one softmax per token over the nodes."""
+    q = res.query(res.norm(T))
+    k, v = res.key_value(x).chunk(2, -1)
+    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C), -1)
+    return res.mixer(T + res.out(w @ v))
+
+
+def test_compress_equals_the_explicit_projections():
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=4).eval()
+    x = torch.randn(2, 7, C)
+    T = torch.randn(2, K, C)
+    torch.testing.assert_close(res.compress(x, T), explicit_compress(res, x, T), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_bias_and_empty_graphs():
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=2).eval()
+    x = torch.randn(2, 6, C)
+    x[0, 4:] = 0.0  # graph 0 has 4 nodes, graph 1 none
+    mask = torch.tensor([[True] * 4 + [False] * 2, [False] * 6])
+    bias = torch.zeros(2, 1, 6).masked_fill(~mask[:, None], NEG)
+    T = res.initial(2)
+    out = res.compress(x, T, bias, empty=~mask.any(1))
+    torch.testing.assert_close(out[0], explicit_compress(res, x[0, :4], T[0]), atol=1e-5, rtol=1e-5)
+    # an empty graph pools a zero vector (no NaN from a softmax over padding only)
+    torch.testing.assert_close(out[1], res.mixer(T[1] + res.out(torch.zeros(K, C))),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_keeps_the_value_bias_weighting():
+    # with dropout the pooling weights no longer sum to one; the absorbed
+    # projection must weight the value bias by what is left
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=2, attn_dropout=0.5).train()
+    x, T = torch.randn(1, 9, C), torch.randn(1, K, C)
+    torch.manual_seed(1)
+    got = res.compress(x, T)
+    torch.manual_seed(1)
+    q = res.query(res.norm(T))
+    k, v = res.key_value(x).chunk(2, -1)
+    w = torch.nn.functional.dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C), -1), 0.5)
+    torch.testing.assert_close(got, res.mixer(T + res.out(w @ v)), atol=1e-5, rtol=1e-5)
+
+
+def test_causal_compress_uses_only_the_prefix():
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=2)
+    x = torch.randn(1, 12, C, requires_grad=True)
+    T = res.compress_causal(x)
+    assert T.shape == (1, 12, K, C)
+    T[0, 5].sum().backward()
+    assert (x.grad[0, 6:] == 0).all() and x.grad[0, :6].abs().sum() > 0
+
+
+def test_errors_and_reset():
+    with pytest.raises(ValueError, match="num_tokens > 0"):
+        TokenReservoir(C, 0, heads=2)
+    with pytest.raises(ValueError, match="divide"):
+        TokenReservoir(C, K, heads=3)
+    res = TokenReservoir(C, K, heads=2, learn_seeds=False)
+    with pytest.raises(ValueError, match="learn_seeds=False"):
+        res.initial(1)
+    res = TokenReservoir(C, K, heads=2)
+    before = res.seeds.detach().clone()
+    res.reset_parameters()
+    assert not torch.equal(before, res.seeds)
+    assert repr(res) == "TokenReservoir(16, num_tokens=3, heads=2)"
