@@ -61,20 +61,15 @@ def load_batches(dataset: str, root: Optional[str], batch_size: int, count: int,
 
 
 def build(model: str, bench, args: argparse.Namespace) -> torch.nn.Module:
-    from brl_graph.nn import BRLGraphModel
+    """The model ``fit`` would build for this benchmark (``brl_graph.train.build_model``)."""
+    from brl_graph.train import build_model, load_config
 
-    kwargs: Dict[str, Any] = dict(
-        out_channels=bench.out_channels, channels=args.channels, num_layers=args.layers,
-        num_tokens=args.num_tokens, heads=args.heads, norm=args.norm,
-        rwse_dim=args.pe_dim if args.pe == "rwse" else 0, **MODELS[model])
-    if bench.atom_features:
-        kwargs.update(node_encoder="atom", edge_encoder="bond")
-    else:
-        kwargs.update(node_encoder="linear", in_channels=bench.num_node_features)
-        if bench.num_edge_features:
-            kwargs.update(edge_encoder="linear", edge_dim=bench.num_edge_features)
+    cfg = load_config({"model": {"channels": args.channels, "num_layers": args.layers,
+                                 "num_tokens": args.num_tokens, "heads": args.heads,
+                                 "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
+                                 **MODELS[model]}})
     torch.manual_seed(0)
-    return BRLGraphModel(**kwargs)
+    return build_model(cfg, bench)
 
 
 def make_step(model: torch.nn.Module, bench, lr: float):
