@@ -5,7 +5,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, Sequential
 
-from brl_graph.nn.functional import attention
 
 
 class TokenMixer(torch.nn.Module):
@@ -54,10 +53,13 @@ class TokenMixer(torch.nn.Module):
     def forward(self, T: Tensor) -> Tensor:
         *lead, K, C = T.shape
         H = self.heads
-        q, k, v = (t.reshape(-1, K, H, C // H).transpose(1, 2)
-                   for t in self.qkv(self.norm_attn(T)).chunk(3, dim=-1))
-        a = attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
-        a = a.transpose(1, 2).reshape(*lead, K, C)
+        D = C // H
+        q, k, v = self.qkv(self.norm_attn(T)).view(-1, K, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)
+        # Scores as [keys, queries] and a softmax over axis -2: PyTorch's CPU
+        # softmax over a last axis of length K is several times slower.
+        w = torch.softmax(torch.matmul(k, q.transpose(-1, -2)) * (D ** -0.5), dim=-2)
+        w = F.dropout(w, p=self.attn_dropout if self.training else 0.0, training=self.training)
+        a = torch.matmul(w.transpose(-1, -2), v).transpose(1, 2).reshape(*lead, K, C)
         T = T + F.dropout(self.out(a), p=self.dropout, training=self.training)
         return T + F.dropout(self.mlp(self.norm_mlp(T)), p=self.dropout, training=self.training)
 

@@ -82,6 +82,7 @@ DEFAULTS: Dict[str, Any] = {
         "device": "auto",          # auto | cpu | cuda | cuda:<i>
         "bf16": False,             # bfloat16 autocast for forward and loss
         "num_workers": 0,
+        "threads": None,           # torch CPU threads per process; None = torch's default
         "eval_every": 1,
         "eval_train": False,       # also score the training split (train accuracy, as in Tree-NeighborsMatch)
         "limit_batches": None,     # train on at most this many batches per epoch (smoke tests, timing)
@@ -96,7 +97,7 @@ FREE_FORM = {("data", "options")}
 # they change neither the model nor the optimisation trajectory up to the
 # checkpoint (``train.epochs`` may grow to extend a finished run).
 RESUMABLE_CHANGES = {
-    "out_dir", "train.epochs", "train.device", "train.num_workers", "train.progress",
+    "out_dir", "train.epochs", "train.device", "train.num_workers", "train.threads", "train.progress",
     "train.eval_batch_size", "data.root", "data.cache_dir", "train.seeds",
 }
 
@@ -223,6 +224,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
                  "train.num_workers", "train.plateau_patience", "train.seed"):
         need_int(path, 0)
     need_int("train.eval_batch_size", 1, allow_none=True)
+    need_int("train.threads", 1, allow_none=True)
     need_int("train.limit_batches", 1, allow_none=True)
     for path in ("model.dropout", "model.attn_dropout"):
         need_float(path, 0.0)
