@@ -13,8 +13,9 @@ from brl_graph.nn.token_mixer import TokenMixer
 
 MODES = ("reservoir", "blocks")
 # Largest number of score/gathered-key elements one query chunk of the blocks
-# mode may hold (about 64 MiB in float32): bounds memory at L = 8192.
-CHUNK_ELEMS = 1 << 24
+# mode may hold (about 16 MiB in float32): bounds memory at L = 8192, and small
+# chunks let causal chunks skip the blocks that end after them.
+CHUNK_ELEMS = 1 << 22
 
 
 class BRLAttention(torch.nn.Module):
@@ -286,20 +287,28 @@ class BRLAttention(torch.nn.Module):
 
         kb, vb, mb, kt, vt, bvalid = self._block_tokens(x, k, v, mask)
         nb = kb.size(1)
-        s_top = min(self.top_k, nb)
         vt_flat = vt.flatten(1, 2)  # [B, nb * c, H, D]
         block_end = torch.arange(nb, device=dev) * b + (b - 1)
         block_start = torch.arange(nb, device=dev) * b
         offs = torch.arange(b, device=dev)
-        kbh, vbh = kb.permute(0, 3, 1, 2, 4), vb.permute(0, 3, 1, 2, 4)  # [B, H, nb, b, D]
-        bidx = torch.arange(B, device=dev).view(B, 1, 1, 1, 1)
-        hidx = torch.arange(H, device=dev).view(1, 1, 1, H, 1)
-
-        per_pos = B * H * (S + nb * c + s_top * b * (D + 2))
+        # Flat [B * H * nb, b * D] tables: index_select (whose backward is
+        # index_add_) gathers the selected blocks 2x faster on CPU than advanced
+        # indexing (whose backward is an accumulating index_put_).
+        ktab = kb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
+        vtab = vb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
+        mtab = mb.reshape(B * nb, b)
+        bh_base = (torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * H
+                   + torch.arange(H, device=dev).view(1, 1, 1, H, 1)) * nb
+        b_base = torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * nb
+        per_pos = B * H * (S + nb * c + min(self.top_k, nb) * b * (D + 2))
         tiles = max(1, min(nbw, CHUNK_ELEMS // max(1, per_pos * W)))
         outs = []
         for m0 in range(0, nbw, tiles):
             m1 = min(nbw, m0 + tiles)
+            # Causal: blocks ending after this chunk's last query are unusable by
+            # all of its queries; leaving them out halves the work over a sequence.
+            nbc = min(nb, (m1 * W) // b) if self.causal else nb
+            s_top = min(self.top_k, nbc)
             qc = qb[:, m0:m1]  # [B, n, W, H, D]
             pos = (torch.arange(m0 * W, m1 * W, device=dev)).view(m1 - m0, W)  # [n, W]
             # Window scores, [B, n, W, H, S].
@@ -307,36 +316,39 @@ class BRLAttention(torch.nn.Module):
             allow_w = in_win[None, None] & validw[:, m0:m1, None, :]  # [B, n, W, S]
             lw = lw.masked_fill(~allow_w[:, :, :, None], NEG)
             # Block-token scores, [B, n, W, H, nb, c]; a block is usable once it has ended.
-            lt = torch.einsum("bmrhd,bnchd->bmrhnc", qc, kt) * scale
-            usable = bvalid[:, None, None, :]  # [B, 1, 1, nb]
+            lt = torch.einsum("bmrhd,bnchd->bmrhnc", qc, kt[:, :nbc]) * scale
+            usable = bvalid[:, None, None, :nbc].expand(B, m1 - m0, W, nbc)
             if self.causal:
-                usable = usable & (block_end[None, None, None, :] <= pos[None, :, :, None])
+                usable = usable & (block_end[:nbc] <= pos[:, :, None])
             lt = lt.masked_fill(~usable[:, :, :, None, :, None], NEG)
             parts = [lw, lt.flatten(-2)]
             if s_top > 0:
                 # Per query and head: the s blocks whose tokens score highest. The
                 # indices carry no gradient; unusable blocks score NEG and, if
                 # picked because fewer than s are usable, are masked below.
-                score = torch.logsumexp(lt.float(), dim=-1)  # [B, n, W, H, nb]
+                score = lt[..., 0] if c == 1 else torch.logsumexp(lt.float(), dim=-1)
                 top = score.topk(s_top, dim=-1).indices  # [B, n, W, H, s]
-                ks = kbh[bidx, hidx, top]  # [B, n, W, H, s, b, D]
-                ls = torch.einsum("bmrhd,bmrhkjd->bmrhkj", qc, ks) * scale
-                jpos = block_start[top][..., None] + offs  # [B, n, W, H, s, b]
-                gap = pos[None, :, :, None, None, None] - jpos
+                sel_shape = (*top.shape, b)
+                rows = (bh_base + top).reshape(-1)
+                ks = ktab.index_select(0, rows).view(*sel_shape, D)  # [B, n, W, H, s, b, D]
+                # A multiply-and-sum beats a batched matmul of 1 x D by D x (s b) blocks.
+                ls = (qc[:, :, :, :, None, None, :] * ks).sum(-1) * scale
+                gap = (pos[None, :, :, None, None, None]
+                       - (block_start[top][..., None] + offs))  # query pos - key pos
                 ok = (gap >= W) if self.causal else (gap.abs() >= W)  # not already in window
-                sel_usable = usable.expand(B, m1 - m0, W, nb)[..., None, :].expand(
-                    B, m1 - m0, W, H, nb).gather(-1, top)
-                real = mb[bidx, top]  # [B, n, W, H, s, b]
+                sel_usable = usable[:, :, :, None].expand(B, m1 - m0, W, H, nbc).gather(-1, top)
+                real = mtab.index_select(0, (b_base + top).reshape(-1)).view(sel_shape)
                 ok = ok & real & sel_usable[..., None]
                 parts.append(ls.masked_fill(~ok, NEG).flatten(-2))
             w = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
             w = F.dropout(w, p=self.dropout, training=self.training)
             out = torch.einsum("bmrhs,bmshd->bmrhd", w[..., :S], vw[:, m0:m1])
-            out = out + torch.einsum("bmrhn,bnhd->bmrhd", w[..., S:S + nb * c], vt_flat)
+            out = out + torch.einsum("bmrhn,bnhd->bmrhd", w[..., S:S + nbc * c],
+                                     vt_flat[:, :nbc * c])
             if s_top > 0:
-                vs = vbh[bidx, hidx, top]
-                ws = w[..., S + nb * c:].unflatten(-1, (s_top, b))
-                out = out + torch.einsum("bmrhkj,bmrhkjd->bmrhd", ws, vs)
+                vs = vtab.index_select(0, rows).view(*sel_shape, D)
+                ws = w[..., S + nbc * c:].unflatten(-1, (s_top, b))
+                out = out + (ws[..., None] * vs).sum((-3, -2))
             outs.append(out)
         out = torch.cat(outs, dim=1).reshape(B, nbw * W, C)[:, :L]
         return self.out(out) * mask.unsqueeze(-1)

@@ -59,14 +59,15 @@ def test_bad_task_and_length_raise(cr):
     with pytest.raises(ValueError, match="too short"):
         cr.make_batch(cr.RecallTask(), 2, 10, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="unknown attention kind"):
-        cr.make_attention("linear", 16, 4, 8, 2)
+        cr.make_attention("mamba", 16, 4, 8, 2)
 
 
-@pytest.mark.parametrize("kind", ["brl", "window", "full"])
+@pytest.mark.parametrize("kind", ["brl", "window", "full", "blocks", "linear"])
 def test_model_step_finite_and_causal(cr, kind):
     task = cr.RecallTask(num_pairs=4, num_queries=2, num_keys=6, num_values=4, num_filler=3)
     torch.manual_seed(0)
-    model = cr.RecallLM(kind, task.vocab_size, dim=16, layers=2, heads=4, window=8, num_tokens=4)
+    model = cr.RecallLM(kind, task.vocab_size, dim=16, layers=2, heads=4, window=8, num_tokens=4,
+                        block_size=8, top_k=2)
     tokens, targets = cr.make_batch(task, 3, 96, torch.Generator().manual_seed(1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss = cr.answer_loss(model(tokens), targets)
