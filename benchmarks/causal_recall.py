@@ -83,6 +83,7 @@ Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -618,6 +619,45 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     return payload
 
 
+# Config sections that must agree for runs to be merged into one table.
+MERGE_KEYS = ("task", "budget", "model", "eval")
+
+
+def merge_runs(payloads: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    r"""Merges runs of *different* models under the *same* task, budget, model sizes
+    and evaluation into one payload (e.g. the slow reservoir model run in its own
+    process beside the others).
+
+    Every row gets the ``command`` of its run; ``config["commands"]`` lists them
+    all. Times measured in different processes are comparable only as far as the
+    machine was equally loaded: compare times within one run.
+
+    Raises:
+        ValueError: no payloads, a config section that differs, or a model present
+            in two runs.
+    """
+    if not payloads:
+        raise ValueError("merge_runs needs at least one run")
+    first = payloads[0]["config"]
+    rows: List[Dict[str, Any]] = []
+    seen: Dict[str, str] = {}
+    for p in payloads:
+        cfg = p["config"]
+        for key in MERGE_KEYS:
+            if cfg.get(key) != first.get(key):
+                raise ValueError(f"cannot merge runs whose config[{key!r}] differ: "
+                                 f"{first.get(key)} vs {cfg.get(key)}")
+        for r in p["rows"]:
+            if seen.setdefault(r["model"], cfg["command"]) != cfg["command"]:
+                raise ValueError(f"model {r['model']!r} appears in two runs")
+            rows.append({**r, "command": cfg["command"]})
+    commands = [p["config"]["command"] for p in payloads]
+    config = {**first, "commands": commands,
+              "command": " && ".join(commands),
+              "wall_seconds": sum(p["config"].get("wall_seconds", 0.0) for p in payloads)}
+    return {"config": config, "rows": rows}
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -659,6 +699,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="where models train and are timed; batches are drawn on the CPU from "
                         "the same seeded stream either way")
     p.add_argument("--json", type=str, default=None, help="output path of the results JSON")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RUN_JSON",
+                   help="instead of running: merge these results files (different models, "
+                        "same config) into --json")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda requested but torch.cuda.is_available() is False")
@@ -682,6 +725,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        if not args.json:
+            raise SystemExit("--merge needs --json (the merged output)")
+        payload = merge_runs([json.loads(Path(f).read_text()) for f in args.merge])
+        write_json(payload, Path(args.json))
+        print(format_table(payload["rows"]))
+        return 0
     payload = run_benchmark(args)
     print()
     print(format_table(payload["rows"]))

@@ -518,7 +518,10 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
             f"{fmt(top)}, all models in the same run, and its ratio to full attention.\n\n"
             + table(["model", f"state / layer @ {fmt(top)}", "keys read"]
                     + [f"acc @ {fmt(n)}" for n in lengths] + [f"ms @ {fmt(top)}", "× full"], out)
-            + f"\n\nCommand:\n\n    {cfg.get('command', '')}\n")
+            + "\n\nCommands (runs of different models merged with `--merge`; compare times "
+            "within one run):\n\n"
+            + "\n".join(f"    {c}" for c in (cfg.get("commands") or [cfg.get("command", "")]))
+            + "\n")
     b2 = (by.get(("blocks", 2048)) or {}).get("accuracy")
     b8 = (by.get(("blocks", 8192)) or {}).get("accuracy")
     bms = (by.get(("blocks", 8192)) or {}).get("fwd_bwd_ms")
