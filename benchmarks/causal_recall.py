@@ -74,7 +74,16 @@ Usage::
     python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json
 
 (the defaults: train at :math:`L = 128` for 600 steps of 16 sequences,
-evaluate at 128, 1k, 2k, 4k and 8k).
+evaluate at 128, 1k, 2k, 4k and 8k). The recall/cost table of every kind
+(``benchmarks/results/causal_recall_modes.json``) runs the slow reservoir
+model in its own process and merges the two runs::
+
+    python benchmarks/causal_recall.py --models full blocks window linear --steps 3000 \
+        --schedule constant --eval-lens 128 2048 8192 --json run_a.json
+    python benchmarks/causal_recall.py --models brl --steps 3000 \
+        --schedule constant --eval-lens 128 2048 8192 --json run_b.json
+    python benchmarks/causal_recall.py --merge run_a.json run_b.json \
+        --json benchmarks/results/causal_recall_modes.json
 
 Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
 ``{"model", "train_len", "eval_len", "accuracy", "fwd_bwd_ms", ...}`` per

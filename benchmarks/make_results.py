@@ -16,8 +16,8 @@ Inputs (all optional)::
     gpu_check.json       benchmarks/gpu_check.py     {"environment": {...}, "checks": [...]}
     scaling_gpu.json     benchmarks/scaling.py --device cuda   list of rows
     causal_recall_gpu.json  benchmarks/causal_recall.py --device cuda
-    causal_recall_modes.json  benchmarks/causal_recall.py --models full window brl blocks linear
-    causal_recall_mqar.json   the same at Zoology's MQAR sizes (vocab >= 256, many pairs)
+    causal_recall_modes*.json  benchmarks/causal_recall.py (every attention kind; ``--merge``);
+                               one recall/cost table each, e.g. ``_mqar`` at MQAR sizes
 
 Usage::
 
@@ -39,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ("a 2-core shared CPU VM, PyTorch CPU build, 1 thread per process; "
            "other jobs ran on the same cores, so times are noisy upper bounds")
 FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
-         "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu",
-         "causal_recall_modes", "causal_recall_mqar")
+         "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu")
 # Every attention kind of the recall benchmark, in the order the cost table shows them.
 RECALL_MODELS = (("full", "full causal attention"), ("window", "sliding window"),
                  ("brl", "BRL reservoir (K tokens)"), ("linear", "linear attention"),
@@ -80,6 +79,10 @@ def load_results(results_dir: Path) -> Dict[str, Any]:
     # The recall benchmark at fewer pairs (--num-pairs N) and longer budgets (--steps N).
     for variant in ("pairs", "steps"):
         out[f"causal_recall_{variant}"] = _numbered(Path(results_dir), f"causal_recall_{variant}")
+    # Recall/cost tables over every attention kind: {suffix: json}, "" for the main one.
+    modes = {p.stem[len("causal_recall_modes"):].lstrip("_"): _read_json(p)
+             for p in sorted(Path(results_dir).glob("causal_recall_modes*.json"))}
+    out["causal_recall_modes"] = modes or None
     return out
 
 
@@ -1033,20 +1036,23 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
             status = "partial"
         c_verdict = (status, c_verdict[1] + "; " + cs_verdict[1])
     blocks_verdicts = []
-    for stem, title in (("causal_recall_modes", "Recall against state size and cost"),
-                        ("causal_recall_mqar", "Recall at MQAR sizes")):
-        m_text, m_verdict = causal_modes_section(results.get(stem), title)
+    modes = results.get("causal_recall_modes") or {}
+    for suffix in sorted(modes, key=lambda k: (k != "", k)):
+        title = "Recall against state size and cost" + (f" ({suffix})" if suffix else "")
+        m_text, m_verdict = causal_modes_section(modes[suffix], title)
         if m_text:
             c_text += "\n" + m_text
             blocks_verdicts.append(m_verdict)
-    blocks_verdict: Verdict = ("untested", "no causal_recall_modes.json")
+    blocks_verdict: Verdict = ("untested", "no causal_recall_modes*.json")
     if blocks_verdicts:
-        statuses = [v[0] for v in blocks_verdicts]
-        blocks_verdict = (statuses[0] if len(set(statuses)) == 1 else "partial",
-                          "; ".join(v[1] for v in blocks_verdicts))
+        # "Some BRL mode reaches the bar": one table meeting it is enough.
+        statuses = {v[0] for v in blocks_verdicts}
+        status = ("holds" if "holds" in statuses else
+                  "partial" if "partial" in statuses else sorted(statuses)[0])
+        blocks_verdict = (status, "; ".join(v[1] for v in blocks_verdicts))
         # The claim is about BRL: its blocks mode meeting the bar carries it.
-        if blocks_verdicts[0][0] == "holds":
-            c_verdict = ("holds", "blocks mode: " + blocks_verdicts[0][1] + "; reservoir mode: "
+        if status == "holds":
+            c_verdict = ("holds", "blocks mode: " + blocks_verdict[1] + "; reservoir mode: "
                          + c_verdict[1])
     h_text, h_stats, _ = graph_property_section(
         results.get("ogbg-molhiv"), 3, "ogbg-molhiv (OGB Evaluator, ROC-AUC)",

@@ -263,6 +263,13 @@ def test_causal_modes_table_and_blocks_target(mr, tmp_path):
     summary = text.split("## 1.")[0]
     assert "| 5. Valid causal masking, accuracy near full attention at lower cost | **holds** |" \
         in summary
+    # A second table (file suffix in its title); one table meeting the bar is enough.
+    (tmp_path / "causal_recall_modes_mqar.json").write_text(
+        json.dumps(_modes_run(64, (0.5, 0.2), 333.5)))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    assert "### Recall against state size and cost (mqar)" in text
+    assert "64 pairs: blocks 0.50 at 2,048" in text.split("## Targets")[1]
+    assert "fwd+bwd <= 0.5x full attention at 8k | **hit** |" in text.split("## Targets")[1]
     # Too slow, too few pairs or too inaccurate: the target is not hit.
     for run, status in [(_modes_run(8, (0.975, 0.925), 600.0), "partial"),
                         (_modes_run(4, (0.975, 0.925), 333.5), "partial"),
