@@ -243,3 +243,16 @@ def test_blocks_bad_arguments():
     attn = BRLAttention(16, heads=2, window=8, mode="blocks", block_size=8, top_k=2)
     assert "mode=blocks" in repr(attn) and "top_k=2" in repr(attn)
     assert not hasattr(attn, "seeds")  # no reservoir is built in blocks mode
+
+
+@pytest.mark.parametrize("num_tokens", [0, 3])
+def test_reservoir_and_window_causal_no_leak_under_bf16_autocast(num_tokens):
+    torch.manual_seed(0)
+    attn = BRLAttention(16, heads=2, window=4, num_tokens=num_tokens, causal=True)
+    x = torch.randn(2, 70, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attn(x)
+    for i in (0, 5, 69):
+        x.grad = None
+        (y[0, i].float() * PROBE).sum().backward(retain_graph=True)
+        assert (x.grad[0, i + 1:] == 0).all() and (x.grad[1] == 0).all()
