@@ -507,6 +507,7 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
                     fmt(r_top.get("keys_read"))]
                    + [fmt((by.get((m, n)) or {}).get("accuracy"), 2) for n in lengths]
                    + [fmt(ms, 1), fmt(ratio, 2)])
+    cmds = cfg.get("commands") or [cfg.get("command", "")]
     text = (f"### {title}\n\n"
             f"Task: {fmt(task.get('num_pairs'))} stored pairs, {fmt(task.get('num_queries'))} "
             f"queries, vocabulary {fmt(task.get('vocab_size'))}, chance {fmt(task.get('chance'))}. "
@@ -521,10 +522,9 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
             f"{fmt(top)}, all models in the same run, and its ratio to full attention.\n\n"
             + table(["model", f"state / layer @ {fmt(top)}", "keys read"]
                     + [f"acc @ {fmt(n)}" for n in lengths] + [f"ms @ {fmt(top)}", "× full"], out)
-            + "\n\nCommands (runs of different models merged with `--merge`; compare times "
-            "within one run):\n\n"
-            + "\n".join(f"    {c}" for c in (cfg.get("commands") or [cfg.get("command", "")]))
-            + "\n")
+            + ("\n\nCommands (runs of different models, merged with `--merge`; times compare "
+               "within one run):\n\n" if len(cmds) > 1 else "\n\nCommand:\n\n")
+            + "\n".join(f"    {c}" for c in cmds) + "\n")
     b2 = (by.get(("blocks", 2048)) or {}).get("accuracy")
     b8 = (by.get(("blocks", 8192)) or {}).get("accuracy")
     bms = (by.get(("blocks", 8192)) or {}).get("fwd_bwd_ms")
