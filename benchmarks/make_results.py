@@ -525,6 +525,16 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
             + ("\n\nCommands (runs of different models, merged with `--merge`; times compare "
                "within one run):\n\n" if len(cmds) > 1 else "\n\nCommand:\n\n")
             + "\n".join(f"    {c}" for c in cmds) + "\n")
+    fixed = [(m, (by.get((m, top)) or {}).get("accuracy")) for m in ("window", "brl", "linear")]
+    fixed = [(m, a) for m, a in fixed if a is not None]
+    blk = (by.get(("blocks", top)) or {}).get("accuracy")
+    if fixed and blk is not None:
+        m_best, a_best = max(fixed, key=lambda t: t[1])
+        text += (f"\n**Reading.** At L = {fmt(top)} the best fixed-state model (`{m_best}`; state "
+                 "independent of L) reaches "
+                 f"{fmt(a_best, 2)}, BRL blocks {fmt(blk, 2)}: recall needs a state that grows "
+                 "with the sequence (here the block tokens plus, with top-k, every key and "
+                 "value), which the blocks mode reads at a fraction of full attention's cost.\n")
     b2 = (by.get(("blocks", 2048)) or {}).get("accuracy")
     b8 = (by.get(("blocks", 8192)) or {}).get("accuracy")
     bms = (by.get(("blocks", 8192)) or {}).get("fwd_bwd_ms")
