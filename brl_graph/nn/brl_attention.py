@@ -51,8 +51,9 @@ class BRLAttention(torch.nn.Module):
     (:math:`K \times C` per layer, strictly linear cost), and in causal mode it
     is an ABC-style reservoir: the learned seeds decide what each token keeps
     before any query arrives, and one stored item is diluted by the whole
-    prefix, so it *cannot* reliably retrieve an arbitrary item from far back
-    (``docs/RESULTS.md``, causal recall: near chance beyond the window).
+    prefix, so its recall of an arbitrary item falls as the sequence grows,
+    as for any fixed-size state (``docs/RESULTS.md``, section 5: recall
+    against state size).
 
     ``mode="blocks"`` cuts the sequence into blocks of :math:`b` positions
     (``block_size``) and compresses every block :math:`m` into :math:`c` tokens
