@@ -519,7 +519,10 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
             f"the next position at L = {fmt(top)} (keys and values kept, linear state, "
             "reservoir); keys read: keys one query scores per head at that length (counted "
             "from the layer definitions). Time: fwd+bwd of one sequence at L = "
-            f"{fmt(top)}, all models in the same run, and its ratio to full attention.\n\n"
+            f"{fmt(top)} and its ratio to full attention's"
+            + (" (models from different runs: those ratios mix the machine's load at "
+               "different times)" if len(cmds) > 1 else ", measured in the same run")
+            + ".\n\n"
             + table(["model", f"state / layer @ {fmt(top)}", "keys read"]
                     + [f"acc @ {fmt(n)}" for n in lengths] + [f"ms @ {fmt(top)}", "× full"], out)
             + ("\n\nCommands (runs of different models, merged with `--merge`; times compare "
@@ -530,11 +533,10 @@ def causal_modes_section(data: Optional[Mapping[str, Any]], title: str
     blk = (by.get(("blocks", top)) or {}).get("accuracy")
     if fixed and blk is not None:
         m_best, a_best = max(fixed, key=lambda t: t[1])
-        text += (f"\n**Reading.** At L = {fmt(top)} the best fixed-state model (`{m_best}`; state "
-                 "independent of L) reaches "
-                 f"{fmt(a_best, 2)}, BRL blocks {fmt(blk, 2)}: recall needs a state that grows "
-                 "with the sequence (here the block tokens plus, with top-k, every key and "
-                 "value), which the blocks mode reads at a fraction of full attention's cost.\n")
+        full_acc = (by.get(("full", top)) or {}).get("accuracy")
+        text += (f"\n**Reading.** At L = {fmt(top)} the best model whose state does not grow "
+                 f"with L (`{m_best}`) reaches {fmt(a_best, 2)}, BRL blocks {fmt(blk, 2)} and "
+                 f"full attention {fmt(full_acc, 2)}.\n")
     b2 = (by.get(("blocks", 2048)) or {}).get("accuracy")
     b8 = (by.get(("blocks", 8192)) or {}).get("accuracy")
     bms = (by.get(("blocks", 8192)) or {}).get("fwd_bwd_ms")
