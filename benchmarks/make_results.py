@@ -1062,9 +1062,12 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         status = ("holds" if "holds" in statuses else
                   "partial" if "partial" in statuses else sorted(statuses)[0])
         blocks_verdict = (status, "; ".join(v[1] for v in blocks_verdicts))
-        # The claim is about BRL: its blocks mode meeting the bar carries it.
+        # The claim is about BRL: its blocks mode carries it where every table meets
+        # the bar, and in part where only some do (other sizes or settings miss).
         if status == "holds":
-            c_verdict = ("holds", "blocks mode: " + blocks_verdict[1] + "; reservoir mode: "
+            every = all(v[0] == "holds" for v in blocks_verdicts)
+            c_verdict = ("holds" if every else "partial",
+                         "blocks mode: " + blocks_verdict[1] + "; reservoir mode: "
                          + c_verdict[1])
     h_text, h_stats, _ = graph_property_section(
         results.get("ogbg-molhiv"), 3, "ogbg-molhiv (OGB Evaluator, ROC-AUC)",

@@ -270,6 +270,8 @@ def test_causal_modes_table_and_blocks_target(mr, tmp_path):
     assert "### Recall against state size and cost (mqar)" in text
     assert "64 pairs: blocks 0.50 at 2,048" in text.split("## Targets")[1]
     assert "fwd+bwd <= 0.5x full attention at 8k | **hit** |" in text.split("## Targets")[1]
+    assert "| 5. Valid causal masking, accuracy near full attention at lower cost | **partial** |" \
+        in text.split("## 1.")[0]
     # Too slow, too few pairs or too inaccurate: the target is not hit.
     for run, status in [(_modes_run(8, (0.975, 0.925), 600.0), "partial"),
                         (_modes_run(4, (0.975, 0.925), 333.5), "partial"),
