@@ -1,15 +1,26 @@
 r"""Causal long-range benchmark: multi-query associative recall.
 
-Compares three attention kinds inside the same small causal language model,
+Compares attention kinds inside the same small causal language model,
 trained with the same budget (steps, batch, learning rate, seed, data):
 
-- ``brl``: :class:`brl_graph.nn.BRLAttention` with ``causal=True`` (a sliding
-  window of ``--window`` positions plus ``--num-tokens`` compressed tokens,
-  pooled by a prefix softmax);
+- ``brl``: :class:`brl_graph.nn.BRLAttention` with ``causal=True`` in its
+  default reservoir mode (a sliding window of ``--window`` positions plus
+  ``--num-tokens`` compressed tokens, pooled by a prefix softmax);
+- ``blocks``: the same layer in ``mode="blocks"``: the window plus
+  ``--block-tokens`` learned-pooled tokens per completed block of
+  ``--block-size`` positions, read by content, and the ``--top-k`` best
+  blocks read at full resolution;
 - ``window``: the same layer with ``num_tokens=0`` (sliding window only);
+- ``linear``: causal linear attention (:class:`LinearCausalAttention`,
+  :math:`\phi(k)^\top v` prefix state, :math:`\phi = \mathrm{elu} + 1`), whose
+  state per layer (:math:`H D^2 = C D` numbers) equals the reservoir's
+  :math:`K C` at the defaults (:math:`C = 32, H = 4, K = 8`);
 - ``full``: full causal attention,
   :func:`torch.nn.functional.scaled_dot_product_attention` with
   ``is_causal=True``.
+
+The default run trains ``brl``, ``window`` and ``full``; pass ``--models`` for
+the others.
 
 Task
 ----
@@ -63,7 +74,16 @@ Usage::
     python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json
 
 (the defaults: train at :math:`L = 128` for 600 steps of 16 sequences,
-evaluate at 128, 1k, 2k, 4k and 8k).
+evaluate at 128, 1k, 2k, 4k and 8k). The recall/cost table of every kind
+(``benchmarks/results/causal_recall_modes.json``) runs the slow reservoir
+model in its own process and merges the two runs::
+
+    python benchmarks/causal_recall.py --models full blocks window linear --steps 3000 \
+        --schedule constant --eval-lens 128 2048 8192 --json run_a.json
+    python benchmarks/causal_recall.py --models brl --steps 3000 \
+        --schedule constant --eval-lens 128 2048 8192 --json run_b.json
+    python benchmarks/causal_recall.py --merge run_a.json run_b.json \
+        --json benchmarks/results/causal_recall_modes.json
 
 Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
 ``{"model", "train_len", "eval_len", "accuracy", "fwd_bwd_ms", ...}`` per
@@ -72,6 +92,7 @@ Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -95,7 +116,8 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
 from brl_graph.io import atomic_write_json  # noqa: E402
 from brl_graph.nn import BRLAttention  # noqa: E402
 
-KINDS = ("brl", "window", "full")
+KINDS = ("brl", "window", "full", "blocks", "linear")
+DEFAULT_MODELS = ("brl", "window", "full")
 # After the linear warm-up: cosine decay to zero over the budget, or constant.
 SCHEDULES = ("cosine", "constant")
 IGNORE = -100
@@ -242,10 +264,55 @@ class FullCausalAttention(Module):
         return self.out(y.transpose(1, 2).reshape(B, L, C))
 
 
-def make_attention(kind: str, dim: int, heads: int, window: int, num_tokens: int) -> Module:
+class LinearCausalAttention(Module):
+    r"""Causal linear attention (Katharopoulos et al., 2020), the fixed-state baseline:
+
+    .. math::
+        \mathbf{y}_i = \frac{\phi(\mathbf{q}_i)^\top \mathbf{S}_i}
+        {\phi(\mathbf{q}_i)^\top \mathbf{z}_i + \epsilon},\qquad
+        \mathbf{S}_i = \sum_{j \le i} \phi(\mathbf{k}_j)\mathbf{v}_j^\top,\quad
+        \mathbf{z}_i = \sum_{j \le i} \phi(\mathbf{k}_j),
+
+    per head, with :math:`\phi = \mathrm{elu} + 1` (positive, so the normaliser
+    never vanishes). The state is :math:`D \times D` per head, :math:`C D` per
+    layer. The prefix sums run in float32 as one cumulative sum (cost
+    :math:`O(L C D)`), so position :math:`i` has exactly zero gradient from
+    :math:`j > i`.
+
+    Shapes:
+        - **input:** :math:`(B, L, C)`
+        - **output:** :math:`(B, L, C)`
+    """
+    def __init__(self, dim: int, heads: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        if heads <= 0 or dim % heads != 0:
+            raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
+        self.heads, self.eps = heads, eps
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, C = x.shape
+        q, k, v = (t.unflatten(-1, (self.heads, C // self.heads)).float()
+                   for t in self.qkv(x).chunk(3, dim=-1))  # [B, L, H, D]
+        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
+        state = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=1)  # [B, L, H, D, D]
+        norm = torch.cumsum(k, dim=1)  # [B, L, H, D]
+        num = torch.einsum("blhd,blhde->blhe", q, state)
+        den = (q * norm).sum(-1, keepdim=True) + self.eps
+        return self.out((num / den).reshape(B, L, C).to(x.dtype))
+
+
+def make_attention(kind: str, dim: int, heads: int, window: int, num_tokens: int,
+                   block_size: int = 32, block_tokens: int = 1, top_k: int = 2) -> Module:
     """The causal attention module of one kind (see :data:`KINDS`)."""
     if kind == "brl":
         return BRLAttention(dim, heads=heads, window=window, num_tokens=num_tokens, causal=True)
+    if kind == "blocks":
+        return BRLAttention(dim, heads=heads, window=window, causal=True, mode="blocks",
+                            block_size=block_size, block_tokens=block_tokens, top_k=top_k)
+    if kind == "linear":
+        return LinearCausalAttention(dim, heads)
     if kind == "window":
         return BRLAttention(dim, heads=heads, window=window, num_tokens=0, causal=True)
     if kind == "full":
@@ -277,19 +344,22 @@ class RecallLM(Module):
         heads (int): Attention heads.
         window (int): Sliding window (``brl`` and ``window`` kinds).
         num_tokens (int): Compressed tokens (``brl`` kind).
+        block_size, block_tokens, top_k (int): Blocks mode (``blocks`` kind).
 
     Shapes:
         - **input:** tokens :math:`(B, L)` int64
         - **output:** logits :math:`(B, L, V)`
     """
     def __init__(self, kind: str, vocab_size: int, dim: int = 64, layers: int = 2,
-                 heads: int = 4, window: int = 32, num_tokens: int = 8) -> None:
+                 heads: int = 4, window: int = 32, num_tokens: int = 8, block_size: int = 32,
+                 block_tokens: int = 1, top_k: int = 2) -> None:
         super().__init__()
         self.kind = kind
         self.embed = Embedding(vocab_size, dim)
         self.embed_prev = Embedding(vocab_size, dim)
         self.blocks = ModuleList(
-            Block(make_attention(kind, dim, heads, window, num_tokens), dim)
+            Block(make_attention(kind, dim, heads, window, num_tokens, block_size, block_tokens,
+                                 top_k), dim)
             for _ in range(layers))
         self.norm = LayerNorm(dim)
         self.head = Linear(dim, vocab_size)
@@ -434,8 +504,38 @@ def build_model(kind: str, task: RecallTask, args: argparse.Namespace) -> Recall
     """A freshly initialised model; the init seed is the same for every kind."""
     torch.manual_seed(args.seed)
     model = RecallLM(kind, task.vocab_size, dim=args.dim, layers=args.layers, heads=args.heads,
-                     window=args.window, num_tokens=args.num_tokens)
+                     window=args.window, num_tokens=args.num_tokens, block_size=args.block_size,
+                     block_tokens=args.block_tokens, top_k=args.top_k)
     return model.to(args.device)
+
+
+def state_size(kind: str, args: argparse.Namespace, length: int) -> Dict[str, int]:
+    r"""What one layer keeps and reads when decoding the next position at ``length``.
+
+    ``state_per_layer``: numbers held per layer (keys and values of the
+    positions or tokens kept, the linear state, the reservoir's pooled values
+    and log-normalisers). ``keys_read``: keys one query scores per head.
+    Counted from the definitions of the layers, not measured.
+    """
+    C, H, w = args.dim, args.heads, min(args.window, length)
+    D = C // H
+    if kind == "full":
+        return {"state_per_layer": 2 * length * C, "keys_read": length}
+    if kind == "window":
+        return {"state_per_layer": 2 * w * C, "keys_read": w}
+    if kind == "brl":
+        K = args.num_tokens
+        return {"state_per_layer": 2 * w * C + K * (C + H), "keys_read": w + K}
+    if kind == "linear":
+        return {"state_per_layer": C * D + C, "keys_read": 0}
+    if kind == "blocks":
+        n_tok = (length // args.block_size) * args.block_tokens
+        top = min(args.top_k, length // args.block_size)
+        # With top-k the keys and values of every position must be kept.
+        kv = 2 * length * C if top > 0 else 2 * w * C
+        return {"state_per_layer": kv + 2 * n_tok * C,
+                "keys_read": w + n_tok + top * args.block_size}
+    raise ValueError(f"unknown attention kind {kind!r}; choose from {list(KINDS)}")
 
 
 def write_json(payload: Dict[str, Any], path: Path) -> None:
@@ -458,11 +558,12 @@ def cpu_model() -> str:
 def format_table(rows: List[Dict[str, Any]]) -> str:
     """Plain-text table: accuracy and fwd+bwd time per model and evaluated length."""
     lines = [f"{'model':<8} {'params':>8} {'train_len':>9} {'eval_len':>8} {'accuracy':>9} "
-             f"{'fwd_bwd_ms':>11}"]
+             f"{'fwd_bwd_ms':>11} {'state':>9} {'keys_read':>9}"]
     for r in rows:
         ms = "-" if r["fwd_bwd_ms"] is None else f"{r['fwd_bwd_ms']:.1f}"
         lines.append(f"{r['model']:<8} {r['params']:>8} {r['train_len']:>9} {r['eval_len']:>8} "
-                     f"{r['accuracy']:>9.3f} {ms:>11}")
+                     f"{r['accuracy']:>9.3f} {ms:>11} {r.get('state_per_layer', '-'):>9} "
+                     f"{r.get('keys_read', '-'):>9}")
     return "\n".join(lines)
 
 
@@ -490,6 +591,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                                     "grad_clip": 1.0},
         "model": {"dim": args.dim, "layers": args.layers, "heads": args.heads,
                   "window": args.window, "num_tokens": args.num_tokens,
+                  "block_size": args.block_size, "block_tokens": args.block_tokens,
+                  "top_k": args.top_k,
                   "positional_encoding": "none (previous-token embedding)"},
         "eval": {"num_seqs": args.eval_seqs, "seed": args.seed + 1,
                  "time_batch": args.time_batch, "time_repeats": args.time_repeats},
@@ -510,7 +613,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
             row = {"model": kind, "train_len": args.train_len, "eval_len": length,
                    "accuracy": acc, "num_answers": n_ans,
                    "fwd_bwd_ms": statistics.median(times) if times else None,
-                   "times_ms": times, "params": params, **stats}
+                   "times_ms": times, "params": params, **state_size(kind, args, length),
+                   **stats}
             rows.append(row)
             print(f"  [{kind}] L={length}: acc {acc:.3f}  fwd+bwd "
                   f"{row['fwd_bwd_ms'] if times else '-'} ms", flush=True)
@@ -524,10 +628,49 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     return payload
 
 
+# Config sections that must agree for runs to be merged into one table.
+MERGE_KEYS = ("task", "budget", "model", "eval")
+
+
+def merge_runs(payloads: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    r"""Merges runs of *different* models under the *same* task, budget, model sizes
+    and evaluation into one payload (e.g. the slow reservoir model run in its own
+    process beside the others).
+
+    Every row gets the ``command`` of its run; ``config["commands"]`` lists them
+    all. Times measured in different processes are comparable only as far as the
+    machine was equally loaded: compare times within one run.
+
+    Raises:
+        ValueError: no payloads, a config section that differs, or a model present
+            in two runs.
+    """
+    if not payloads:
+        raise ValueError("merge_runs needs at least one run")
+    first = payloads[0]["config"]
+    rows: List[Dict[str, Any]] = []
+    seen: Dict[str, str] = {}
+    for p in payloads:
+        cfg = p["config"]
+        for key in MERGE_KEYS:
+            if cfg.get(key) != first.get(key):
+                raise ValueError(f"cannot merge runs whose config[{key!r}] differ: "
+                                 f"{first.get(key)} vs {cfg.get(key)}")
+        for r in p["rows"]:
+            if seen.setdefault(r["model"], cfg["command"]) != cfg["command"]:
+                raise ValueError(f"model {r['model']!r} appears in two runs")
+            rows.append({**r, "command": cfg["command"]})
+    commands = [p["config"]["command"] for p in payloads]
+    config = {**first, "commands": commands,
+              "command": " && ".join(commands),
+              "wall_seconds": sum(p["config"].get("wall_seconds", 0.0) for p in payloads)}
+    return {"config": config, "rows": rows}
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=KINDS)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -546,6 +689,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--num-tokens", type=int, default=8)
+    p.add_argument("--block-size", type=int, default=32, help="blocks kind: block length b")
+    p.add_argument("--block-tokens", type=int, default=1,
+                   help="blocks kind: tokens c per block")
+    p.add_argument("--top-k", type=int, default=2,
+                   help="blocks kind: blocks read at full resolution per query (0: tokens only)")
     p.add_argument("--num-pairs", type=int, default=8)
     p.add_argument("--num-queries", type=int, default=8)
     p.add_argument("--num-keys", type=int, default=16)
@@ -560,17 +708,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="where models train and are timed; batches are drawn on the CPU from "
                         "the same seeded stream either way")
     p.add_argument("--json", type=str, default=None, help="output path of the results JSON")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RUN_JSON",
+                   help="instead of running: merge these results files (different models, "
+                        "same config) into --json")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda requested but torch.cuda.is_available() is False")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     for name in ("steps", "batch_size", "eval_seqs", "time_batch", "dim", "layers", "heads",
-                 "window", "threads"):
+                 "window", "threads", "block_size", "block_tokens"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_tokens < 1:
         p.error(f"--num-tokens must be >= 1 (the 'window' model is the num_tokens=0 twin), "
                 f"got {args.num_tokens}")
+    if args.top_k < 0:
+        p.error(f"--top-k must be >= 0, got {args.top_k}")
+    if "blocks" in args.models and args.window < args.block_size:
+        p.error(f"--window ({args.window}) must be >= --block-size ({args.block_size}) for the "
+                f"blocks model")
     if args.time_repeats < 0:
         p.error(f"--time-repeats must be >= 0, got {args.time_repeats}")
     return args
@@ -578,6 +734,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        if not args.json:
+            raise SystemExit("--merge needs --json (the merged output)")
+        payload = merge_runs([json.loads(Path(f).read_text()) for f in args.merge])
+        write_json(payload, Path(args.json))
+        print(format_table(payload["rows"]))
+        return 0
     payload = run_benchmark(args)
     print()
     print(format_table(payload["rows"]))

@@ -11,6 +11,12 @@ from torch.nn import LayerNorm, Linear, Parameter
 from brl_graph.nn.functional import NEG, prefix_softmax_pool
 from brl_graph.nn.token_mixer import TokenMixer
 
+MODES = ("reservoir", "blocks")
+# Largest number of score/gathered-key elements one query chunk of the blocks
+# mode may hold (about 16 MiB in float32): bounds memory at L = 8192, and small
+# chunks let causal chunks skip the blocks that end after them.
+CHUNK_ELEMS = 1 << 22
+
 
 class BRLAttention(torch.nn.Module):
     r"""BRL attention for dense sequences: a sliding window plus :math:`K`
@@ -40,6 +46,46 @@ class BRLAttention(torch.nn.Module):
     decoder's pooling queries are the learned seeds; content-dependent retrieval
     then happens only when position :math:`i` reads the tokens.
 
+    **Two modes for the tokens.** ``mode="reservoir"`` (the default) is the
+    above: :math:`K` tokens for the whole sequence. Its state is fixed
+    (:math:`K \times C` per layer, strictly linear cost), and in causal mode it
+    is an ABC-style reservoir: the learned seeds decide what each token keeps
+    before any query arrives, and one stored item is diluted by the whole
+    prefix, so its recall of an arbitrary item falls as the sequence grows,
+    as for any fixed-size state (``docs/RESULTS.md``, section 5: recall
+    against state size).
+
+    ``mode="blocks"`` cuts the sequence into blocks of :math:`b` positions
+    (``block_size``) and compresses every block :math:`m` into :math:`c` tokens
+    (``block_tokens``) by a learned softmax pooling *inside* the block, applied
+    to the layer's own keys and values:
+
+    .. math::
+        \mathbf{k}'_{m,t} = \sum_{j \in m} \beta_{tj}\, \mathbf{k}_j, \quad
+        \mathbf{v}'_{m,t} = \sum_{j \in m} \beta_{tj}\, \mathbf{v}_j, \quad
+        \beta_{t\cdot} = \mathrm{softmax}_{j \in m}\big((\mathbf{W}_P\mathbf{x}_j)_t\big).
+
+    Position :math:`i` then attends, under one softmax, to its window, to the
+    tokens of every block :math:`m` it may see (causal: the block *ended* at or
+    before :math:`i`, :math:`(m+1)b - 1 \le i`; encoder: every block), and,
+    with ``top_k`` :math:`= s > 0`, to the full-resolution keys of the
+    :math:`s` visible blocks whose tokens score highest for this query
+    (:math:`\mathrm{logsumexp}_t\, \mathbf{q}_i^\top\mathbf{k}'_{m,t}`, per
+    head), minus the positions already in the window. Reading is
+    content-based, so a query finds an item written anywhere before it; with
+    ``top_k > 0`` the item's own key and value enter the softmax, which makes
+    retrieval exact once the right block is selected (NSA's compression and
+    selection branches, Landmark attention and MoBA build on the same idea).
+    The cost is :math:`O\big(L\,(w + cL/b + s b)\,C\big)` time, i.e.
+    quadratic with a :math:`c/b` constant, and keys and values are kept for
+    every position (a full KV cache) when ``top_k > 0``; without top-k the
+    state is :math:`w + cL/b` tokens. The selection itself passes no
+    gradient (the block tokens, under the same softmax, learn to score).
+    Keys are bound to values *before* compressing by whatever the layer input
+    carries (the local window of the layer below, or a token shift), so a
+    block token summarises key-value pairs rather than loose keys. Queries are
+    processed in chunks so that memory stays bounded at :math:`L = 8192`.
+
     Args:
         dim (int): Model width :math:`C`.
         heads (int, optional): Attention heads; must divide :obj:`dim`.
@@ -50,8 +96,20 @@ class BRLAttention(torch.nn.Module):
         causal (bool, optional): Decoder mode. (default: :obj:`False`)
         dropout (float, optional): Dropout on attention weights.
             (default: :obj:`0.0`)
-        prefix_block (int, optional): Block size of the causal prefix softmax.
-            (default: :obj:`32`)
+        prefix_block (int, optional): Block size of the causal prefix softmax
+            (reservoir mode). (default: :obj:`32`)
+        mode (str, optional): ``"reservoir"`` (:math:`K` tokens per sequence;
+            uses :obj:`num_tokens`) or ``"blocks"`` (:math:`c` tokens per
+            block of :math:`b` positions; :obj:`num_tokens` is not used).
+            (default: :obj:`"reservoir"`)
+        block_size (int, optional): Block length :math:`b` (blocks mode); the
+            window must be at least this long, so that every earlier position
+            is in the window or in a completed block. (default: :obj:`32`)
+        block_tokens (int, optional): Tokens :math:`c` per block (blocks
+            mode). (default: :obj:`1`)
+        top_k (int, optional): Blocks :math:`s` read at full resolution by
+            each query (blocks mode); :obj:`0` reads the block tokens only.
+            (default: :obj:`0`)
 
     Shapes:
         - **input:** :math:`(B, L, C)`, mask :math:`(B, L)` *(optional, bool,
@@ -59,7 +117,9 @@ class BRLAttention(torch.nn.Module):
         - **output:** :math:`(B, L, C)`; padded positions are zero.
     """
     def __init__(self, dim: int, heads: int = 4, window: int = 64, num_tokens: int = 8,
-                 causal: bool = False, dropout: float = 0.0, prefix_block: int = 32) -> None:
+                 causal: bool = False, dropout: float = 0.0, prefix_block: int = 32,
+                 mode: str = "reservoir", block_size: int = 32, block_tokens: int = 1,
+                 top_k: int = 0) -> None:
         super().__init__()
         if heads <= 0 or dim % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
@@ -67,11 +127,26 @@ class BRLAttention(torch.nn.Module):
             raise ValueError(f"window must be >= 1, got {window}")
         if num_tokens < 0:
             raise ValueError(f"num_tokens must be >= 0, got {num_tokens}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
+        if mode == "blocks":
+            if block_size < 1 or block_tokens < 1 or top_k < 0:
+                raise ValueError(f"blocks mode needs block_size >= 1, block_tokens >= 1 and "
+                                 f"top_k >= 0, got {block_size}, {block_tokens} and {top_k}")
+            if window < block_size:
+                raise ValueError(f"blocks mode needs window ({window}) >= block_size "
+                                 f"({block_size}): positions of the current, unfinished block "
+                                 f"are reached through the window only")
+            num_tokens = 0  # the reservoir is not built in this mode
         self.dim, self.heads, self.window = dim, heads, window
         self.num_tokens, self.causal, self.dropout = num_tokens, causal, dropout
-        self.prefix_block = prefix_block
+        self.prefix_block, self.mode = prefix_block, mode
+        self.block_size, self.block_tokens, self.top_k = block_size, block_tokens, top_k
         self.qkv = Linear(dim, 3 * dim)
         self.out = Linear(dim, dim)
+        if mode == "blocks":
+            # One pooling score per (head, block token) and position.
+            self.pool = Linear(dim, heads * block_tokens)
         if num_tokens > 0:
             self.seeds = Parameter(torch.empty(num_tokens, dim))
             self.tok_norm_c = LayerNorm(dim)
@@ -136,6 +211,8 @@ class BRLAttention(torch.nn.Module):
                              f"{mask.dtype} {list(mask.shape)}")
         if L == 0:
             return x.clone()
+        if self.mode == "blocks":
+            return self._forward_blocks(x, mask)
         H, K, W = self.heads, self.num_tokens, min(self.window, L)
         D = C // H
         nb = -(-L // W)
@@ -171,6 +248,114 @@ class BRLAttention(torch.nn.Module):
         y = self.out(out.reshape(B, L, C))
         return y * mask.unsqueeze(-1)
 
+    def _block_tokens(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor):
+        """Pools each block of ``b`` positions into ``c`` tokens.
+
+        Returns the blocked keys/values ``[B, nb, b, H, D]``, the blocked mask
+        ``[B, nb, b]``, the token keys/values ``[B, nb, c, H, D]`` and which
+        blocks hold a real position ``[B, nb]``.
+        """
+        B, L, H, D = k.shape
+        b, c = self.block_size, self.block_tokens
+        nb = -(-L // b)
+        pad = nb * b - L
+        kb = F.pad(k, (0, 0, 0, 0, 0, pad)).view(B, nb, b, H, D)
+        vb = F.pad(v, (0, 0, 0, 0, 0, pad)).view(B, nb, b, H, D)
+        mb = F.pad(mask, (0, pad)).view(B, nb, b)
+        s = F.pad(self.pool(x), (0, 0, 0, pad)).view(B, nb, b, H, c)
+        # Padding gets exactly zero pooling weight; an all-padding block pools
+        # uniformly over finite garbage and is never read (see ``usable``).
+        beta = torch.softmax(s.float().masked_fill(~mb[..., None, None], NEG), dim=2).to(k.dtype)
+        kt = torch.einsum("bmjhc,bmjhd->bmchd", beta, kb)
+        vt = torch.einsum("bmjhc,bmjhd->bmchd", beta, vb)
+        return kb, vb, mb, kt, vt, mb.any(dim=-1)
+
+    def _forward_blocks(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, L, C = x.shape
+        H, W, b, c = self.heads, min(self.window, L), self.block_size, self.block_tokens
+        D = C // H
+        scale = 1.0 / math.sqrt(D)
+        dev = x.device
+        nbw = -(-L // W)  # window blocks (query tiles)
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))  # [B, L, H, D]
+        qb = F.pad(q, (0, 0, 0, 0, 0, nbw * W - L)).view(B, nbw, W, H, D)
+        kw, vw = self._window_keys(k, W, nbw), self._window_keys(v, W, nbw)  # [B, nbw, S, H, D]
+        validw = self._window_keys(mask, W, nbw)  # [B, nbw, S]
+        S = kw.size(2)
+        dist = (torch.arange(W, device=dev)[:, None] + W
+                - torch.arange(S, device=dev)[None, :])  # query pos - key pos
+        in_win = (dist >= 0) & (dist < W) if self.causal else dist.abs() < W
+
+        kb, vb, mb, kt, vt, bvalid = self._block_tokens(x, k, v, mask)
+        nb = kb.size(1)
+        vt_flat = vt.flatten(1, 2)  # [B, nb * c, H, D]
+        block_end = torch.arange(nb, device=dev) * b + (b - 1)
+        block_start = torch.arange(nb, device=dev) * b
+        offs = torch.arange(b, device=dev)
+        # Flat [B * H * nb, b * D] tables: index_select (whose backward is
+        # index_add_) gathers the selected blocks 2x faster on CPU than advanced
+        # indexing (whose backward is an accumulating index_put_).
+        ktab = kb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
+        vtab = vb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
+        mtab = mb.reshape(B * nb, b)
+        bh_base = (torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * H
+                   + torch.arange(H, device=dev).view(1, 1, 1, H, 1)) * nb
+        b_base = torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * nb
+        per_pos = B * H * (S + nb * c + min(self.top_k, nb) * b * (D + 2))
+        tiles = max(1, min(nbw, CHUNK_ELEMS // max(1, per_pos * W)))
+        outs = []
+        for m0 in range(0, nbw, tiles):
+            m1 = min(nbw, m0 + tiles)
+            # Causal: blocks ending after this chunk's last query are unusable by
+            # all of its queries; leaving them out halves the work over a sequence.
+            nbc = min(nb, (m1 * W) // b) if self.causal else nb
+            s_top = min(self.top_k, nbc)
+            qc = qb[:, m0:m1]  # [B, n, W, H, D]
+            pos = (torch.arange(m0 * W, m1 * W, device=dev)).view(m1 - m0, W)  # [n, W]
+            # Window scores, [B, n, W, H, S].
+            lw = torch.einsum("bmrhd,bmshd->bmrhs", qc, kw[:, m0:m1]) * scale
+            allow_w = in_win[None, None] & validw[:, m0:m1, None, :]  # [B, n, W, S]
+            lw = lw.masked_fill(~allow_w[:, :, :, None], NEG)
+            # Block-token scores, [B, n, W, H, nb, c]; a block is usable once it has ended.
+            lt = torch.einsum("bmrhd,bnchd->bmrhnc", qc, kt[:, :nbc]) * scale
+            usable = bvalid[:, None, None, :nbc].expand(B, m1 - m0, W, nbc)
+            if self.causal:
+                usable = usable & (block_end[:nbc] <= pos[:, :, None])
+            lt = lt.masked_fill(~usable[:, :, :, None, :, None], NEG)
+            parts = [lw, lt.flatten(-2)]
+            if s_top > 0:
+                # Per query and head: the s blocks whose tokens score highest. The
+                # indices carry no gradient; unusable blocks score NEG and, if
+                # picked because fewer than s are usable, are masked below.
+                score = lt[..., 0] if c == 1 else torch.logsumexp(lt.float(), dim=-1)
+                top = score.topk(s_top, dim=-1).indices  # [B, n, W, H, s]
+                sel_shape = (*top.shape, b)
+                rows = (bh_base + top).reshape(-1)
+                ks = ktab.index_select(0, rows).view(*sel_shape, D)  # [B, n, W, H, s, b, D]
+                # A multiply-and-sum beats a batched matmul of 1 x D by D x (s b) blocks.
+                ls = (qc[:, :, :, :, None, None, :] * ks).sum(-1) * scale
+                gap = (pos[None, :, :, None, None, None]
+                       - (block_start[top][..., None] + offs))  # query pos - key pos
+                ok = (gap >= W) if self.causal else (gap.abs() >= W)  # not already in window
+                sel_usable = usable[:, :, :, None].expand(B, m1 - m0, W, H, nbc).gather(-1, top)
+                real = mtab.index_select(0, (b_base + top).reshape(-1)).view(sel_shape)
+                ok = ok & real & sel_usable[..., None]
+                parts.append(ls.masked_fill(~ok, NEG).flatten(-2))
+            w = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
+            w = F.dropout(w, p=self.dropout, training=self.training)
+            out = torch.einsum("bmrhs,bmshd->bmrhd", w[..., :S], vw[:, m0:m1])
+            out = out + torch.einsum("bmrhn,bnhd->bmrhd", w[..., S:S + nbc * c],
+                                     vt_flat[:, :nbc * c])
+            if s_top > 0:
+                vs = vtab.index_select(0, rows).view(*sel_shape, D)
+                ws = w[..., S + nbc * c:].unflatten(-1, (s_top, b))
+                out = out + (ws[..., None] * vs).sum((-3, -2))
+            outs.append(out)
+        out = torch.cat(outs, dim=1).reshape(B, nbw * W, C)[:, :L]
+        return self.out(out) * mask.unsqueeze(-1)
+
     def __repr__(self) -> str:
+        extra = (f", mode=blocks, block_size={self.block_size}, block_tokens={self.block_tokens}, "
+                 f"top_k={self.top_k}" if self.mode == "blocks" else "")
         return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, window={self.window}, "
-                f"num_tokens={self.num_tokens}, causal={self.causal})")
+                f"num_tokens={self.num_tokens}, causal={self.causal}{extra})")

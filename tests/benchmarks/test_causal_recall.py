@@ -59,14 +59,15 @@ def test_bad_task_and_length_raise(cr):
     with pytest.raises(ValueError, match="too short"):
         cr.make_batch(cr.RecallTask(), 2, 10, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="unknown attention kind"):
-        cr.make_attention("linear", 16, 4, 8, 2)
+        cr.make_attention("mamba", 16, 4, 8, 2)
 
 
-@pytest.mark.parametrize("kind", ["brl", "window", "full"])
+@pytest.mark.parametrize("kind", ["brl", "window", "full", "blocks", "linear"])
 def test_model_step_finite_and_causal(cr, kind):
     task = cr.RecallTask(num_pairs=4, num_queries=2, num_keys=6, num_values=4, num_filler=3)
     torch.manual_seed(0)
-    model = cr.RecallLM(kind, task.vocab_size, dim=16, layers=2, heads=4, window=8, num_tokens=4)
+    model = cr.RecallLM(kind, task.vocab_size, dim=16, layers=2, heads=4, window=8, num_tokens=4,
+                        block_size=8, top_k=2)
     tokens, targets = cr.make_batch(task, 3, 96, torch.Generator().manual_seed(1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss = cr.answer_loss(model(tokens), targets)
@@ -143,3 +144,43 @@ def test_schedule_sets_the_learning_rate_after_warmup(cr, monkeypatch, schedule)
         assert all(a >= b for a, b in zip(seen[2:], seen[3:]))
     with pytest.raises(ValueError, match="unknown schedule"):
         cr.Budget(schedule="linear")
+
+
+def test_merge_runs_of_different_models_under_one_config(cr, tmp_path):
+    def run(models, steps=2):
+        out = tmp_path / f"{'-'.join(models)}-{steps}.json"
+        cr.main(["--models", *models, "--steps", str(steps), "--batch-size", "2",
+                 "--train-len", "48", "--eval-lens", "48", "--eval-seqs", "2",
+                 "--time-repeats", "0", "--dim", "16", "--window", "8", "--num-tokens", "2",
+                 "--block-size", "8", "--num-pairs", "3", "--num-queries", "2",
+                 "--num-keys", "4", "--log-every", "0", "--json", str(out)])
+        return out
+
+    a, b = run(["full", "blocks"]), run(["brl"])
+    merged = tmp_path / "merged.json"
+    assert cr.main(["--merge", str(a), str(b), "--json", str(merged)]) == 0
+    payload = json.loads(merged.read_text())
+    assert [r["model"] for r in payload["rows"]] == ["full", "blocks", "brl"]
+    assert payload["rows"][2]["command"] == payload["config"]["commands"][1]
+    assert "--models brl" in payload["rows"][2]["command"]
+    assert {"state_per_layer", "keys_read"} <= payload["rows"][1].keys()
+    with pytest.raises(ValueError, match="budget"):
+        cr.merge_runs([json.loads(a.read_text()), json.loads(run(["linear"], steps=3).read_text())])
+    with pytest.raises(ValueError, match="appears in two runs"):
+        cr.merge_runs([json.loads(a.read_text()), json.loads(run(["full"]).read_text())])
+
+
+def test_state_size_counts_what_each_layer_keeps(cr):
+    args = cr.parse_args(["--dim", "32", "--heads", "4", "--window", "32", "--num-tokens", "8",
+                          "--block-size", "32", "--block-tokens", "1", "--top-k", "2"])
+    at = {k: cr.state_size(k, args, 8192) for k in cr.KINDS}
+    assert at["full"] == {"state_per_layer": 2 * 8192 * 32, "keys_read": 8192}
+    assert at["window"]["state_per_layer"] == 2 * 32 * 32
+    # the linear state (C x D) equals the reservoir's K x C tokens at these sizes
+    assert at["linear"]["state_per_layer"] - 32 == 8 * 32 == 32 * 8
+    assert at["blocks"]["keys_read"] == 32 + 256 + 2 * 32
+    assert at["blocks"]["state_per_layer"] > at["full"]["state_per_layer"]  # keeps all K/V
+    args.top_k = 0
+    assert cr.state_size("blocks", args, 8192)["state_per_layer"] == 2 * 32 * 32 + 2 * 256 * 32
+    with pytest.raises(ValueError, match="unknown attention kind"):
+        cr.state_size("mamba", args, 10)

@@ -226,3 +226,55 @@ def test_tree_reading_names_a_twin_that_fails_where_gin_fits(mr, tmp_path, twin)
     text = mr.render(mr.load_results(tmp_path), docs_dir=None)
     assert "Where full attention fits the task and BRL does not (r = 3)" in text
     assert ("The MPNN twin stays at chance too at r = 3" in text) == (twin < 0.5)
+
+
+def _modes_run(pairs, blocks_acc, blocks_ms, full_ms=1000.0):
+    rows = []
+    for model, acc, ms, state in [("full", (1.0, 0.99), full_ms, 524288),
+                                  ("window", (0.07, 0.06), 111.5, 2048),
+                                  ("brl", (0.2, 0.1), 1333.5, 2336),
+                                  ("linear", (0.09, 0.08), 99.5, 288),
+                                  ("blocks", blocks_acc, blocks_ms, 540672)]:
+        for n, a in zip((2048, 8192), acc):
+            rows.append({"model": model, "train_len": 128, "eval_len": n, "accuracy": a,
+                         "fwd_bwd_ms": ms if n == 8192 else ms / 4, "state_per_layer": state,
+                         "keys_read": 77})
+    return {"config": {"command": f"python benchmarks/causal_recall.py --models all --p{pairs}",
+                       "task": {"num_pairs": pairs, "num_queries": pairs, "vocab_size": 49,
+                                "chance": 0.0625},
+                       "budget": {"steps": 3000},
+                       "model": {"dim": 32, "layers": 2, "window": 32, "num_tokens": 8,
+                                 "block_size": 32, "block_tokens": 1, "top_k": 2}},
+            "rows": rows}
+
+
+def test_causal_modes_table_and_blocks_target(mr, tmp_path):
+    (tmp_path / "causal_recall_modes.json").write_text(
+        json.dumps(_modes_run(8, (0.975, 0.925), 333.5)))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    section = text.split("### Recall against state size and cost")[1].split("## ")[0]
+    # Every model's row: state, accuracies, time and its ratio to full attention.
+    assert "| BRL blocks (`blocks`) | 540,672 | 77 | 0.97 | 0.93 | 333.5 | 0.33 |" in section
+    assert "| linear attention (`linear`) | 288 | 77 | 0.09 | 0.08 | 99.5 | 0.10 |" in section
+    assert "--models all --p8" in section
+    targets = text.split("## Targets")[1]
+    assert "fwd+bwd <= 0.5x full attention at 8k | **hit** |" in targets
+    # The blocks mode carries claim 5.
+    summary = text.split("## 1.")[0]
+    assert "| 5. Valid causal masking, accuracy near full attention at lower cost | **holds** |" \
+        in summary
+    # A second table (file suffix in its title); one table meeting the bar is enough.
+    (tmp_path / "causal_recall_modes_mqar.json").write_text(
+        json.dumps(_modes_run(64, (0.5, 0.2), 333.5)))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    assert "### Recall against state size and cost (mqar)" in text
+    assert "64 pairs: blocks 0.50 at 2,048" in text.split("## Targets")[1]
+    assert "fwd+bwd <= 0.5x full attention at 8k | **hit** |" in text.split("## Targets")[1]
+    assert "| 5. Valid causal masking, accuracy near full attention at lower cost | **partial** |" \
+        in text.split("## 1.")[0]
+    # Too slow, too few pairs or too inaccurate: the target is not hit.
+    for run, status in [(_modes_run(8, (0.975, 0.925), 600.0), "partial"),
+                        (_modes_run(4, (0.975, 0.925), 333.5), "partial"),
+                        (_modes_run(8, (0.5, 0.2), 333.5), "fails")]:
+        _, (got, ev) = mr.causal_modes_section(run, "t")
+        assert got == status, ev
