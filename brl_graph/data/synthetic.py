@@ -123,15 +123,22 @@ def tree_permutations(num_leaves: int, depth: int,
     return torch.stack(rows)
 
 
+TREE_EDGES = ('undirected', 'upward')
+
+
 def tree_neighbors_match(depth: int, seed: int = 0,
                          split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                          pe=None, rwse_dim: int = 16, lap_pe_dim: int = 8,
-                         pe_seed: int = 0) -> Benchmark:
+                         pe_seed: int = 0, edges: str = 'undirected') -> Benchmark:
     r"""The Tree-NeighborsMatch task of depth ``depth`` (see module doc).
 
     Args:
         depth: tree depth :math:`r` (2..12); :math:`2^r` classes.
         seed: seeds the permutations and the split.
+        edges: ``'undirected'`` (both directions of every tree edge) or
+            ``'upward'``: child to parent only, as in Alon & Yahav's published
+            setup, where information can only flow towards the root (the
+            readout); self-information is each layer's own update.
         split_fractions: train/valid/test fractions (stratified by label).
         pe, rwse_dim, lap_pe_dim, pe_seed: see :mod:`.transforms`.
     """
@@ -141,12 +148,18 @@ def tree_neighbors_match(depth: int, seed: int = 0,
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
         raise ValueError(f'split_fractions must be three non-negative numbers '
                          f'summing to 1, got {split_fractions}')
+    if edges not in TREE_EDGES:
+        raise ValueError(f'edges must be one of {TREE_EDGES}, got {edges!r}')
     depth = int(depth)
     gen = torch.Generator().manual_seed(int(seed))
     num_leaves = 2**depth
     num_nodes = 2 * num_leaves - 1
     first_leaf = num_leaves - 1  # heap order: children of i are 2i+1, 2i+2
-    edge_index = _undirected([((c - 1) // 2, c) for c in range(1, num_nodes)])
+    if edges == 'upward':
+        child = torch.arange(1, num_nodes)
+        edge_index = torch.stack([child, (child - 1) // 2])  # source child, target parent
+    else:
+        edge_index = _undirected([((c - 1) // 2, c) for c in range(1, num_nodes)])
 
     perms = tree_permutations(num_leaves, depth, gen)  # [P, L]
     num_perms = perms.size(0)
@@ -176,7 +189,7 @@ def tree_neighbors_match(depth: int, seed: int = 0,
         num_node_features=2 * (num_leaves + 1), num_edge_features=0,
         pe=pe_dims(opts),
         info={'depth': depth, 'seed': int(seed), 'num_graphs': g,
-              'num_nodes': num_nodes, 'options': opts})
+              'num_nodes': num_nodes, 'edges': edges, 'options': opts})
 
 
 def ring_edges(nodes: int, variant: str) -> Tensor:

@@ -132,3 +132,23 @@ def test_bad_options_raise():
         load_dataset('ring-transfer', nodes=3)
     with pytest.raises(ValueError, match='unknown option'):
         load_dataset('ring-transfer', nodes=8, depth=3)
+
+
+def test_tree_upward_edges_point_from_children_to_the_root():
+    depth = 3
+    up = load_dataset('tree-neighbors-match', depth=depth, seed=1, edges='upward')
+    both = load_dataset('tree-neighbors-match', depth=depth, seed=1)
+    g, h = up.train[0], both.train[0]
+    assert torch.equal(g.x, h.x) and torch.equal(g.y, h.y)  # same task, other edges
+    n = 2**(depth + 1) - 1
+    assert g.edge_index.size(1) == n - 1 == h.edge_index.size(1) // 2
+    src, dst = g.edge_index
+    assert torch.equal(dst, (src - 1) // 2)  # each child sends to its parent only
+    # every node reaches the readout (root) along the edges, and the root sends nothing
+    graph = to_networkx(g)
+    root = int(g.readout_mask.nonzero())
+    assert all(nx.has_path(graph, v, root) for v in graph)
+    assert graph.out_degree(root) == 0
+    assert up.info['edges'] == 'upward'
+    with pytest.raises(ValueError, match='edges must be one of'):
+        load_dataset('tree-neighbors-match', depth=depth, edges='down')
