@@ -38,13 +38,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from brl_graph.io import update_json_locked  # noqa: E402
+from brl_graph.runtime import prefer_passive_omp_wait  # noqa: E402
+
+prefer_passive_omp_wait()  # before torch loads, here and in the train.py runs
 
 MODELS = ("brl", "twin", "full")
 MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global_attn=full"]}

@@ -4,9 +4,9 @@ Three models under one budget per table row (same data, epochs, batch size,
 optimiser, width and depth; only the global branch differs):
 
 - ``brl``: :class:`~brl_graph.nn.BRLGraphModel` with its K learned tokens
-  (``model.global=brl``, ``model.num_tokens`` from the config);
+  (``model.global_attn=brl``, ``model.num_tokens`` from the config);
 - ``twin``: the MPNN-only twin, ``model.num_tokens=0`` (GINE layers only);
-- ``full``: GPSConv-style multihead full attention, ``model.global=full``.
+- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``.
 
 Tasks, as in their papers:
 
@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from brl_graph.io import update_json_locked
+from brl_graph.runtime import prefer_passive_omp_wait
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+prefer_passive_omp_wait()  # before torch loads, here and in the train.py runs
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -53,19 +54,19 @@ if str(ROOT) not in sys.path:
 TASKS = ("ring", "tree")
 MODELS = ("brl", "twin", "full")
 CONFIGS = {"ring": "configs/ring-transfer.yaml", "tree": "configs/tree-neighbors-match.yaml"}
-MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global=full"]}
+MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global_attn=full"]}
 
 
 def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
     """The training budget of one table row: identical for every model."""
     if task == "ring":
-        return [f"data.nodes={size}", "model.layers=3",
+        return [f"data.nodes={size}", "model.num_layers=3",
                 f"data.options.num_train={args.ring_train}",
                 f"data.options.num_valid={args.ring_eval}",
                 f"data.options.num_test={args.ring_eval}",
                 f"train.epochs={args.ring_epochs}", f"train.batch_size={args.ring_batch}"]
     if task == "tree":
-        return [f"data.depth={size}", f"model.layers={size + 1}",
+        return [f"data.depth={size}", f"model.num_layers={size + 1}",
                 f"train.epochs={args.tree_epochs}", f"train.batch_size={args.tree_batch}",
                 f"train.scheduler={args.tree_scheduler}", "train.eval_train=true"]
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")

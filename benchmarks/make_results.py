@@ -310,7 +310,7 @@ def _lr_cell(r: Optional[Dict[str, Any]]) -> str:
 
 def _budget_of(command: str) -> str:
     keep = ("train.epochs", "train.batch_size", "train.scheduler", "data.options.num_train",
-            "data.options.num_valid", "data.options.num_test", "model.layers")
+            "data.options.num_valid", "data.options.num_test", "model.layers", "model.num_layers")
     parts = [p for p in command.split() if p.split("=")[0] in keep]
     return " ".join(parts)
 

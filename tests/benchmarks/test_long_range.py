@@ -20,7 +20,7 @@ def test_budget_is_identical_across_models_and_named_in_the_run_dir(lr, tmp_path
     budgets = {m: [o for o in lr.row_overrides("tree", 3, m, 0, args)
                    if not o.startswith(("out_dir=", "model."))] for m in lr.MODELS}
     assert budgets["brl"] == budgets["twin"] == budgets["full"]
-    assert {"data.depth=3", "model.layers=4", "train.epochs=7", "train.batch_size=32",
+    assert {"data.depth=3", "model.num_layers=4", "train.epochs=7", "train.batch_size=32",
             "train.scheduler=none"} <= set(lr.budget_overrides("tree", 3, args)
                                             + lr.row_overrides("tree", 3, "brl", 0, args))
     other = _args(lr, tmp_path, "--tree-epochs", "7", "--tree-batch", "64")
