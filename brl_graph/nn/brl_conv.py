@@ -57,11 +57,14 @@ class BRLConv(torch.nn.Module):
 
         \mathbf{X}' &= \mathrm{Norm}\big(\mathbf{H} + \mathrm{MLP}(\mathbf{H})\big),
 
-    where every :math:`\mathrm{Attn}` is multi-head softmax attention whose
-    normaliser runs over the nodes or tokens *of the same graph only*. The
-    pooling queries come from the tokens' current state, so what the tokens
-    fetch depends on what they already hold; the updated tokens are returned so
-    the next layer continues from them.
+    where every :math:`\mathrm{Attn}` is softmax attention whose normaliser runs
+    over the nodes or tokens *of the same graph only*. Between nodes and tokens
+    (compress and broadcast) each token is one attention head, so the :math:`K`
+    tokens give :math:`K` patterns at :math:`O(KC)` per node; the tokens attend
+    to each other (mix), and nodes in :obj:`joint` mode, with :obj:`heads`
+    heads. The pooling queries come from the tokens' current state, so what the
+    tokens fetch depends on what they already hold; the updated tokens are
+    returned so the next layer continues from them.
 
     The read-out projection :math:`\mathbf{W}_O` starts small (a tenth of the
     default init, bias zero), so a fresh layer computes nearly its MPNN twin
@@ -106,8 +109,8 @@ class BRLConv(torch.nn.Module):
         num_tokens (int, optional): Number of compressed tokens :math:`K` per
             graph. :obj:`0` disables the global branch, giving the MPNN-only
             twin. (default: :obj:`8`)
-        heads (int, optional): Attention heads; must divide :obj:`channels`.
-            (default: :obj:`4`)
+        heads (int, optional): Attention heads of the token mix and of the joint
+            softmax; must divide :obj:`channels`. (default: :obj:`4`)
         dropout (float, optional): Dropout on each branch's output and in the
             feed-forward block (the residual streams). (default: :obj:`0.0`)
         attn_dropout (float, optional): Dropout on attention weights.
