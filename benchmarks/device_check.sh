@@ -30,7 +30,7 @@ for s in $steps; do
     scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models local brl --bf16 ;;
     scaling-4layer) run_step 60 $scaling --sizes 1048576 --models local brl --layers 4 ;;
     scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models gps-multihead gps-performer ;;
-    recall) run_step 150 python benchmarks/causal_recall.py --device cuda --threads 4 \
+    recall) run_step 150 python experiments/causal_recall.py --device cuda --threads 4 \
               --json "$out/causal_recall_gpu.json" ;;
     *) echo "unknown step '$s'" | tee -a "$log"; exit 2 ;;
   esac

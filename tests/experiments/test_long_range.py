@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/long_range.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/long_range.py`` (a script: loaded from its path)."""
 import json
 import shlex
 
@@ -6,8 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def lr(benchmark_script):
-    yield from benchmark_script("long_range")
+def lr(experiment_script):
+    yield from experiment_script("long_range")
 
 
 def _args(lr, tmp_path, *extra):

@@ -28,7 +28,7 @@ reproduces it.
 
 Usage::
 
-    python benchmarks/long_range.py --json benchmarks/results/long_range.json \
+    python experiments/long_range.py --json benchmarks/results/long_range.json \
         --tasks ring --sizes 100 200 --models brl twin full
 """
 from __future__ import annotations
@@ -221,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         skips[(parts[1], int(parts[2]), parts[0])] = reason
     # Budgets may differ between table rows (sizes) and are stored in each row.
     meta = {"machine": "2-core shared CPU VM, no GPU, torch threads=1 per process",
-            "script": "python benchmarks/long_range.py"}
+            "script": "python experiments/long_range.py"}
     for task in args.tasks:
         sizes = args.sizes or ([100, 200, 500, 1000] if task == "ring" else [2, 3, 4, 5, 6])
         for size in sizes:

@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/causal_recall.py`` (a script, not a package: loaded from its path)."""
+"""Tests for ``experiments/causal_recall.py`` (a script, not a package: loaded from its path)."""
 import json
 
 import pytest
@@ -7,8 +7,8 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def cr(benchmark_script):
-    yield from benchmark_script("causal_recall")
+def cr(experiment_script):
+    yield from experiment_script("causal_recall")
 
 
 @pytest.fixture(autouse=True)

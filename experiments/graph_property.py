@@ -22,7 +22,7 @@ dict): test value at the best validation epoch.
 
 Usage::
 
-    python benchmarks/graph_property.py --config configs/ogbg-molhiv.yaml \
+    python experiments/graph_property.py --config configs/ogbg-molhiv.yaml \
         --root ../shared/datasets --epochs 4 --seeds 0 1 \
         --json benchmarks/results/ogbg-molhiv.json
 """
@@ -237,9 +237,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{m}: channels={w['channels']}, {w['num_params']:,} parameters", flush=True)
     given = list(argv) if argv is not None else sys.argv[1:]
     meta = {"machine": f"2-core shared CPU VM, no GPU, {args.threads} thread(s) per run",
-            "command": " ".join(["python benchmarks/graph_property.py"]
+            "command": " ".join(["python experiments/graph_property.py"]
                                 + [shlex.quote(a) for a in given]),
-            "script": "python benchmarks/graph_property.py", "config": config,
+            "script": "python experiments/graph_property.py", "config": config,
             "dataset": dataset, "budget": budget_overrides(args), "widths": widths}
     # Seeds outer: every model gets seed s before any gets s + 1, so a session
     # that stops early leaves complete seeds behind.

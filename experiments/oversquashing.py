@@ -13,7 +13,7 @@ skipped unless ``--rerun``.
 
 Usage::
 
-    python benchmarks/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache \
+    python experiments/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache \
         --peptides-checkpoints runs/peptides_1epoch/brl/checkpoints/best.pt \
                                runs/peptides_1epoch/twin/checkpoints/best.pt
 """

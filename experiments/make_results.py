@@ -8,21 +8,21 @@ it never stops the document from being written.
 Inputs (all optional)::
 
     scaling.json         benchmarks/scaling.py       list of rows
-    long_range.json      benchmarks/long_range.py    {"rows": [...]}
-    causal_recall.json   benchmarks/causal_recall.py {"config": {...}, "rows": [...]}
-    oversquashing.json   benchmarks/oversquashing.py {"rows": [...]}
-    ogbg-molhiv.json     benchmarks/graph_property.py {"config": {...}, "rows": [...]}
-    peptides-func.json   benchmarks/graph_property.py {"config": {...}, "rows": [...]}
+    long_range.json      experiments/long_range.py    {"rows": [...]}
+    causal_recall.json   experiments/causal_recall.py {"config": {...}, "rows": [...]}
+    oversquashing.json   experiments/oversquashing.py {"rows": [...]}
+    ogbg-molhiv.json     experiments/graph_property.py {"config": {...}, "rows": [...]}
+    peptides-func.json   experiments/graph_property.py {"config": {...}, "rows": [...]}
     gpu_check.json       benchmarks/gpu_check.py     {"environment": {...}, "checks": [...]}
     scaling_gpu.json     benchmarks/scaling.py --device cuda   list of rows
-    causal_recall_gpu.json  benchmarks/causal_recall.py --device cuda
-    causal_recall_modes*.json  benchmarks/causal_recall.py (every attention kind; ``--merge``);
+    causal_recall_gpu.json  experiments/causal_recall.py --device cuda
+    causal_recall_modes*.json  experiments/causal_recall.py (every attention kind; ``--merge``);
                                one recall/cost table each, e.g. ``_mqar`` at MQAR sizes
 
 Usage::
 
-    python benchmarks/make_results.py            # writes docs/RESULTS.md, docs/*.png
-    python benchmarks/make_results.py --no-plots --out /tmp/RESULTS.md
+    python experiments/make_results.py            # writes docs/RESULTS.md, docs/*.png
+    python experiments/make_results.py --no-plots --out /tmp/RESULTS.md
 """
 from __future__ import annotations
 
@@ -319,7 +319,7 @@ def long_range_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict,
     text = "## 2. Long range\n\n"
     if data is None:
         text += (f"**{NOT_RUN}** (no `benchmarks/results/long_range.json`). Command:\n\n"
-                 "    python benchmarks/long_range.py\n")
+                 "    python experiments/long_range.py\n")
         return text, ("untested", "long_range.json absent"), ("untested", "long_range.json absent")
     cmds: List[str] = []
 
@@ -450,7 +450,7 @@ def long_range_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict,
 
 def causal_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict]:
     text = "## 5. Causal sequences: multi-query associative recall\n\n"
-    cmd_default = "python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json"
+    cmd_default = "python experiments/causal_recall.py --json benchmarks/results/causal_recall.json"
     if data is None:
         return (text + f"**{NOT_RUN}** (no `benchmarks/results/causal_recall.json`). "
                 f"Command:\n\n    {cmd_default}\n", ("untested", "causal_recall.json absent"))
@@ -681,7 +681,7 @@ def oversquashing_section(data: Optional[Mapping[str, Any]], plot: Optional[Path
                           peptides: Optional[Mapping[str, Tuple[float, float, int]]] = None
                           ) -> Tuple[str, Verdict]:
     text = "## 6. Over-squashing\n\n"
-    cmd = ("python benchmarks/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache")
+    cmd = ("python experiments/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache")
     if data is None or not data.get("rows"):
         return (text + f"**{NOT_RUN}** (no `benchmarks/results/oversquashing.json`). "
                 f"Command:\n\n    {cmd}\n", ("untested", "oversquashing.json absent"))
@@ -761,12 +761,12 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
 def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title: str,
                            config: str, anchors: Sequence[Tuple[str, float]]
                            ) -> Tuple[str, Dict[str, Tuple[float, float, int]], str]:
-    """A table of ``benchmarks/graph_property.py`` rows: one line per model with the
+    """A table of ``experiments/graph_property.py`` rows: one line per model with the
     metric's mean ± sample std over seeds, seconds per epoch and peak memory.
     Returns (markdown, ``{model: (mean, std, seeds)}``, the metric name)."""
     head = f"## {number}. {title}\n\n"
     stem = Path(config).stem
-    cmd = (f"python benchmarks/graph_property.py --config {config} --root ../shared/datasets "
+    cmd = (f"python experiments/graph_property.py --config {config} --root ../shared/datasets "
            f"--epochs E --json benchmarks/results/{stem}.json")
     rows = list((data or {}).get("rows", []))
     cfg_command = ((data or {}).get("config") or {}).get("command")
@@ -982,7 +982,7 @@ def summary_section(verdicts: Mapping[str, Verdict]) -> str:
     ]
     rows = [[label, f"**{verdicts[key][0]}**", verdicts[key][1]] for key, label in names]
     return ("## Summary of the five claims\n\n"
-            "Status is computed by `benchmarks/make_results.py` from the JSON files "
+            "Status is computed by `experiments/make_results.py` from the JSON files "
             "(holds / partial / fails / untested); the evidence column quotes the measured figures.\n\n"
             + table(["claim", "status", "evidence"], rows) + "\n")
 
@@ -1116,7 +1116,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     return "\n".join([
         "# Results",
         "",
-        "Generated by `python benchmarks/make_results.py` from `benchmarks/results/*.json`; "
+        "Generated by `python experiments/make_results.py` from `benchmarks/results/*.json`; "
         "do not edit by hand.",
         "",
         f"Machine: sections 1-6 ran on {MACHINE}; section 7 on one NVIDIA H200 GPU. "

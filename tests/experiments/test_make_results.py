@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/make_results.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/make_results.py`` (a script: loaded from its path)."""
 import json
 
 import pytest
@@ -6,8 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def mr(benchmark_script):
-    yield from benchmark_script("make_results")
+def mr(experiment_script):
+    yield from experiment_script("make_results")
 
 
 def _lr_row(task, size, model, metric, spe):
@@ -33,7 +33,7 @@ def _fake_results(tmp_path):
         _lr_row("tree", 3, "brl", 0.555, 2.2), _lr_row("tree", 3, "full", 0.777, 3.3),
         _lr_row("ring", 200, "brl", 1.0, 5.5), {**_lr_row("ring", 200, "brl", 0.5, 5.5), "seed": 1},
     ]}
-    causal = {"config": {"command": "python benchmarks/causal_recall.py --fake",
+    causal = {"config": {"command": "python experiments/causal_recall.py --fake",
                          "task": {"chance": 0.0625}, "budget": {"steps": 17}},
               "rows": [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a,
                         "fwd_bwd_ms": t}
@@ -78,7 +78,7 @@ def test_every_table_number_comes_from_the_json(mr, tmp_path):
     # Published anchors of Tree-NeighborsMatch at r = 3: GGNN 1.0, GIN 1.0; r = 4 rows say not run.
     assert "| 4 | not run | not run | not run | 1.00 | 0.77 |" in text
     # Causal table and its command.
-    for s in ("0.421 / 12.5 ms", "0.111 / 2.5 ms", "0.975 / 33.5 ms", "python benchmarks/causal_recall.py --fake",
+    for s in ("0.421 / 12.5 ms", "0.111 / 2.5 ms", "0.975 / 33.5 ms", "python experiments/causal_recall.py --fake",
               '"steps": 17'):
         assert s in text
     # Over-squashing numbers and command.
@@ -99,7 +99,7 @@ def test_every_table_number_comes_from_the_json(mr, tmp_path):
     assert "ogbg-molhiv: BRL >= 0.80 ROC-AUC | **hit** | test ROC-AUC brl 0.8250" in targets
     # Peptides-func was not run: its section says so and carries the command.
     assert "no `benchmarks/results/peptides-func.json`" in text
-    assert "python benchmarks/graph_property.py --config configs/peptides-func.yaml" in text
+    assert "python experiments/graph_property.py --config configs/peptides-func.yaml" in text
 
 
 def test_missing_files_are_reported_not_run(mr, tmp_path):
@@ -153,7 +153,7 @@ def test_causal_pairs_table_reads_every_pairs_file(mr, tmp_path):
         rows = [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a, "fwd_bwd_ms": None}
                 for n in (128, 1024, 8192)
                 for m, a in (("brl", brl), ("window", window), ("full", full))]
-        return {"config": {"command": f"python benchmarks/causal_recall.py --num-pairs {pairs}",
+        return {"config": {"command": f"python experiments/causal_recall.py --num-pairs {pairs}",
                            "task": {"num_pairs": pairs, "chance": 0.0625}}, "rows": rows}
 
     (tmp_path / "causal_recall.json").write_text(json.dumps(recall(8, 0.07, 0.06, 0.97)))
@@ -200,7 +200,7 @@ def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tm
                  "fwd_bwd_ms": 1.0 + n / 1000, "train_seconds": secs}
                 for n in (128, 1024, 8192)
                 for m, a in (("brl", brl), ("window", 0.06), ("full", 0.97))]
-        return {"config": {"command": f"python benchmarks/causal_recall.py --steps {steps}",
+        return {"config": {"command": f"python experiments/causal_recall.py --steps {steps}",
                            "task": {"num_pairs": 8, "chance": 0.0625},
                            "budget": {"steps": steps}}, "rows": rows}
 
@@ -239,7 +239,7 @@ def _modes_run(pairs, blocks_acc, blocks_ms, full_ms=1000.0):
             rows.append({"model": model, "train_len": 128, "eval_len": n, "accuracy": a,
                          "fwd_bwd_ms": ms if n == 8192 else ms / 4, "state_per_layer": state,
                          "keys_read": 77})
-    return {"config": {"command": f"python benchmarks/causal_recall.py --models all --p{pairs}",
+    return {"config": {"command": f"python experiments/causal_recall.py --models all --p{pairs}",
                        "task": {"num_pairs": pairs, "num_queries": pairs, "vocab_size": 49,
                                 "chance": 0.0625},
                        "budget": {"steps": 3000},

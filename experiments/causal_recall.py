@@ -71,18 +71,18 @@ in ``times_ms``.
 
 Usage::
 
-    python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json
+    python experiments/causal_recall.py --json benchmarks/results/causal_recall.json
 
 (the defaults: train at :math:`L = 128` for 600 steps of 16 sequences,
 evaluate at 128, 1k, 2k, 4k and 8k). The recall/cost table of every kind
 (``benchmarks/results/causal_recall_modes.json``) runs the slow reservoir
 model in its own process and merges the two runs::
 
-    python benchmarks/causal_recall.py --models full blocks window linear --steps 3000 \
+    python experiments/causal_recall.py --models full blocks window linear --steps 3000 \
         --schedule constant --eval-lens 128 2048 8192 --json run_a.json
-    python benchmarks/causal_recall.py --models brl --steps 3000 \
+    python experiments/causal_recall.py --models brl --steps 3000 \
         --schedule constant --eval-lens 128 2048 8192 --json run_b.json
-    python benchmarks/causal_recall.py --merge run_a.json run_b.json \
+    python experiments/causal_recall.py --merge run_a.json run_b.json \
         --json benchmarks/results/causal_recall_modes.json
 
 Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
@@ -582,7 +582,7 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     wall = time.perf_counter()
     rows: List[Dict[str, Any]] = []
     config = {
-        "command": "python benchmarks/causal_recall.py " + " ".join(
+        "command": "python experiments/causal_recall.py " + " ".join(
             shlex.quote(a) for a in (args.argv or [])),
         "task": {**asdict(task), "vocab_size": task.vocab_size,
                  "chance": 1.0 / task.num_values},

@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/graph_property.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/graph_property.py`` (a script: loaded from its path)."""
 import json
 import shlex
 
@@ -6,8 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def gp(benchmark_script):
-    yield from benchmark_script("graph_property")
+def gp(experiment_script):
+    yield from experiment_script("graph_property")
 
 
 # A tiny offline benchmark: the script works on any config, not only molecules.
@@ -94,7 +94,7 @@ def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
     assert gp.main(argv) == 0
     data = json.loads(out.read_text())
     rows = {r["model"]: r for r in data["rows"]}
-    assert data["config"]["command"].startswith("python benchmarks/graph_property.py --config")
+    assert data["config"]["command"].startswith("python experiments/graph_property.py --config")
     assert "--epochs 1" in data["config"]["command"]
     assert set(rows) == {"brl", "twin"}
     for model, r in rows.items():
