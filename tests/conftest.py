@@ -15,6 +15,24 @@ SHARED_DATASETS = Path(os.environ.get(
     Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device-report", default=None, metavar="PATH",
+                     help="write the device checks' measured values (tests/device) to PATH as "
+                          "JSON, the gpu_check.json format read by experiments/make_results.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason, where CUDA is absent."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA is not available on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     """The read-only real-data folder (``../shared/datasets``); skips with the reason if absent."""
