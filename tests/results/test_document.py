@@ -1,13 +1,27 @@
-"""Tests for ``experiments/make_results.py`` (a script: loaded from its path)."""
+"""Tests for :mod:`brl_graph.results` and its command line, ``experiments/make_results.py``:
+the document written from small fake JSON files whose numbers are distinctive."""
+import functools
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from brl_graph.results import load_results, render
+from brl_graph.results.recall_modes import causal_modes_section
+from brl_graph.results.scaling import scaling_section
 
 
 @pytest.fixture(scope="module")
-def mr(experiment_script):
-    yield from experiment_script("make_results")
+def mr(script_loader):
+    """The package's entry points, plus the script's ``main``."""
+    for script in script_loader("experiments", "make_results"):
+        yield SimpleNamespace(load_results=load_results, render=render, main=script.main,
+                              scaling_section=scaling_section,
+                              causal_modes_section=functools.partial(_one_run, causal_modes_section))
+
+
+def _one_run(section, run, title):
+    return section([run], title)
 
 
 def _lr_row(task, size, model, metric, spe):
