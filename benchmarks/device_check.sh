@@ -29,10 +29,10 @@ for s in $steps; do
   case $s in
     checks) run_step 120 python -m pytest -q -p no:cacheprovider -m cuda tests/device \
               --device-report "$out/gpu_check.json" ;;
-    scaling) run_step 130 $scaling --sizes 131072 1048576 4194304 --models local brl ;;
-    scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models local brl --bf16 ;;
-    scaling-4layer) run_step 60 $scaling --sizes 1048576 --models local brl --layers 4 ;;
-    scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models gps-multihead gps-performer ;;
+    scaling) run_step 130 $scaling --sizes 131072 1048576 4194304 --models mpnn brl ;;
+    scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --bf16 ;;
+    scaling-4layer) run_step 60 $scaling --sizes 1048576 --models mpnn brl --layers 4 ;;
+    scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models full performer ;;
     recall) run_step 150 python experiments/causal_recall.py --device cuda --threads 4 \
               --json "$out/causal_recall_gpu.json" ;;
     *) echo "unknown step '$s'" | tee -a "$log"; exit 2 ;;

@@ -57,10 +57,6 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def write_atomic(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", default="benchmarks/results/oversquashing.json")
@@ -114,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             row["training_budget"] = args.training_budget
         data["rows"] = [r for r in data["rows"] if r["dataset"] != name] + [row]
         data["machine"] = "2-core shared CPU VM, no GPU, 1 thread"
-        write_atomic(path, data)
+        atomic_write_json(path, data)
     return 0
 
 

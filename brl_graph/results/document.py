@@ -25,7 +25,7 @@ def targets_section(verdicts: Mapping[str, Verdict]) -> str:
                 "partial": "partly hit, partly missed or untested (see figures)",
                 "untested": "untested"}[status]
     items = [
-        ("Scaling to 1M nodes for `local` and `brl`, full 4-layer model at 1M", hit("linear"),
+        ("Scaling to 1M nodes for `mpnn` and `brl`, full 4-layer model at 1M", hit("linear"),
          verdicts["linear"][1]),
         ("RingTransfer: BRL >= 0.95 where the twin stays at 0.2", hit("global"),
          verdicts["global"][1]),

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from brl_graph.results.causal import causal_section
+from brl_graph.labels import BRL, MPNN
 from brl_graph.results.common import DEVICE_COMMAND, NOT_RUN, fmt, slope, table
-from brl_graph.results.scaling import BRL, MPNN, SCALING_MODELS
+from brl_graph.results.scaling import SCALING_MODELS
 
 
 def _check_values(values: Mapping[str, Any]) -> str:
@@ -15,7 +16,7 @@ def _check_values(values: Mapping[str, Any]) -> str:
 
 
 def _gpu_reading(by: Mapping[Tuple[str, int, Tuple[int, bool]], Dict[str, Any]]) -> str:
-    """One sentence on the BRL/local time ratio per precision, from the rows."""
+    """One sentence on the BRL/MPNN time ratio per precision, from the rows."""
     parts = []
     for bf16 in (False, True):
         ratios = [r["fwd_bwd_ms"] / by[(MPNN, n, st)]["fwd_bwd_ms"]
@@ -26,7 +27,7 @@ def _gpu_reading(by: Mapping[Tuple[str, int, Tuple[int, bool]], Dict[str, Any]])
                          f"{'bf16' if bf16 else 'fp32'}")
     if not parts:
         return ""
-    return ("BRL's one-layer time over the local MPNN's is " + " and ".join(parts)
+    return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
             + ", against the CPU ratios of section 1: linear growth holds on the GPU, "
             "but the global branch's constant is larger there.")
 
@@ -86,7 +87,7 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  "fwd+bwd\n\n"
                  "Cells: median fwd+bwd time / peak allocated CUDA memory above the inputs "
                  "(`torch.cuda.max_memory_allocated`).\n\n"
-                 + table(["setting", "nodes", *SCALING_MODELS, "brl / local"], out)
+                 + table(["setting", "nodes", *SCALING_MODELS, f"{BRL} / {MPNN}"], out)
                  + "\n\nTime exponents over the fp32 one-layer sizes: "
                  + ", ".join(f"`{m}` n^{fmt(e, 2)}" for m, e in exps.items()) + ". "
                  + _gpu_reading(by) + "\n\n"
@@ -100,8 +101,8 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                 b, lo = by.get((BRL, big, st)), by.get((MPNN, big, st))
                 if b and lo:
                     parts.append(f"{'bf16' if st[1] else 'fp32'} {fmt(b['fwd_bwd_ms'] / lo['fwd_bwd_ms'], 1)}x")
-            summary = (f"on an H200, BRL n^{fmt(exps.get('brl'), 2)} vs local "
-                       f"n^{fmt(exps.get('local'), 2)}; BRL/local at {fmt(big)} nodes: "
+            summary = (f"on an H200, BRL n^{fmt(exps.get(BRL), 2)} vs MPNN "
+                       f"n^{fmt(exps.get(MPNN), 2)}; BRL/MPNN at {fmt(big)} nodes: "
                        + ", ".join(parts))
     if recall is not None:
         ctext, _ = causal_section(recall)

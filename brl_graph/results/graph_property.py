@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from brl_graph.labels import MPNN
 from brl_graph.results.common import NOT_RUN, Verdict, fmt, mean_std, table
 
-MPNN = "twin"
 Stats = Dict[str, Tuple[float, float, int]]  # model -> (mean, sample std, seeds)
 
 

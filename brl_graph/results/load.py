@@ -40,7 +40,7 @@ def load_results(results_dir: Path) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for stem in FILES:
         path = results_dir / f"{stem}.json"
-        out[stem] = read_json(path) if path.exists() else None
+        out[stem] = current_labels(read_json(path)) if path.exists() else None
     for variant in ("pairs", "steps"):
         out[f"causal_recall_{variant}"] = _numbered(results_dir, f"causal_recall_{variant}")
     modes: Dict[str, List[Any]] = {}

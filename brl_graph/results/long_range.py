@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from brl_graph.labels import BRL, FULL, MPNN
 from brl_graph.results.common import NOT_RUN, Verdict, commands_block, fmt, table
 
-BRL, MPNN, FULL = "brl", "twin", "full"
 LR_MODELS = ((BRL, "BRL"), (MPNN, "MPNN twin (K=0)"), (FULL, "GPSConv multihead"))
 # Alon & Yahav (ICLR 2021), Tree-NeighborsMatch training accuracy, r = 2..6.
 TREE_ANCHORS = {"GGNN": (1.0, 1.0, 1.0, 0.60, 0.38), "GIN": (1.0, 1.0, 0.77, 0.29, 0.20)}

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
 
+from brl_graph.labels import MPNN
 from brl_graph.results.common import (NOT_RUN, Verdict, commands_block, fmt, pyplot, save_figure,
                                       table)
-
-MPNN = "twin"
-
 
 def oversquashing_section(data: Optional[Mapping[str, Any]], plot: Optional[Path],
                           peptides: Optional[Mapping[str, Tuple[float, float, int]]] = None

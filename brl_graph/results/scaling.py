@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from brl_graph.labels import BRL, FULL, MPNN, PERFORMER
 from brl_graph.results.common import (NOT_RUN, Verdict, commands_block, fmt, grouped, pyplot,
                                       save_figure, slope, table)
 
-BRL, MPNN, FULL = "brl", "local", "gps-multihead"
 #: The scaling benchmark's models, in column order.
-SCALING_MODELS = (MPNN, BRL, FULL, "gps-performer")
+SCALING_MODELS = (MPNN, BRL, FULL, PERFORMER)
 SCALING_DEFAULT_COMMAND = (
     "python benchmarks/scaling.py --sizes 4096 32768 131072 "
-    "--models local brl gps-multihead gps-performer --json benchmarks/results/scaling.json "
+    "--models mpnn brl full performer --json benchmarks/results/scaling.json "
     "--threads 1 --max-seconds 150")
 MILLION = 1_000_000
 SINGLE = (1, False)  # one layer, no activation checkpointing
@@ -37,14 +37,14 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
            "share the machine's load.", ""]
     body = []
     for (dataset, bs), group in grouped(rows, ("dataset", "batch_size")).items():
-        twin = next((r for r in group if r["model"] == "twin"), None)
+        twin = next((r for r in group if r["model"] == MPNN), None)
         for r in group:
             ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else None
             body.append([dataset, str(bs), r["model"], f"{r['layers']} x {r['channels']}",
                          fmt(r["num_params"] / 1e3, 0) + "k", fmt(r["ms_per_step"], 1),
                          fmt(r["graphs_per_s"], 0), fmt(ratio, 2)])
     out.append(table(["data", "batch", "model", "layers x ch", "params", "ms / step",
-                      "graphs / s", "x twin"], body))
+                      "graphs / s", f"x {MPNN}"], body))
     commands = sorted({r["command"] for r in rows})
     out += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
     return "\n".join(out)
@@ -98,7 +98,7 @@ def scaling_verdict(rows: Sequence[Mapping[str, Any]], f: ScalingFigures) -> Ver
     e = f.exponents.get(BRL)
     if e is None:
         return ("untested", "no BRL timings")
-    # The local MPNN is O(E) by construction, so its measured exponent is this
+    # The MPNN twin is O(E) by construction, so its measured exponent is this
     # machine's (caches, allocator) and is the fair bar for "linear".
     loc = f.exponents.get(MPNN)
     bar = max(1.15, loc + 0.05) if loc is not None else 1.15
@@ -108,9 +108,9 @@ def scaling_verdict(rows: Sequence[Mapping[str, Any]], f: ScalingFigures) -> Ver
     top = max(n for n, _ in f.ratios) if f.ratios else None
     gm = f.exponents.get(FULL)
     ev = (f"BRL time grows as n^{e:.2f} up to {fmt(max(r['num_nodes'] for r in rows))} nodes"
-          + (f" (local MPNN n^{loc:.2f}, GPS multihead n^{gm:.2f})" if gm and loc is not None
+          + (f" (MPNN twin n^{loc:.2f}, GPS multihead n^{gm:.2f})" if gm and loc is not None
              else "")
-          + (f"; BRL/local {dict(f.ratios)[top]:.2f}x at {fmt(top)} nodes" if top else "")
+          + (f"; BRL/MPNN {dict(f.ratios)[top]:.2f}x at {fmt(top)} nodes" if top else "")
           + ("; missing: " + ", ".join(f.missing) if f.missing else ""))
     if f.full_model:
         r = f.full_model
@@ -146,7 +146,7 @@ def _scaling_reading(f: ScalingFigures) -> str:
     exp_line = ", ".join(f"`{m}` {fmt(e, 2)}" for m, e in f.exponents.items())
     text = f"\n\nEmpirical exponent of time vs nodes (log-log least squares, 1 layer): {exp_line}.\n\n"
     if f.ratios:
-        text += ("BRL / local time ratio, 1 layer: "
+        text += ("BRL / MPNN time ratio, 1 layer: "
                  + ", ".join(f"{fmt(n)} nodes {x:.2f}x" for n, x in f.ratios) + ".\n\n")
     if f.same_peak:
         text += (f"At {', '.join(fmt(n) for n in f.same_peak)} nodes `{BRL}` and `{MPNN}` peak "

@@ -142,13 +142,13 @@ def test_main_writes_document_and_small_plots(mr, tmp_path):
         assert png.exists() and 0 < png.stat().st_size < 200_000
 
 
-def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
+def test_scaling_verdict_uses_the_mpnn_twin_as_the_linear_bar(mr):
     def row(model, n, ms, layers=1, ckpt=False):
         return {"model": model, "num_nodes": n, "fwd_bwd_ms": ms, "peak_mem_mb": n / 1000,
                 "layers": layers, "checkpoint": ckpt, "command": f"cmd-{model}-{layers}"}
 
     sizes = [1000, 10_000, 100_000, 1_048_576]
-    local = [row("local", n, (n / 1000) ** 1.2) for n in sizes]
+    local = [row("mpnn", n, (n / 1000) ** 1.2) for n in sizes]
     brl = [row("brl", n, 1.5 * (n / 1000) ** 1.22) for n in sizes]
     text, (status, ev) = mr.scaling_section(local + brl, None)
     assert "**Missing:** the full model" in text and status == "partial"
@@ -157,7 +157,7 @@ def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
     assert status == "holds" and "Missing" not in text
     assert "4 layer(s)** with activation checkpointing" in text
     assert "4-layer BRL at 1,048,576 nodes: 120 s" in ev and "n^1.22" in ev
-    assert "cmd-brl-4" in text and "cmd-local-1" in text
+    assert "cmd-brl-4" in text and "cmd-mpnn-1" in text
     quad = [row("brl", n, (n / 1000) ** 2) for n in sizes]
     assert mr.scaling_section(local + quad + [full], None)[1][0] == "fails"
 
@@ -205,7 +205,7 @@ def test_gpu_section_reads_checks_rows_and_recall(mr, tmp_path):
     assert "48.0 ms / 10 MB (run 2)" in gpu and "| 3.00x |" in gpu
     assert "`brl` n^1.00" in gpu  # 6 -> 48 ms over 1k -> 8k nodes
     # The linear claim's evidence quotes the GPU ratio too.
-    assert "BRL/local at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
+    assert "BRL/MPNN at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
 
 
 def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tmp_path):
