@@ -13,35 +13,33 @@ from brl_graph.results.graph_property import (MOLHIV_ANCHORS, PEPTIDES_ANCHORS,
                                               graph_property_section, molhiv_verdict,
                                               peptides_verdict)
 from brl_graph.results.long_range import long_range_section
+from brl_graph.results.protocol import MOLHIV, PEPTIDES, protocol_parts, target_line
 from brl_graph.results.oversquashing import oversquashing_section, plot_sensitivity
 from brl_graph.results.scaling import plot_scaling, scaling_section, step_time_section
 
 
+#: The targets of the closing table, in order: (verdict key, what was aimed at).
+TARGETS = (
+    ("linear", "Scaling to 1M nodes for `mpnn` and `brl`, full 4-layer model at 1M"),
+    ("global", "RingTransfer: BRL >= 0.95 where the twin stays at 0.2"),
+    ("express", "Tree-NeighborsMatch: BRL 1.0 at every depth"),
+    ("molhiv", "ogbg-molhiv: BRL >= 0.80 ROC-AUC"),
+    (MOLHIV.stem, target_line(MOLHIV)),
+    ("peptides", "Peptides-func: BRL above both twins under one budget"),
+    (PEPTIDES.stem, target_line(PEPTIDES)),
+    ("causal", "Causal recall: BRL clearly above window-only, near full attention, linear time"),
+    ("blocks", "Causal recall, BRL blocks: >= 0.95 at 2k and >= 0.90 at 8k with >= 8 pairs, "
+               "fwd+bwd <= 0.5x full attention at 8k"),
+    ("squash", "Over-squashing: lower R_tot with tokens; trained sensitivity beyond L hops"),
+)
+RESULT = {"holds": "hit", "fails": "missed",
+          "partial": "partly hit, partly missed or untested (see figures)", "untested": "untested"}
+
+
 def targets_section(verdicts: Mapping[str, Verdict]) -> str:
-    """The closing note: each target of the issue, hit or missed, with its figure."""
-    def hit(key: str) -> str:
-        status = verdicts[key][0]
-        return {"holds": "hit", "fails": "missed",
-                "partial": "partly hit, partly missed or untested (see figures)",
-                "untested": "untested"}[status]
-    items = [
-        ("Scaling to 1M nodes for `mpnn` and `brl`, full 4-layer model at 1M", hit("linear"),
-         verdicts["linear"][1]),
-        ("RingTransfer: BRL >= 0.95 where the twin stays at 0.2", hit("global"),
-         verdicts["global"][1]),
-        ("Tree-NeighborsMatch: BRL 1.0 at every depth", hit("express"), verdicts["express"][1]),
-        ("ogbg-molhiv: BRL >= 0.80 ROC-AUC", hit("molhiv"), verdicts["molhiv"][1]),
-        ("Peptides-func: BRL above both twins under one budget", hit("peptides"),
-         verdicts["peptides"][1]),
-        ("Causal recall: BRL clearly above window-only, near full attention, linear time",
-         hit("causal"), verdicts["causal"][1]),
-        ("Causal recall, BRL blocks: >= 0.95 at 2k and >= 0.90 at 8k with >= 8 pairs, "
-         "fwd+bwd <= 0.5x full attention at 8k", hit("blocks"), verdicts["blocks"][1]),
-        ("Over-squashing: lower R_tot with tokens; trained sensitivity beyond L hops",
-         hit("squash"), verdicts["squash"][1]),
-    ]
-    return ("## Targets\n\n" + table(["target", "result", "measured"],
-                                      [[a, f"**{b}**", c] for a, b, c in items]) + "\n")
+    """The closing note: each target of the issues, hit or missed, with its figure."""
+    rows = [[text, f"**{RESULT[verdicts[key][0]]}**", verdicts[key][1]] for key, text in TARGETS]
+    return "## Targets\n\n" + table(["target", "result", "measured"], rows) + "\n"
 
 
 def summary_section(verdicts: Mapping[str, Verdict]) -> str:
@@ -79,6 +77,9 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     p_text, p_stats, _ = graph_property_section(
         results.get("peptides-func"), 4, "Peptides-func (LRGB, AP)",
         "configs/peptides-func.yaml", PEPTIDES_ANCHORS)
+    protocols = protocol_parts(results)
+    h_text += "\n" + protocols[MOLHIV.stem][0]
+    p_text += "\n" + protocols[PEPTIDES.stem][0]
     o_text, o_verdict = oversquashing_section(osq, sens_plot, p_stats)
     g_text, g_summary = gpu_section(results.get("gpu_check"), results.get("scaling_gpu"),
                                     results.get("causal_recall_gpu"))
@@ -86,7 +87,8 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         s_verdict = (s_verdict[0], s_verdict[1] + "; " + g_summary + " (section 7)")
     verdicts = {"linear": s_verdict, "global": ring_verdict, "squash": o_verdict,
                 "express": tree_verdict, "causal": c_verdict, "blocks": blocks_verdict,
-                "molhiv": molhiv_verdict(h_stats), "peptides": peptides_verdict(p_stats)}
+                "molhiv": molhiv_verdict(h_stats), "peptides": peptides_verdict(p_stats),
+                **{stem: verdict for stem, (_, verdict) in protocols.items()}}
     return "\n".join([
         "# Results",
         "",
