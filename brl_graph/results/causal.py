@@ -4,7 +4,7 @@ The recall/cost tables over every attention kind are in :mod:`.recall_modes`."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from brl_graph.results.common import NOT_RUN, Verdict, fmt, slope, table
 from brl_graph.results.recall_modes import modes_part
@@ -26,7 +26,48 @@ def recall_variants(main: Optional[Mapping[str, Any]],
     return files, show
 
 
+def time_exponents(rows: Sequence[Mapping[str, Any]], models: Sequence[str]
+                   ) -> Dict[str, Optional[float]]:
+    """Per model, the exponent of fwd+bwd time against length over lengths >= 1k."""
+    exps = {}
+    for m in models:
+        pts = sorted((r["eval_len"], r["fwd_bwd_ms"]) for r in rows
+                     if r["model"] == m and r.get("fwd_bwd_ms") and r["eval_len"] >= 1024)
+        exps[m] = slope([p[0] for p in pts], [p[1] for p in pts])
+    return exps
+
+
+def recall_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Claim 5 on the reservoir's table: at every length >= 1k BRL beats the window by
+    0.1 or more and stays within 0.05 of full attention."""
+    by = {(r["model"], r["eval_len"]): r for r in rows}
+    long = sorted({r["eval_len"] for r in rows if r["eval_len"] >= 1024})
+    if not any(r["model"] == "brl" for r in rows) or not long:
+        return ("untested", "no BRL rows at 1k-8k")
+    gaps = [(n, *((by.get((m, n)) or {}).get("accuracy") for m in ("brl", "window", "full")))
+            for n in long]
+    above_window = all(b is not None and w is not None and b >= w + 0.1 for _, b, w, _ in gaps)
+    near_full = all(b is not None and f is not None and b >= f - 0.05 for _, b, _, f in gaps)
+    ev = "; ".join(f"L={n}: BRL {fmt(b, 2)}, window {fmt(w, 2)}, full {fmt(f, 2)}"
+                   for n, b, w, f in gaps)
+    ev += f"; BRL time exponent {fmt(time_exponents(rows, ['brl'])['brl'], 2)}"
+    top = max(long)
+    tb, tf = ((by.get((m, top)) or {}).get("fwd_bwd_ms") for m in ("brl", "full"))
+    if tb is not None and tf is not None:
+        ev += f"; at L={top}: BRL {fmt(tb, 1)} ms vs full {fmt(tf, 1)} ms per fwd+bwd"
+    return ("holds" if above_window and near_full else "fails", ev)
+
+
+def _main_cell(r: Optional[Mapping[str, Any]]) -> str:
+    if r is None:
+        return NOT_RUN
+    if r.get("skipped"):
+        return f"skipped: {r['skipped']}"
+    return f"{fmt(r.get('accuracy'))} / {fmt(r.get('fwd_bwd_ms'), 1)} ms"
+
+
 def causal_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict]:
+    """The reservoir's table: accuracy and time per model and length, and its verdict."""
     text = "## 5. Causal sequences: multi-query associative recall\n\n"
     cmd_default = "python experiments/causal_recall.py --json benchmarks/results/causal_recall.json"
     if data is None:
@@ -35,54 +76,18 @@ def causal_section(data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict]:
     cfg = data.get("config", {})
     rows = data.get("rows", [])
     models = [m for m in RECALL_MAIN_MODELS if any(r["model"] == m for r in rows)]
-    lengths = sorted({r["eval_len"] for r in rows})
     by = {(r["model"], r["eval_len"]): r for r in rows}
-    out = []
-    for n in lengths:
-        line = [fmt(n)]
-        for m in models:
-            r = by.get((m, n))
-            if r is None:
-                line.append(NOT_RUN)
-            elif r.get("skipped"):
-                line.append(f"skipped: {r['skipped']}")
-            else:
-                line.append(f"{fmt(r.get('accuracy'))} / {fmt(r.get('fwd_bwd_ms'), 1)} ms")
-        out.append(line)
-    task = cfg.get("task", {})
-    budget = cfg.get("budget", {})
-    text += (f"Chance = {fmt(task.get('chance'))}. Cells: accuracy on the answer positions / "
-             "fwd+bwd time of one sequence. Same budget for every model: "
-             f"`{json.dumps(budget)}`.\n\n"
+    out = [[fmt(n)] + [_main_cell(by.get((m, n))) for m in models]
+           for n in sorted({r["eval_len"] for r in rows})]
+    exps = time_exponents(rows, models)
+    text += (f"Chance = {fmt(cfg.get('task', {}).get('chance'))}. Cells: accuracy on the answer "
+             "positions / fwd+bwd time of one sequence. Same budget for every model: "
+             f"`{json.dumps(cfg.get('budget', {}))}`.\n\n"
              + table(["eval length"] + models, out)
-             + f"\n\nCommand:\n\n    {cfg.get('command', cmd_default)}\n")
-    exps = {}
-    for m in models:
-        pts = sorted((r["eval_len"], r["fwd_bwd_ms"]) for r in rows
-                     if r["model"] == m and r.get("fwd_bwd_ms") and r["eval_len"] >= 1024)
-        exps[m] = slope([p[0] for p in pts], [p[1] for p in pts])
-    text += ("\nTime exponent over lengths >= 1k: "
+             + f"\n\nCommand:\n\n    {cfg.get('command', cmd_default)}\n"
+             + "\nTime exponent over lengths >= 1k: "
              + ", ".join(f"`{m}` {fmt(e, 2)}" for m, e in exps.items()) + ".\n")
-    long = [n for n in lengths if n >= 1024]
-    if "brl" not in models or not long:
-        return text, ("untested", "no BRL rows at 1k-8k")
-    gaps = []
-    for n in long:
-        b = by.get(("brl", n), {}).get("accuracy")
-        w = by.get(("window", n), {}).get("accuracy")
-        f = by.get(("full", n), {}).get("accuracy")
-        gaps.append((n, b, w, f))
-    above_window = all(b is not None and w is not None and b >= w + 0.1 for _, b, w, _ in gaps)
-    near_full = all(b is not None and f is not None and b >= f - 0.05 for _, b, _, f in gaps)
-    ev = "; ".join(f"L={n}: BRL {fmt(b, 2)}, window {fmt(w, 2)}, full {fmt(f, 2)}"
-                   for n, b, w, f in gaps)
-    ev += f"; BRL time exponent {fmt(exps.get('brl'), 2)}"
-    top = max(long)
-    tb, tf = by.get(("brl", top), {}).get("fwd_bwd_ms"), by.get(("full", top), {}).get("fwd_bwd_ms")
-    if tb is not None and tf is not None:
-        ev += f"; at L={top}: BRL {fmt(tb, 1)} ms vs full {fmt(tf, 1)} ms per fwd+bwd"
-    status = "holds" if above_window and near_full else "fails"
-    return text, (status, ev)
+    return text, recall_verdict(rows)
 
 
 def causal_pairs_section(main: Optional[Mapping[str, Any]],
@@ -153,7 +158,7 @@ def causal_steps_section(main: Optional[Mapping[str, Any]],
             line.append(f"{accs} ({secs:,.0f} s)" if secs is not None else accs)
         out.append(line)
     longest, shortest = max(files), min(files)
-    _, verdict = causal_section(files[longest])
+    verdict = recall_verdict(files[longest].get("rows", []))
 
     def acc(steps: int, model: str) -> Optional[float]:
         return next((r.get("accuracy") for r in files[steps].get("rows", [])

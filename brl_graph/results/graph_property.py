@@ -4,7 +4,7 @@ rows)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from brl_graph.labels import MPNN
 from brl_graph.results.common import NOT_RUN, Verdict, fmt, mean_std, table
@@ -21,44 +21,50 @@ PEPTIDES_ANCHORS = (("GPS", 0.6535), ("Exphormer", 0.6527), ("tuned GCN", 0.6860
                     ("Graph ViT", 0.6942))
 
 
+def seed_stats(rows: Sequence[Mapping[str, Any]]) -> Stats:
+    """``{model: (mean, sample std, seeds)}`` of the test metric, models in table order."""
+    stats: Stats = {}
+    for model, _ in GP_MODELS:
+        tests = [r["test"] for r in rows if r["model"] == model and r.get("test") is not None]
+        if tests:
+            stats[model] = (*mean_std(tests), len(tests))
+    return stats
+
+
+def _model_line(name: str, rs: Sequence[Mapping[str, Any]], stat: Tuple[float, float, int]
+                ) -> List[str]:
+    mean, std, n = stat
+    spe = [r["seconds_per_epoch"] for r in rs if r.get("seconds_per_epoch")]
+    mem = [r["peak_memory_mb"] for r in rs if r.get("peak_memory_mb")]
+    return [name, f"{mean:.4f} ± {std:.4f} (n={n}: " + ", ".join(f"{r['test']:.4f}" for r in rs) + ")",
+            fmt(mean_std([r["valid"] for r in rs])[0], 4), fmt(rs[0].get("channels")),
+            fmt(rs[0].get("num_params")), fmt(sum(spe) / len(spe), 1) if spe else "—",
+            fmt(max(mem)) if mem else "—"]
+
+
 def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title: str,
                            config: str, anchors: Sequence[Tuple[str, float]]
-                           ) -> Tuple[str, Dict[str, Tuple[float, float, int]], str]:
+                           ) -> Tuple[str, Stats, str]:
     """A table of ``experiments/graph_property.py`` rows: one line per model with the
     metric's mean ± sample std over seeds, seconds per epoch and peak memory.
-    Returns (markdown, ``{model: (mean, std, seeds)}``, the metric name)."""
+    Returns (markdown, :func:`seed_stats`, the metric name)."""
     head = f"## {number}. {title}\n\n"
     stem = Path(config).stem
     cmd = (f"python experiments/graph_property.py --config {config} --root ../shared/datasets "
            f"--epochs E --json benchmarks/results/{stem}.json")
     rows = list((data or {}).get("rows", []))
-    cfg_command = ((data or {}).get("config") or {}).get("command")
-    drivers = list(dict.fromkeys(r.get("driver") or cfg_command for r in rows))
-    drivers = [d for d in drivers if d]
     anchor_text = ("Published anchors at the full budget (not run here): "
                    + ", ".join(f"{n} {v:.4f}" for n, v in anchors) + ".\n")
     if not rows:
         return (head + f"**{NOT_RUN}** (no `benchmarks/results/{stem}.json`). Command:\n\n"
                 f"    {cmd}\n\n" + anchor_text, {}, "")
     cfg = (data or {}).get("config", {})
+    drivers = [d for d in dict.fromkeys(r.get("driver") or cfg.get("command") for r in rows) if d]
     metric = rows[0].get("metric_name", "metric")
-    stats: Dict[str, Tuple[float, float, int]] = {}
-    out = []
-    for model, name in GP_MODELS:
-        rs = [r for r in rows if r["model"] == model and r.get("test") is not None]
-        if not rs:
-            out.append([name] + [NOT_RUN] + ["—"] * 5)
-            continue
-        mean, std = mean_std([r["test"] for r in rs])
-        stats[model] = (mean, std, len(rs))
-        spe = [r["seconds_per_epoch"] for r in rs if r.get("seconds_per_epoch")]
-        mem = [r["peak_memory_mb"] for r in rs if r.get("peak_memory_mb")]
-        out.append([name, f"{mean:.4f} ± {std:.4f} (n={len(rs)}: "
-                    + ", ".join(f"{r['test']:.4f}" for r in rs) + ")",
-                    fmt(mean_std([r["valid"] for r in rs])[0], 4),
-                    fmt(rs[0].get("channels")), fmt(rs[0].get("num_params")),
-                    fmt(sum(spe) / len(spe), 1) if spe else "—",
-                    fmt(max(mem)) if mem else "—"])
+    stats = seed_stats(rows)
+    out = [_model_line(name, [r for r in rows if r["model"] == model and r.get("test") is not None],
+                       stats[model]) if model in stats else [name, NOT_RUN] + ["—"] * 5
+           for model, name in GP_MODELS]
     epochs = sorted({r.get("epochs") for r in rows})
     budget = cfg.get("budget") or rows[0].get("budget", [])
     text = (head + f"Test {metric} at the best validation epoch, mean ± sample std over seeds. "
@@ -78,7 +84,8 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
     return text, stats, metric
 
 
-def molhiv_verdict(stats: Mapping[str, Tuple[float, float, int]]) -> Verdict:
+def molhiv_verdict(stats: Stats) -> Verdict:
+    """The short-budget bar: BRL >= 0.80 test ROC-AUC."""
     if "brl" not in stats:
         return ("untested", "ogbg-molhiv not run")
     b = stats["brl"]
@@ -86,7 +93,8 @@ def molhiv_verdict(stats: Mapping[str, Tuple[float, float, int]]) -> Verdict:
     return ("holds" if b[0] >= 0.80 else "fails", "test ROC-AUC " + ev)
 
 
-def peptides_verdict(stats: Mapping[str, Tuple[float, float, int]]) -> Verdict:
+def peptides_verdict(stats: Stats) -> Verdict:
+    """BRL above both twins by more than its own std over seeds."""
     if "brl" not in stats or len(stats) < 3:
         return ("untested", "Peptides-func: not every model was run")
     b = stats["brl"][0]
