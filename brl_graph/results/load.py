@@ -3,7 +3,10 @@
 Every row's model label is made current here, once (see :mod:`brl_graph.labels`):
 files written before the labels were fixed, and drivers still running from an
 older checkout, write ``twin``, ``local``, ``gps`` or ``gps-multihead``. No
-section sees those spellings.
+section sees those spellings. Likewise the stored commands of scripts that have
+since moved from ``benchmarks/`` to ``experiments/`` are shown under their
+current path, so every command in the document runs in this tree; the files
+themselves keep what was run.
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv
          "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time",
          "ogbg-molhiv-e100", "peptides-func-e60")
 MODES_PREFIX = "causal_recall_modes"
+#: Scripts moved out of ``benchmarks/`` (issue #14): their stored commands name the old path.
+MOVED_SCRIPTS = {f"python benchmarks/{name}.py": f"python experiments/{name}.py"
+                 for name in ("causal_recall", "graph_property", "long_range", "oversquashing",
+                              "make_results")}
+COMMAND_KEYS = ("command", "commands", "driver")
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 
@@ -73,8 +81,29 @@ def _numbered(results_dir: Path, prefix: str) -> Optional[Dict[int, Any]]:
     return found or None
 
 
+def current_commands(data: Any) -> Any:
+    """``data`` with every stored command (``command``, ``commands``, ``driver`` at any
+    depth) naming a moved script by its current path."""
+    if isinstance(data, dict):
+        return {k: _moved(v) if k in COMMAND_KEYS else current_commands(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [current_commands(v) for v in data]
+    return data
+
+
+def _moved(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_moved(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    for old, new in MOVED_SCRIPTS.items():
+        value = value.replace(old, new)
+    return value
+
+
 def read_json(path: Path) -> Any:
+    """A results file, its stored commands under current paths (:func:`current_commands`)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return current_commands(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None

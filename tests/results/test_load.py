@@ -43,3 +43,14 @@ def test_invalid_json_names_the_file(tmp_path):
     (tmp_path / "long_range.json").write_text("{")
     with pytest.raises(ValueError, match="long_range.json is not valid JSON"):
         load_results(tmp_path)
+
+
+def test_stored_commands_of_moved_scripts_show_the_current_path(tmp_path):
+    old = "python benchmarks/causal_recall.py --steps 3"
+    payload = {"config": {"command": old, "commands": [old, "python benchmarks/scaling.py"]},
+               "rows": [{"model": "brl", "command": old, "driver": old, "note": old}]}
+    (tmp_path / "causal_recall.json").write_text(json.dumps(payload))
+    data = load_results(tmp_path)["causal_recall"]
+    new = "python experiments/causal_recall.py --steps 3"
+    assert data["config"] == {"command": new, "commands": [new, "python benchmarks/scaling.py"]}
+    assert data["rows"][0] == {"model": "brl", "command": new, "driver": new, "note": old}
