@@ -15,10 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # run from a checkout without installing
+# Run as a script, Python puts this file's folder (the checkout) first on the
+# import path, so the package imports from here even when it is not installed.
+from brl_graph.runtime import prefer_passive_omp_wait
 
-from brl_graph.runtime import prefer_passive_omp_wait  # noqa: E402 (needs the path above)
+HERE = Path(__file__).resolve().parent
 
 prefer_passive_omp_wait()  # before anything imports torch
 

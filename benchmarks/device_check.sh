@@ -2,8 +2,10 @@
 # The GPU checks and timings, sized for a short lease on one GPU:
 #   bash benchmarks/device_check.sh OUT_DIR [STEP ...]
 # STEPs (default: all, in this order): checks scaling scaling-bf16
-# scaling-4layer scaling-gps recall. Writes gpu_check.json, scaling_gpu.json,
-# causal_recall_gpu.json and device_check.log to OUT_DIR. Every step has its
+# scaling-4layer scaling-gps recall. The checks are the pytest tests marked
+# cuda (tests/device); their --device-report is gpu_check.json. Writes
+# gpu_check.json, scaling_gpu.json, causal_recall_gpu.json and
+# device_check.log to OUT_DIR. Every step has its
 # own time limit, so a slow one cannot starve the rest; the rows each step
 # finished are kept (scaling rows are appended to one file).
 set -u
@@ -25,12 +27,13 @@ scaling="python benchmarks/scaling.py --device cuda --json $out/scaling_gpu.json
 nvidia-smi -L 2>&1 | tee -a "$log"
 for s in $steps; do
   case $s in
-    checks) run_step 90 python benchmarks/gpu_check.py --device cuda --json "$out/gpu_check.json" ;;
-    scaling) run_step 130 $scaling --sizes 131072 1048576 4194304 --models local brl ;;
-    scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models local brl --bf16 ;;
-    scaling-4layer) run_step 60 $scaling --sizes 1048576 --models local brl --layers 4 ;;
-    scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models gps-multihead gps-performer ;;
-    recall) run_step 150 python benchmarks/causal_recall.py --device cuda --threads 4 \
+    checks) run_step 120 python -m pytest -q -p no:cacheprovider -m cuda tests/device \
+              --device-report "$out/gpu_check.json" ;;
+    scaling) run_step 130 $scaling --sizes 131072 1048576 4194304 --models mpnn brl ;;
+    scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --bf16 ;;
+    scaling-4layer) run_step 60 $scaling --sizes 1048576 --models mpnn brl --layers 4 ;;
+    scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models full performer ;;
+    recall) run_step 150 python experiments/causal_recall.py --device cuda --threads 4 \
               --json "$out/causal_recall_gpu.json" ;;
     *) echo "unknown step '$s'" | tee -a "$log"; exit 2 ;;
   esac

@@ -3,10 +3,10 @@ r"""Scaling benchmark: one graph-transformer layer's forward + backward.
 Compares, on one random graph per size (about 8 directed edges per node,
 :obj:`--channels` features on nodes and edges), the cost of
 
-- ``local``: :class:`brl_graph.nn.BRLConv` with ``num_tokens=0``, the
+- ``mpnn``: :class:`brl_graph.nn.BRLConv` with ``num_tokens=0``, the
   local-only (MPNN) twin;
 - ``brl``: :class:`brl_graph.nn.BRLConv` with ``num_tokens=8, heads=4``;
-- ``gps-multihead`` / ``gps-performer``: PyG's
+- ``full`` / ``performer``: PyG's
   :class:`torch_geometric.nn.GPSConv` with ``heads=4`` and
   ``attn_type="multihead"`` / ``"performer"``,
 
@@ -24,8 +24,8 @@ autocast (the loss is summed in float32).
 Usage::
 
     python benchmarks/scaling.py --sizes 4096 32768 131072 \
-        --models local brl gps-multihead gps-performer --json out.json
-    python benchmarks/scaling.py --sizes 1048576 --models local brl --layers 4 \
+        --models mpnn brl full performer --json out.json
+    python benchmarks/scaling.py --sizes 1048576 --models mpnn brl --layers 4 \
         --checkpoint --json out.json --append     # add rows, keep the others
 
 Method
@@ -39,7 +39,7 @@ a row that
 
 - would obviously not fit in memory: a coarse upper estimate of the inputs
   and the saved activations (:func:`estimate_bytes`, including
-  :math:`3 \cdot H N^2 \cdot 4` bytes per layer for ``gps-multihead`` when
+  :math:`3 \cdot H N^2 \cdot 4` bytes per layer for ``full`` when
   PyTorch would take the quadratic "math" attention path) exceeds 90% of the
   available memory (``MemAvailable`` on CPU, free device memory on CUDA);
 - or, unless ``--no-extrapolate``, whose fwd+bwd time, extrapolated from the
@@ -117,8 +117,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from brl_graph.io import atomic_write_json
+from brl_graph.labels import BRL, FULL, MPNN, PERFORMER, canonical_model
 
-MODELS = ("local", "brl", "gps-multihead", "gps-performer")
+# Row labels (brl_graph.labels); rows and commands written before them say local,
+# gps-multihead and gps-performer, which --models still accepts.
+MODELS = (MPNN, BRL, FULL, PERFORMER)
+# PyG GPSConv's attn_type of the GPS models.
+GPS_ATTENTION = {FULL: "multihead", PERFORMER: "performer"}
 EDGES_PER_NODE = 8
 HEADS = 4
 NUM_TOKENS = 8
@@ -173,9 +178,9 @@ def estimate_bytes(model: str, num_nodes: int, channels: int, layers: int,
     Inputs (:obj:`edge_index` int64, :obj:`edge_attr` and :obj:`x` float32)
     plus, per layer, about :math:`3EC + 8NC` floats of fwd+bwd memory (the
     GINE messages dominate; one CPU run measured :math:`2.9 EC` floats for
-    ``local`` and ``brl`` at :math:`N = 131072`), :math:`100NC` for
-    ``gps-performer``'s random features (measured :math:`\approx 88NC` above the
-    edge term) and, for ``gps-multihead`` on the quadratic attention path,
+    ``mpnn`` and ``brl`` at :math:`N = 131072`), :math:`100NC` for
+    ``performer``'s random features (measured :math:`\approx 88NC` above the
+    edge term) and, for ``full`` on the quadratic attention path,
     :math:`3 H N^2` (attention probabilities, their gradient and a temporary).
     With ``checkpoint``, only one layer's activations live at a time, plus
     each layer's input and output node states. Only meant to skip rows that
@@ -183,9 +188,9 @@ def estimate_bytes(model: str, num_nodes: int, channels: int, layers: int,
     """
     n, e, c = num_nodes, EDGES_PER_NODE * num_nodes, channels
     inputs = 16 * e + 4 * e * c + 4 * n * c
-    node_floats = 100 if model == "gps-performer" else 8
+    node_floats = 100 if model == PERFORMER else 8
     per_layer = 4 * (3 * e * c + node_floats * n * c)
-    if model == "gps-multihead" and quadratic_attention:
+    if model == FULL and quadratic_attention:
         per_layer += 4 * 3 * HEADS * n * n
     if checkpoint:
         return inputs + per_layer + layers * 4 * 2 * n * c
@@ -273,11 +278,10 @@ def _build_layer(model: str, channels: int):
     c = channels
     gine = GINEConv(Sequential(Linear(c, c), ReLU(), Linear(c, c)))
     norm_kwargs = {"mode": "node"}
-    if model in ("local", "brl"):
-        return BRLConv(c, gine, num_tokens=0 if model == "local" else NUM_TOKENS, heads=HEADS,
+    if model in (MPNN, BRL):
+        return BRLConv(c, gine, num_tokens=0 if model == MPNN else NUM_TOKENS, heads=HEADS,
                        norm="layer_norm", norm_kwargs=norm_kwargs)
-    attn_type = model.split("-", 1)[1]
-    return GPSConv(c, gine, heads=HEADS, attn_type=attn_type, norm="layer_norm",
+    return GPSConv(c, gine, heads=HEADS, attn_type=GPS_ATTENTION[model], norm="layer_norm",
                    norm_kwargs=norm_kwargs)
 
 
@@ -296,7 +300,7 @@ def build_model(model: str, channels: int, layers: int, checkpoint: bool = False
     class Stack(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.carries_tokens = model in ("local", "brl")
+            self.carries_tokens = model in (MPNN, BRL)
             self.layers = torch.nn.ModuleList(_build_layer(model, channels) for _ in range(layers))
 
         def forward(self, x, edge_index, edge_attr):
@@ -542,14 +546,9 @@ def measure_row(spec: RowSpec, max_seconds: float) -> Dict[str, Any]:
     return result
 
 
-def write_json_atomic(rows: List[Dict[str, Any]], path: Path) -> None:
-    """Write ``rows`` to ``path`` atomically."""
-    atomic_write_json(path, rows)
-
-
 def _find(rows: Sequence[Dict[str, Any]], model: str, n: int) -> Optional[Dict[str, Any]]:
     for r in rows:
-        if r["model"] == model and r["num_nodes"] == n:
+        if canonical_model(r["model"]) == model and r["num_nodes"] == n:
             return r
     return None
 
@@ -572,17 +571,17 @@ def _ratio(rows: Sequence[Dict[str, Any]], key: str, a: tuple, b: tuple) -> tupl
 def target_checks(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The issue's targets, each ``{"name", "value", "target", "status"}``.
 
-    ``status`` is ``"PASS"``, ``"FAIL"`` or ``"N/A (<why>)"``. The brl/local
+    ``status`` is ``"PASS"``, ``"FAIL"`` or ``"N/A (<why>)"``. The brl/mpnn
     ratio uses the largest size at which both were measured.
     """
     both = [r["num_nodes"] for r in rows if r["model"] == "brl" and r.get("fwd_bwd_ms")
-            and (_find(rows, "local", r["num_nodes"]) or {}).get("fwd_bwd_ms")]
+            and (_find(rows, MPNN, r["num_nodes"]) or {}).get("fwd_bwd_ms")]
     big = max(both) if both else 131072
     specs = [
-        (f"brl / local time @ {big}", "fwd_bwd_ms", ("brl", big), ("local", big), "<=", 1.5),
-        ("gps-multihead / brl time @ 32768", "fwd_bwd_ms", ("gps-multihead", 32768),
+        (f"brl / mpnn time @ {big}", "fwd_bwd_ms", (BRL, big), (MPNN, big), "<=", 1.5),
+        ("full / brl time @ 32768", "fwd_bwd_ms", (FULL, 32768),
          ("brl", 32768), ">=", 20.0),
-        ("gps-performer / brl time @ 131072", "fwd_bwd_ms", ("gps-performer", 131072),
+        ("performer / brl time @ 131072", "fwd_bwd_ms", (PERFORMER, 131072),
          ("brl", 131072), ">=", 2.0),
         ("brl peak mem 131072 / 32768", "peak_mem_mb", ("brl", 131072), ("brl", 32768),
          "<=", 4.6),
@@ -605,7 +604,7 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     head = f"{'model':<14} {'nodes':>8} {'edges':>9} {'fwd+bwd ms':>11} {'peak MiB':>9} " \
            f"{'runs':>4}  note"
     lines = [head, "-" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["num_nodes"], MODELS.index(r["model"]))):
+    for r in sorted(rows, key=lambda r: (r["num_nodes"], MODELS.index(canonical_model(r["model"])))):
         ms = "-" if r.get("fwd_bwd_ms") is None else f"{r['fwd_bwd_ms']:.1f}"
         mem = "-" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:.1f}"
         runs = r.get("repeats", "-")
@@ -662,13 +661,13 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
                 f"{row['fwd_bwd_ms']:.1f} ms, {row['peak_mem_mb'] if row['peak_mem_mb'] is None else round(row['peak_mem_mb'], 1)} MiB"
             print(f"[{model} @ {n}] {shown}  ({took:.0f} s)", flush=True)
             if json_path is not None:
-                write_json_atomic(kept + rows, json_path)
+                atomic_write_json(json_path, kept + rows)
     return kept + rows
 
 
 def row_key(row: Mapping[str, Any]) -> Tuple[Any, ...]:
     """What makes two rows measure the same thing (a rerun replaces the older row)."""
-    return (row["model"], row["num_nodes"], row.get("layers", 1), row.get("channels"),
+    return (canonical_model(row["model"]), row["num_nodes"], row.get("layers", 1), row.get("channels"),
             row.get("device"), bool(row.get("checkpoint", False)), bool(row.get("bf16", False)))
 
 
@@ -717,8 +716,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 32768, 131072],
-                   help="numbers of nodes, one random graph each (up to ~1M for local/brl)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+                   help="numbers of nodes, one random graph each (up to ~1M for mpnn/brl)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                   type=canonical_model)
     p.add_argument("--json", type=str, default=None, help="write the rows here (atomic)")
     p.add_argument("--append", action="store_true",
                    help="keep the rows already in --json, replacing only those this run measures")

@@ -30,12 +30,14 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from brl_graph.io import update_json_locked
+from brl_graph.labels import BRL, FULL, MPNN, canonical_model
 
-# name -> BRLGraphModel overrides; "gps" is PyG's GPSConv with multihead attention.
+# label -> BRLGraphModel overrides; "full" is PyG's GPSConv with multihead attention.
+# Rows written before the labels of brl_graph.labels say twin and gps (--models takes both).
 MODELS: Dict[str, Dict[str, Any]] = {
-    "brl": {"global_attn": "brl"},
-    "twin": {"global_attn": "none"},
-    "gps": {"global_attn": "full"},
+    BRL: {"global_attn": "brl"},
+    MPNN: {"global_attn": "none"},
+    FULL: {"global_attn": "full"},
 }
 
 
@@ -117,7 +119,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ogbg-molhiv")
     p.add_argument("--root", default=None, help="folder with the raw data (read-only is fine)")
-    p.add_argument("--models", nargs="+", default=["brl", "twin", "gps"], choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                   type=canonical_model)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=20, help="distinct batches per round")
     p.add_argument("--rounds", type=int, default=5)
@@ -155,9 +158,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}, "
           f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
     for m, r in result.items():
-        ratio = r["ms_per_step"] / result["twin"]["ms_per_step"] if "twin" in result else float("nan")
+        ratio = r["ms_per_step"] / result[MPNN]["ms_per_step"] if MPNN in result else float("nan")
         print(f"  {m:5s} {r['ms_per_step']:7.1f} ms/step  {r['graphs_per_s']:7.0f} graphs/s  "
-              f"({ratio:.2f}x twin, {r['num_params']:,} params)")
+              f"({ratio:.2f}x mpnn, {r['num_params']:,} params)")
     if args.json is not None:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,

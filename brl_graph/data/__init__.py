@@ -16,13 +16,13 @@ from .metrics import HIGHER_IS_BETTER, compute_metric, filtered_mrr, macro_f1
 from .raw import RawDataError
 
 __all__ = [
-    'Benchmark',
-    'HIGHER_IS_BETTER',
-    'RawDataError',
-    'available_datasets',
-    'compute_metric',
-    'filtered_mrr',
-    'from_pyg',
-    'load_dataset',
-    'macro_f1',
+    "Benchmark",
+    "HIGHER_IS_BETTER",
+    "RawDataError",
+    "available_datasets",
+    "compute_metric",
+    "filtered_mrr",
+    "from_pyg",
+    "load_dataset",
+    "macro_f1",
 ]

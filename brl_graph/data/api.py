@@ -9,19 +9,19 @@ from .smiles import load_smiles_csv
 from .synthetic import ring_transfer, tree_neighbors_match
 
 
-_SYNTHETIC_AND_CSV = ('tree-neighbors-match', 'ring-transfer', 'smiles-csv')
+_SYNTHETIC_AND_CSV = ("tree-neighbors-match", "ring-transfer", "smiles-csv")
 
 
 def _target(name: str) -> Callable[..., Benchmark]:
-    if name.startswith('ogbg-'):
+    if name.startswith("ogbg-"):
         return load_ogb
     if name in PEPTIDES:
         return load_peptides
     if name in PYG_LRGB:
         return load_pyg_lrgb
-    return {'tree-neighbors-match': tree_neighbors_match,
-            'ring-transfer': ring_transfer,
-            'smiles-csv': load_smiles_csv}[name]
+    return {"tree-neighbors-match": tree_neighbors_match,
+            "ring-transfer": ring_transfer,
+            "smiles-csv": load_smiles_csv}[name]
 
 
 def available_datasets() -> List[str]:
@@ -57,20 +57,20 @@ def load_dataset(name: str, root=None, cache_dir=None, **options) -> Benchmark:
     """
     names = available_datasets()
     if name not in names:
-        if name.startswith('ogbg-'):
+        if name.startswith("ogbg-"):
             ogb_mol_names()  # raises ImportError when ogb is what is missing
         raise KeyError(f"unknown dataset '{name}'; available: {names}")
     target = _target(name)
     params = inspect.signature(target).parameters
-    accepted = [p for p in params if p != 'name']
+    accepted = [p for p in params if p != "name"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for dataset '{name}'; "
-                         f'accepted: {accepted}')
-    if 'root' in params:
-        options['root'] = root
-    if 'cache_dir' in params:
-        options['cache_dir'] = cache_dir
-    if 'name' in params:
-        options['name'] = name
+                         f"accepted: {accepted}")
+    if "root" in params:
+        options["root"] = root
+    if "cache_dir" in params:
+        options["cache_dir"] = cache_dir
+    if "name" in params:
+        options["name"] = name
     return target(**options)

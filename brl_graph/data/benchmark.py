@@ -9,14 +9,14 @@ from torch_geometric.data import Data
 from .metrics import HIGHER_IS_BETTER, compute_metric
 from .transforms import apply_pe, pe_dims, pe_options
 
-TASKS = ('binary', 'multilabel', 'multiclass', 'regression')
-LEVELS = ('graph', 'node', 'readout', 'link')
+TASKS = ("binary", "multilabel", "multiclass", "regression")
+LEVELS = ("graph", "node", "readout", "link")
 #: Task -> metric used when none is given.
 DEFAULT_METRIC = {
-    'binary': 'rocauc',
-    'multilabel': 'rocauc',
-    'multiclass': 'accuracy',
-    'regression': 'rmse',
+    "binary": "rocauc",
+    "multilabel": "rocauc",
+    "multiclass": "accuracy",
+    "regression": "rmse",
 }
 
 
@@ -62,7 +62,7 @@ class Benchmark:
     num_tasks: int
     metric: str
     num_classes: int = 0
-    level: str = 'graph'
+    level: str = "graph"
     node_readout: Optional[str] = None
     atom_features: bool = False
     num_node_features: int = 0
@@ -75,22 +75,22 @@ class Benchmark:
             raise ValueError(f"unknown task '{self.task}'; choose from {TASKS}")
         if self.metric not in HIGHER_IS_BETTER:
             raise ValueError(f"unknown metric '{self.metric}'; choose from "
-                             f'{sorted(HIGHER_IS_BETTER)}')
+                             f"{sorted(HIGHER_IS_BETTER)}")
         if self.level not in LEVELS:
             raise ValueError(f"unknown level '{self.level}'; choose from "
-                             f'{LEVELS}')
-        if self.level == 'readout' and not self.node_readout:
+                             f"{LEVELS}")
+        if self.level == "readout" and not self.node_readout:
             raise ValueError("level 'readout' needs node_readout= (the name "
-                             'of the boolean node attribute)')
-        if self.task == 'multiclass' and self.num_classes < 2:
-            raise ValueError(f'a multiclass task needs num_classes >= 2, got '
-                             f'{self.num_classes}')
+                             "of the boolean node attribute)")
+        if self.task == "multiclass" and self.num_classes < 2:
+            raise ValueError(f"a multiclass task needs num_classes >= 2, got "
+                             f"{self.num_classes}")
 
     @property
     def out_channels(self) -> int:
         """Model outputs per prediction: ``num_classes`` for multiclass,
         else ``num_tasks``."""
-        return self.num_classes if self.task == 'multiclass' else self.num_tasks
+        return self.num_classes if self.task == "multiclass" else self.num_tasks
 
     @property
     def higher_is_better(self) -> bool:
@@ -114,13 +114,13 @@ class Benchmark:
             ``{metric: value}``. For ``ogbg-*`` the value equals OGB's
             ``Evaluator``.
         """
-        if self.metric != 'mrr' and self.task != 'multiclass':
-            y_true = _as_2d(y_true, self.num_tasks, 'y_true')
-            y_pred = _as_2d(y_pred, self.num_tasks, 'y_pred')
+        if self.metric != "mrr" and self.task != "multiclass":
+            y_true = _as_2d(y_true, self.num_tasks, "y_true")
+            y_pred = _as_2d(y_pred, self.num_tasks, "y_pred")
         return {self.metric: compute_metric(self.metric, y_true, y_pred)}
 
     def __repr__(self) -> str:
-        sizes = '/'.join(str(len(s)) for s in (self.train, self.valid, self.test))
+        sizes = "/".join(str(len(s)) for s in (self.train, self.valid, self.test))
         return (f"Benchmark(name='{self.name}', graphs={sizes}, "
                 f"task='{self.task}', num_tasks={self.num_tasks}, "
                 f"num_classes={self.num_classes}, metric='{self.metric}', "
@@ -130,16 +130,16 @@ class Benchmark:
 def _as_2d(value, num_tasks: int, name: str):
     if isinstance(value, Tensor) and value.dim() == 1 and num_tasks == 1:
         return value.view(-1, 1)
-    if hasattr(value, 'ndim') and value.ndim == 2 and value.shape[1] != num_tasks:
-        raise ValueError(f'{name} has {value.shape[1]} columns but the '
-                         f'benchmark has {num_tasks} task(s)')
+    if hasattr(value, "ndim") and value.ndim == 2 and value.shape[1] != num_tasks:
+        raise ValueError(f"{name} has {value.shape[1]} columns but the "
+                         f"benchmark has {num_tasks} task(s)")
     return value
 
 
 def from_pyg(train: Sequence[Data], valid: Sequence[Data], test: Sequence[Data],
              task: str, num_classes: Optional[int] = None,
              metric: Optional[str] = None, node_readout: Optional[str] = None,
-             name: str = 'custom', level: Optional[str] = None,
+             name: str = "custom", level: Optional[str] = None,
              pe=None, rwse_dim: int = 16, lap_pe_dim: int = 8,
              pe_seed: int = 0) -> Benchmark:
     r"""Wraps a user's own PyG datasets (or lists of ``Data``).
@@ -165,44 +165,44 @@ def from_pyg(train: Sequence[Data], valid: Sequence[Data], test: Sequence[Data],
     """
     if task not in TASKS:
         raise ValueError(f"unknown task '{task}'; choose from {TASKS}")
-    splits = {'train': train, 'valid': valid, 'test': test}
+    splits = {"train": train, "valid": valid, "test": test}
     for split, ds in splits.items():
         if len(ds) == 0:
             raise ValueError(f"split '{split}' is empty")
     first = train[0]
-    for attr in ('edge_index', 'y'):
+    for attr in ("edge_index", "y"):
         if getattr(first, attr, None) is None:
             raise ValueError(f"train[0] has no '{attr}'")
     if node_readout is not None:
         mask = getattr(first, node_readout, None)
         if mask is None or mask.dtype != torch.bool:
             raise ValueError(f"node_readout='{node_readout}' must name a "
-                             'boolean node attribute of every graph')
+                             "boolean node attribute of every graph")
         if int(mask.sum()) != 1:
             raise ValueError(f"train[0].{node_readout} marks {int(mask.sum())} "
-                             'nodes; exactly one readout node is required')
+                             "nodes; exactly one readout node is required")
     y = first.y
-    if task == 'multiclass':
+    if task == "multiclass":
         num_tasks = 1
         if num_classes is None:
             num_classes = 1 + max(int(g.y.max()) for ds in splits.values()
                                   for g in ds)
     else:
         num_tasks = int(y.size(-1)) if y.dim() > 0 else 1
-        num_classes = 0 if task == 'regression' else 2
+        num_classes = 0 if task == "regression" else 2
     if level is None:
         if node_readout is not None:
-            level = 'readout'
-        elif (task == 'multiclass' and first.num_nodes > 1
+            level = "readout"
+        elif (task == "multiclass" and first.num_nodes > 1
               and y.numel() == first.num_nodes):
-            level = 'node'
+            level = "node"
         else:
-            level = 'graph'
+            level = "graph"
     opts = pe_options(pe, rwse_dim, lap_pe_dim, pe_seed)
     if opts:
         train, valid, test = (apply_pe([g.clone() for g in ds], opts)
                               for ds in (train, valid, test))
-    x, ea = first.x, getattr(first, 'edge_attr', None)
+    x, ea = first.x, getattr(first, "edge_attr", None)
     atom = (x is not None and not x.is_floating_point() and x.dim() == 2
             and x.size(1) == 9 and ea is not None and not ea.is_floating_point()
             and ea.dim() == 2 and ea.size(1) == 3)
@@ -212,7 +212,7 @@ def from_pyg(train: Sequence[Data], valid: Sequence[Data], test: Sequence[Data],
         metric=metric or DEFAULT_METRIC[task], level=level,
         node_readout=node_readout, atom_features=atom,
         num_node_features=_width(x), num_edge_features=_width(ea),
-        pe=pe_dims(opts), info={'source': 'from_pyg'})
+        pe=pe_dims(opts), info={"source": "from_pyg"})
 
 
 def _width(t: Optional[Tensor]) -> int:

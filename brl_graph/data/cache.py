@@ -32,10 +32,10 @@ PathLike = Union[str, os.PathLike]
 def default_cache_dir() -> Path:
     """``$BRL_CACHE``, else ``$XDG_CACHE_HOME/brl_graph``, else
     ``~/.cache/brl_graph``."""
-    if os.environ.get('BRL_CACHE'):
-        return Path(os.environ['BRL_CACHE']).expanduser()
-    base = os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache'
-    return Path(base).expanduser() / 'brl_graph'
+    if os.environ.get("BRL_CACHE"):
+        return Path(os.environ["BRL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "brl_graph"
 
 
 class GraphStore(InMemoryDataset):
@@ -52,8 +52,8 @@ class GraphStore(InMemoryDataset):
         super().__init__(None, transform)
         missing = set(data) ^ set(slices)
         if missing:
-            raise ValueError(f'data and slices must have the same keys; '
-                             f'mismatched: {sorted(missing)}')
+            raise ValueError(f"data and slices must have the same keys; "
+                             f"mismatched: {sorted(missing)}")
         self._data = Data.from_dict(dict(data))
         self.slices = dict(slices)
 
@@ -81,27 +81,27 @@ def collate_graphs(
     """
     g = num_nodes.numel()
     if num_edges.numel() != g:
-        raise ValueError(f'num_nodes has {g} graphs but num_edges has '
-                         f'{num_edges.numel()}')
+        raise ValueError(f"num_nodes has {g} graphs but num_edges has "
+                         f"{num_edges.numel()}")
     node_ptr = _offsets(num_nodes)
     edge_ptr = _offsets(num_edges)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f'edge_index must have shape [2, E], got '
-                         f'{tuple(edge_index.shape)}')
+        raise ValueError(f"edge_index must have shape [2, E], got "
+                         f"{tuple(edge_index.shape)}")
     if edge_index.size(1) != int(edge_ptr[-1]):
-        raise ValueError(f'edge_index has {edge_index.size(1)} edges but '
-                         f'num_edges sums to {int(edge_ptr[-1])}')
-    data = {'edge_index': edge_index.long()}
-    slices = {'edge_index': edge_ptr}
+        raise ValueError(f"edge_index has {edge_index.size(1)} edges but "
+                         f"num_edges sums to {int(edge_ptr[-1])}")
+    data = {"edge_index": edge_index.long()}
+    slices = {"edge_index": edge_ptr}
     for name, value in node_attrs.items():
-        _check_rows(name, value, int(node_ptr[-1]), 'sum(num_nodes)')
+        _check_rows(name, value, int(node_ptr[-1]), "sum(num_nodes)")
         data[name], slices[name] = value, node_ptr
     for name, value in edge_attrs.items():
-        _check_rows(name, value, int(edge_ptr[-1]), 'sum(num_edges)')
+        _check_rows(name, value, int(edge_ptr[-1]), "sum(num_edges)")
         data[name], slices[name] = value, edge_ptr
     graph_ptr = torch.arange(g + 1)
     for name, value in graph_attrs.items():
-        _check_rows(name, value, g, 'the number of graphs')
+        _check_rows(name, value, g, "the number of graphs")
         data[name], slices[name] = value, graph_ptr
     return data, slices
 
@@ -109,14 +109,14 @@ def collate_graphs(
 def _offsets(counts: Tensor) -> Tensor:
     counts = counts.long().view(-1)
     if (counts < 0).any():
-        raise ValueError('counts must be non-negative')
+        raise ValueError("counts must be non-negative")
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
 def _check_rows(name: str, value: Tensor, expected: int, what: str) -> None:
     if value.size(0) != expected:
         raise ValueError(f"attribute '{name}' has {value.size(0)} rows but "
-                         f'{what} is {expected}')
+                         f"{what} is {expected}")
 
 
 def recollate(graphs: Iterable[Data]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
@@ -137,7 +137,7 @@ def file_fingerprint(paths: Sequence[Path]) -> List[List[Any]]:
 
 def cache_key(options: Mapping[str, Any]) -> str:
     """A short stable hash of JSON-serialisable ``options``."""
-    text = json.dumps({'format': FORMAT_VERSION, **options}, sort_keys=True,
+    text = json.dumps({"format": FORMAT_VERSION, **options}, sort_keys=True,
                       default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -146,7 +146,7 @@ def cache_path(cache_dir: Optional[PathLike], dataset: str,
                options: Mapping[str, Any]) -> Path:
     """``<cache_dir>/<dataset>/<cache_key(options)>.pt``."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return root / dataset / f'{cache_key(options)}.pt'
+    return root / dataset / f"{cache_key(options)}.pt"
 
 
 _SMALL_INTS = (torch.uint8, torch.int16, torch.int32)
@@ -157,7 +157,7 @@ def pack_integers(tensors: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dic
     values (OGB features fit in a byte), returning the original dtypes."""
     packed, dtypes = {}, {}
     for name, t in tensors.items():
-        dtypes[name] = str(t.dtype).replace('torch.', '')
+        dtypes[name] = str(t.dtype).replace("torch.", "")
         if t.dtype in (torch.int64, torch.int32) and t.numel() > 0:
             lo, hi = int(t.min()), int(t.max())
             for small in _SMALL_INTS:
@@ -186,16 +186,16 @@ def save_processed(path: Path, payload: Mapping[str, Any]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path.parent, suffix='.tmp')
+        probe = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp")
         probe.close()
     except OSError as exc:
         raise PermissionError(
-            f'cannot write processed data to {path.parent} ({exc}); pass a '
-            f'writable cache_dir= or set $BRL_CACHE') from exc
+            f"cannot write processed data to {path.parent} ({exc}); pass a "
+            f"writable cache_dir= or set $BRL_CACHE") from exc
     payload = dict(payload)
-    if 'data' in payload:
-        payload['data'], payload['dtypes'] = pack_integers(payload['data'])
-    atomic_write(path, lambda f: torch.save({'format': FORMAT_VERSION, **payload}, f))
+    if "data" in payload:
+        payload["data"], payload["dtypes"] = pack_integers(payload["data"])
+    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **payload}, f))
 
 
 def load_processed(path: Path) -> Optional[Dict[str, Any]]:
@@ -205,14 +205,14 @@ def load_processed(path: Path) -> Optional[Dict[str, Any]]:
     if not path.is_file():
         return None
     try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # A truncated or foreign file: rebuild it.
         return None
-    if not isinstance(payload, dict) or payload.get('format') != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         return None
-    if 'data' in payload:
-        payload['data'] = unpack_integers(payload['data'],
-                                          payload.pop('dtypes', {}))
+    if "data" in payload:
+        payload["data"] = unpack_integers(payload["data"],
+                                          payload.pop("dtypes", {}))
     return payload
 
 
@@ -222,12 +222,12 @@ def cached(path: Path, build: Callable[[], Dict[str, Any]],
     what happened: ``{"cache_file", "from_cache", "load_seconds"}`` plus
     ``"process_seconds"`` when it was built."""
     t0 = time.perf_counter()
-    info: Dict[str, Any] = {'cache_file': str(path)}
+    info: Dict[str, Any] = {"cache_file": str(path)}
     payload = None if force_reload else load_processed(path)
     if payload is None:
         payload = build()
-        info['process_seconds'] = time.perf_counter() - t0
+        info["process_seconds"] = time.perf_counter() - t0
         save_processed(path, payload)
-    info['from_cache'] = 'process_seconds' not in info
-    info['load_seconds'] = time.perf_counter() - t0
+    info["from_cache"] = "process_seconds" not in info
+    info["load_seconds"] = time.perf_counter() - t0
     return payload, info

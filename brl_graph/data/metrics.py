@@ -24,13 +24,13 @@ ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
 
 #: Metric name -> whether a larger value is better.
 HIGHER_IS_BETTER: Dict[str, bool] = {
-    'rocauc': True,
-    'ap': True,
-    'rmse': False,
-    'mae': False,
-    'accuracy': True,
-    'f1': True,
-    'mrr': True,
+    "rocauc": True,
+    "ap": True,
+    "rmse": False,
+    "mae": False,
+    "accuracy": True,
+    "f1": True,
+    "mrr": True,
 }
 
 
@@ -58,8 +58,8 @@ def as_task_matrix(y_true: ArrayLike, y_pred: ArrayLike):
     Raises:
         ValueError: if the shapes differ or are not 1-D/2-D.
     """
-    t = _floating(to_numpy(y_true, 'y_true'))
-    p = _floating(to_numpy(y_pred, 'y_pred'))
+    t = _floating(to_numpy(y_true, "y_true"))
+    p = _floating(to_numpy(y_pred, "y_pred"))
     if t.ndim == 1:
         t = t[:, None]
     if p.ndim == 1:
@@ -101,8 +101,8 @@ def rocauc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         mask = ~np.isnan(t[:, i])
         values.append(roc_auc_score(t[mask, i], p[mask, i]))
     if not values:
-        raise ValueError('ROC-AUC is undefined: no task has both a positive '
-                         'and a negative labelled example')
+        raise ValueError("ROC-AUC is undefined: no task has both a positive "
+                         "and a negative labelled example")
     return float(sum(values) / len(values))
 
 
@@ -119,8 +119,8 @@ def average_precision(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         mask = ~np.isnan(t[:, i])
         values.append(average_precision_score(t[mask, i], p[mask, i]))
     if not values:
-        raise ValueError('Average precision is undefined: no task has both a '
-                         'positive and a negative labelled example')
+        raise ValueError("Average precision is undefined: no task has both a "
+                         "positive and a negative labelled example")
     return float(sum(values) / len(values))
 
 
@@ -149,7 +149,7 @@ def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         if mask.any():
             values.append(np.abs(t[mask, i] - p[mask, i]).mean())
     if not values:
-        raise ValueError('MAE is undefined: every label is missing')
+        raise ValueError("MAE is undefined: every label is missing")
     return float(sum(values) / len(values))
 
 
@@ -161,22 +161,22 @@ def class_predictions(y_true: ArrayLike, y_pred: ArrayLike):
         y_true: class indices, shape ``[N]`` or ``[N, 1]``.
         y_pred: class scores ``[N, C]`` (arg-maxed) or class indices ``[N]``.
     """
-    t = to_numpy(y_true, 'y_true')
-    p = to_numpy(y_pred, 'y_pred')
+    t = to_numpy(y_true, "y_true")
+    p = to_numpy(y_pred, "y_pred")
     t = t.reshape(-1) if t.ndim == 2 and t.shape[1] == 1 else t
     if t.ndim != 1:
-        raise ValueError(f'y_true must hold one class index per example '
-                         f'(shape [N] or [N, 1]), got {tuple(t.shape)}')
+        raise ValueError(f"y_true must hold one class index per example "
+                         f"(shape [N] or [N, 1]), got {tuple(t.shape)}")
     if p.ndim == 2 and p.shape[1] > 1:
         p = p.argmax(axis=1)
     elif p.ndim <= 2:
         p = p.reshape(-1)
     else:
-        raise ValueError(f'y_pred must be class scores [N, C] or class '
-                         f'indices [N], got {tuple(p.shape)}')
+        raise ValueError(f"y_pred must be class scores [N, C] or class "
+                         f"indices [N], got {tuple(p.shape)}")
     if p.shape[0] != t.shape[0]:
-        raise ValueError(f'y_true has {t.shape[0]} examples but y_pred has '
-                         f'{p.shape[0]}')
+        raise ValueError(f"y_true has {t.shape[0]} examples but y_pred has "
+                         f"{p.shape[0]}")
     t = t.astype(np.float64)
     keep = ~np.isnan(t) & (t >= 0)
     return t[keep].astype(np.int64), p[keep].astype(np.int64)
@@ -186,7 +186,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     r"""Fraction of labelled examples whose arg-max class is the label."""
     t, p = class_predictions(y_true, y_pred)
     if t.size == 0:
-        raise ValueError('Accuracy is undefined: no labelled example')
+        raise ValueError("Accuracy is undefined: no labelled example")
     return float((t == p).mean())
 
 
@@ -202,7 +202,7 @@ def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """
     t, p = class_predictions(y_true, y_pred)
     if t.size == 0:
-        raise ValueError('F1 is undefined: no labelled example')
+        raise ValueError("F1 is undefined: no labelled example")
     classes = np.union1d(t, p)
     scores = []
     for c in classes:
@@ -234,22 +234,22 @@ def filtered_mrr(scores: Sequence[Tensor], pos_edge_index: Sequence[Tensor],
         exclude_self_loops: also filter the pairs :math:`(u, u)`.
     """
     if len(scores) != len(pos_edge_index):
-        raise ValueError(f'got {len(scores)} score matrices but '
-                         f'{len(pos_edge_index)} positive edge sets')
+        raise ValueError(f"got {len(scores)} score matrices but "
+                         f"{len(pos_edge_index)} positive edge sets")
     per_graph = []
     for g, (s, pos) in enumerate(zip(scores, pos_edge_index)):
         s = torch.as_tensor(s, dtype=torch.float64)
         pos = torch.as_tensor(pos, dtype=torch.long)
         n = s.size(0)
         if s.dim() != 2 or s.size(1) != n:
-            raise ValueError(f'graph {g}: scores must be square [N, N], got '
-                             f'{tuple(s.shape)}')
+            raise ValueError(f"graph {g}: scores must be square [N, N], got "
+                             f"{tuple(s.shape)}")
         if pos.dim() != 2 or pos.size(0) != 2:
-            raise ValueError(f'graph {g}: positive edges must have shape '
-                             f'[2, P], got {tuple(pos.shape)}')
+            raise ValueError(f"graph {g}: positive edges must have shape "
+                             f"[2, P], got {tuple(pos.shape)}")
         if pos.numel() > 0 and (pos.min() < 0 or pos.max() >= n):
-            raise ValueError(f'graph {g}: positive edge index out of range '
-                             f'[0, {n})')
+            raise ValueError(f"graph {g}: positive edge index out of range "
+                             f"[0, {n})")
         if pos.size(1) == 0:
             continue
         is_pos = torch.zeros(n, n, dtype=torch.bool)
@@ -263,7 +263,7 @@ def filtered_mrr(scores: Sequence[Tensor], pos_edge_index: Sequence[Tensor],
         rank = 1 + beats.sum(dim=1)
         per_graph.append((1.0 / rank.double()).mean().item())
     if not per_graph:
-        raise ValueError('MRR is undefined: no graph has a positive pair')
+        raise ValueError("MRR is undefined: no graph has a positive pair")
     return float(np.mean(per_graph))
 
 
@@ -275,13 +275,13 @@ def mrr(y_true: Sequence[Tensor], y_pred: Sequence[Tensor]) -> float:
 
 #: Metric name -> function of ``(y_true, y_pred)``.
 METRIC_FUNCTIONS = {
-    'rocauc': rocauc,
-    'ap': average_precision,
-    'rmse': rmse,
-    'mae': mae,
-    'accuracy': accuracy,
-    'f1': macro_f1,
-    'mrr': mrr,
+    "rocauc": rocauc,
+    "ap": average_precision,
+    "rmse": rmse,
+    "mae": mae,
+    "accuracy": accuracy,
+    "f1": macro_f1,
+    "mrr": mrr,
 }
 
 

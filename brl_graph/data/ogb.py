@@ -31,23 +31,23 @@ from .cache import GraphStore, cache_path, cached, collate_graphs, file_fingerpr
 from .raw import RawDataError, RawFile, is_writable, missing_error, resolve_root, verify_file
 from .transforms import apply_pe, pe_dims, pe_options
 
-RAW_FILES = ('edge.csv.gz', 'num-node-list.csv.gz', 'num-edge-list.csv.gz',
-             'node-feat.csv.gz', 'edge-feat.csv.gz', 'graph-label.csv.gz')
-SPLITS = ('train', 'valid', 'test')
+RAW_FILES = ("edge.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz",
+             "node-feat.csv.gz", "edge-feat.csv.gz", "graph-label.csv.gz")
+SPLITS = ("train", "valid", "test")
 
 # SHA-256 of the official ogbg-molhiv release (they match checksums
 # published independently of this project); others are checked structurally.
 KNOWN_SHA256: Dict[str, Dict[str, str]] = {
-    'ogbg-molhiv': {
-        'raw/edge-feat.csv.gz': 'a59f5bcf890de811555f5d3819a96f713b4f8b6204801f286991c197afacf836',
-        'raw/edge.csv.gz': 'd279b2d408f553cdc6e8ff9712e8eb52ee8831e6f63d29431812e27bca119389',
-        'raw/graph-label.csv.gz': '88f950d08c606556cca1c1ffef05229f46d64043ad7fa617e8938a3ae9779993',
-        'raw/node-feat.csv.gz': '1e875d13c6442622d2b4f3763e7b0ef48cf2c769828b087ef0efe91c3bdb574b',
-        'raw/num-edge-list.csv.gz': 'fa058f23514328fd69bc9c4c31fd8f5938c4ce18726855489d0c0e2dfeaddd37',
-        'raw/num-node-list.csv.gz': 'e26f7e29de4a3985c7f47482838c62f870c90c4d01871c57bfeae1b8d993a24b',
-        'split/scaffold/test.csv.gz': '27485729d83edd6f47eb3b8daff69fdb32c9df6b36b17204ef87f8dc1a30eab1',
-        'split/scaffold/train.csv.gz': '9f1e46e77897b3de3d19452cbd47c312e2844a0ec664c1c9dc897c10d12e42f0',
-        'split/scaffold/valid.csv.gz': 'eaf4d6b4630f9e689d2b203669674d0dc309673319e8ac32daa9e9ca90e2e1fa',
+    "ogbg-molhiv": {
+        "raw/edge-feat.csv.gz": "a59f5bcf890de811555f5d3819a96f713b4f8b6204801f286991c197afacf836",
+        "raw/edge.csv.gz": "d279b2d408f553cdc6e8ff9712e8eb52ee8831e6f63d29431812e27bca119389",
+        "raw/graph-label.csv.gz": "88f950d08c606556cca1c1ffef05229f46d64043ad7fa617e8938a3ae9779993",
+        "raw/node-feat.csv.gz": "1e875d13c6442622d2b4f3763e7b0ef48cf2c769828b087ef0efe91c3bdb574b",
+        "raw/num-edge-list.csv.gz": "fa058f23514328fd69bc9c4c31fd8f5938c4ce18726855489d0c0e2dfeaddd37",
+        "raw/num-node-list.csv.gz": "e26f7e29de4a3985c7f47482838c62f870c90c4d01871c57bfeae1b8d993a24b",
+        "split/scaffold/test.csv.gz": "27485729d83edd6f47eb3b8daff69fdb32c9df6b36b17204ef87f8dc1a30eab1",
+        "split/scaffold/train.csv.gz": "9f1e46e77897b3de3d19452cbd47c312e2844a0ec664c1c9dc897c10d12e42f0",
+        "split/scaffold/valid.csv.gz": "eaf4d6b4630f9e689d2b203669674d0dc309673319e8ac32daa9e9ca90e2e1fa",
     },
 }
 
@@ -55,32 +55,32 @@ KNOWN_SHA256: Dict[str, Dict[str, str]] = {
 @lru_cache(maxsize=1)
 def _master() -> pd.DataFrame:
     import importlib.util
-    spec = importlib.util.find_spec('ogb')
+    spec = importlib.util.find_spec("ogb")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError('the ogb package is required for ogbg-* datasets')
-    path = Path(list(spec.submodule_search_locations)[0]) / 'graphproppred' / 'master.csv'
+        raise ImportError("the ogb package is required for ogbg-* datasets")
+    path = Path(list(spec.submodule_search_locations)[0]) / "graphproppred" / "master.csv"
     return pd.read_csv(path, index_col=0, keep_default_na=False)
 
 
 def ogb_mol_names() -> List[str]:
     """All ``ogbg-mol*`` names listed in OGB's ``master.csv``."""
-    return sorted(c for c in _master().columns if c.startswith('ogbg-mol'))
+    return sorted(c for c in _master().columns if c.startswith("ogbg-mol"))
 
 
 def ogb_meta(name: str) -> Dict[str, object]:
     """Facts about ``name`` from OGB's ``master.csv``."""
     if name not in ogb_mol_names():
         raise KeyError(f"unknown OGB molecule dataset '{name}'; available: "
-                       f'{ogb_mol_names()}')
+                       f"{ogb_mol_names()}")
     m = _master()[name]
     return {
-        'num_tasks': int(m['num tasks']),
-        'metric': str(m['eval metric']),
-        'task_type': str(m['task type']),
-        'url': str(m['url']),
-        'split': str(m['split']),
-        'download_name': str(m['download_name']),
-        'add_inverse_edge': str(m['add_inverse_edge']) == 'True',
+        "num_tasks": int(m["num tasks"]),
+        "metric": str(m["eval metric"]),
+        "task_type": str(m["task type"]),
+        "url": str(m["url"]),
+        "split": str(m["split"]),
+        "download_name": str(m["download_name"]),
+        "add_inverse_edge": str(m["add_inverse_edge"]) == "True",
     }
 
 
@@ -88,9 +88,9 @@ def raw_specs(name: str) -> List[RawFile]:
     """The raw and split files of ``name`` with their URL and checksums."""
     meta = ogb_meta(name)
     sha = KNOWN_SHA256.get(name, {})
-    rels = [f'raw/{f}' for f in RAW_FILES]
+    rels = [f"raw/{f}" for f in RAW_FILES]
     rels += [f"split/{meta['split']}/{s}.csv.gz" for s in SPLITS]
-    return [RawFile(r, str(meta['url']), sha256=sha.get(r)) for r in rels]
+    return [RawFile(r, str(meta["url"]), sha256=sha.get(r)) for r in rels]
 
 
 def _download_archive(name: str, root: Path) -> None:
@@ -98,18 +98,18 @@ def _download_archive(name: str, root: Path) -> None:
     from torch_geometric.data import download_url
 
     meta = ogb_meta(name)
-    target = root / name.replace('-', '_')
+    target = root / name.replace("-", "_")
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix='.download-'))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".download-"))
     try:
         try:
-            archive = download_url(str(meta['url']), str(tmp), log=False)
+            archive = download_url(str(meta["url"]), str(tmp), log=False)
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)
         except Exception as exc:
             raise RawDataError(f"downloading {meta['url']} for {name} into "
-                               f'{target} failed: {exc}') from exc
-        unpacked = tmp / str(meta['download_name'])
+                               f"{target} failed: {exc}") from exc
+        unpacked = tmp / str(meta["download_name"])
         if not unpacked.is_dir():
             raise RawDataError(f"{meta['url']} did not contain the folder "
                                f"'{meta['download_name']}'")
@@ -126,21 +126,21 @@ def ensure_raw(name: str, root: Path, download: bool = True,
         RawDataError: a file is missing (naming the path and URL), the folder
             is incomplete, not writable, or a known checksum differs.
     """
-    folder = root / name.replace('-', '_')
+    folder = root / name.replace("-", "_")
     specs = raw_specs(name)
     missing = [s for s in specs if not (folder / s.path).is_file()]
     if missing:
         if folder.exists():
-            raise missing_error(folder, missing, f'{folder} exists but is '
-                                'incomplete; remove it (to download it again) '
-                                'or restore the files.')
+            raise missing_error(folder, missing, f"{folder} exists but is "
+                                "incomplete; remove it (to download it again) "
+                                "or restore the files.")
         if not download:
             raise missing_error(folder, missing,
-                                'Downloads are disabled (download=False).')
+                                "Downloads are disabled (download=False).")
         if not is_writable(root):
-            raise missing_error(folder, missing, f'{root} is not writable, so '
-                                'the dataset cannot be downloaded there; '
-                                'download it yourself or pass a writable root=.')
+            raise missing_error(folder, missing, f"{root} is not writable, so "
+                                "the dataset cannot be downloaded there; "
+                                "download it yourself or pass a writable root=.")
         _download_archive(name, root)
         verify = True  # always check what was downloaded
     if verify:
@@ -151,12 +151,12 @@ def ensure_raw(name: str, root: Path, download: bool = True,
 
 def _read_csv(path: Path, url: str, dtype=None) -> np.ndarray:
     try:
-        return pd.read_csv(path, compression='gzip', header=None,
+        return pd.read_csv(path, compression="gzip", header=None,
                            dtype=dtype).values
     except Exception as exc:
-        raise RawDataError(f'cannot parse {path} ({type(exc).__name__}: '
-                           f'{exc}); the file is corrupt. Official URL: '
-                           f'{url}') from exc
+        raise RawDataError(f"cannot parse {path} ({type(exc).__name__}: "
+                           f"{exc}); the file is corrupt. Official URL: "
+                           f"{url}") from exc
 
 
 def read_raw(folder: Path, name: str) -> Dict[str, object]:
@@ -168,28 +168,28 @@ def read_raw(folder: Path, name: str) -> Dict[str, object]:
         directions), ``y`` float ``[G, T]`` (``NaN`` = missing).
     """
     meta = ogb_meta(name)
-    url = str(meta['url'])
-    r = folder / 'raw'
-    edge = _read_csv(r / 'edge.csv.gz', url).astype(np.int64)
-    num_nodes = _read_csv(r / 'num-node-list.csv.gz', url).astype(np.int64).reshape(-1)
-    num_edges = _read_csv(r / 'num-edge-list.csv.gz', url).astype(np.int64).reshape(-1)
-    node_feat = _read_csv(r / 'node-feat.csv.gz', url).astype(np.int64)
-    edge_feat = _read_csv(r / 'edge-feat.csv.gz', url).astype(np.int64)
-    labels = _read_csv(r / 'graph-label.csv.gz', url).astype(np.float32)
+    url = str(meta["url"])
+    r = folder / "raw"
+    edge = _read_csv(r / "edge.csv.gz", url).astype(np.int64)
+    num_nodes = _read_csv(r / "num-node-list.csv.gz", url).astype(np.int64).reshape(-1)
+    num_edges = _read_csv(r / "num-edge-list.csv.gz", url).astype(np.int64).reshape(-1)
+    node_feat = _read_csv(r / "node-feat.csv.gz", url).astype(np.int64)
+    edge_feat = _read_csv(r / "edge-feat.csv.gz", url).astype(np.int64)
+    labels = _read_csv(r / "graph-label.csv.gz", url).astype(np.float32)
 
     g = num_nodes.shape[0]
     checks = [
-        (num_edges.shape[0] == g, 'num-edge-list and num-node-list differ in length'),
-        (node_feat.shape[0] == num_nodes.sum(), 'node-feat rows != sum(num-node-list)'),
-        (edge.shape[0] == num_edges.sum(), 'edge rows != sum(num-edge-list)'),
-        (edge_feat.shape[0] == edge.shape[0], 'edge-feat rows != edge rows'),
-        (labels.shape[0] == g, 'graph-label rows != number of graphs'),
-        (labels.shape[1] == meta['num_tasks'], 'graph-label columns != num tasks'),
+        (num_edges.shape[0] == g, "num-edge-list and num-node-list differ in length"),
+        (node_feat.shape[0] == num_nodes.sum(), "node-feat rows != sum(num-node-list)"),
+        (edge.shape[0] == num_edges.sum(), "edge rows != sum(num-edge-list)"),
+        (edge_feat.shape[0] == edge.shape[0], "edge-feat rows != edge rows"),
+        (labels.shape[0] == g, "graph-label rows != number of graphs"),
+        (labels.shape[1] == meta["num_tasks"], "graph-label columns != num tasks"),
     ]
     for ok, what in checks:
         if not ok:
-            raise RawDataError(f'{r} is inconsistent: {what}; the files are '
-                               f'corrupt. Official URL: {url}')
+            raise RawDataError(f"{r} is inconsistent: {what}; the files are "
+                               f"corrupt. Official URL: {url}")
     # Local node indices must lie inside their own graph.
     owner_size = np.repeat(num_nodes, num_edges)
     if edge.size and ((edge < 0).any() or (edge.max(1) >= owner_size).any()):
@@ -198,7 +198,7 @@ def read_raw(folder: Path, name: str) -> Dict[str, object]:
 
     edge_index = torch.from_numpy(edge.T.copy())
     edge_attr = torch.from_numpy(edge_feat)
-    if meta['add_inverse_edge']:
+    if meta["add_inverse_edge"]:
         both = torch.empty(2, 2 * edge.shape[0], dtype=torch.long)
         both[:, 0::2] = edge_index
         both[:, 1::2] = edge_index.flip(0)
@@ -208,33 +208,33 @@ def read_raw(folder: Path, name: str) -> Dict[str, object]:
 
     data, slices = collate_graphs(
         torch.from_numpy(num_nodes), torch.from_numpy(num_edges),
-        {'x': torch.from_numpy(node_feat)}, edge_index,
-        {'edge_attr': edge_attr}, {'y': torch.from_numpy(labels)})
+        {"x": torch.from_numpy(node_feat)}, edge_index,
+        {"edge_attr": edge_attr}, {"y": torch.from_numpy(labels)})
 
     splits = {}
     for s in SPLITS:
-        path = folder / 'split' / str(meta['split']) / f'{s}.csv.gz'
+        path = folder / "split" / str(meta["split"]) / f"{s}.csv.gz"
         idx = torch.from_numpy(_read_csv(path, url).astype(np.int64).reshape(-1))
         if idx.numel() and (idx.min() < 0 or idx.max() >= g):
-            raise RawDataError(f'{path} has graph indices outside [0, {g}); '
-                               f'the file is corrupt. URL: {url}')
+            raise RawDataError(f"{path} has graph indices outside [0, {g}); "
+                               f"the file is corrupt. URL: {url}")
         splits[s] = idx
-    return {'data': data, 'slices': slices, 'splits': splits}
+    return {"data": data, "slices": slices, "splits": splits}
 
 
 def with_pe(payload: Dict[str, object], opts: Dict[str, object]) -> Dict[str, object]:
     """Adds the encodings of ``opts`` to every graph of a payload."""
     if not opts:
         return payload
-    store = GraphStore(payload['data'], payload['slices'])
+    store = GraphStore(payload["data"], payload["slices"])
     data, slices = recollate(apply_pe((store[i] for i in range(len(store))), opts))
-    return {**payload, 'data': data, 'slices': slices}
+    return {**payload, "data": data, "slices": slices}
 
 
 def split_benchmark_sets(payload: Dict[str, object], transform=None):
     """``(train, valid, test)`` views of the stored graphs."""
-    store = GraphStore(payload['data'], payload['slices'], transform=transform)
-    return tuple(store[payload['splits'][s]] for s in SPLITS)
+    store = GraphStore(payload["data"], payload["slices"], transform=transform)
+    return tuple(store[payload["splits"][s]] for s in SPLITS)
 
 
 def load_ogb(name: str, root=None, cache_dir=None, download: bool = True,
@@ -256,17 +256,17 @@ def load_ogb(name: str, root=None, cache_dir=None, download: bool = True,
     folder = ensure_raw(name, resolve_root(root), download, verify)
     opts = pe_options(pe, rwse_dim, lap_pe_dim, pe_seed)
     files = [folder / s.path for s in raw_specs(name)]
-    path = cache_path(cache_dir, name, {'dataset': name, 'raw': file_fingerprint(files), **opts})
+    path = cache_path(cache_dir, name, {"dataset": name, "raw": file_fingerprint(files), **opts})
 
     payload, info = cached(path, lambda: with_pe(read_raw(folder, name), opts), force_reload)
     train, valid, test = split_benchmark_sets(payload)
-    binary = 'classification' in str(meta['task_type'])
-    num_tasks = int(meta['num_tasks'])
-    task = ('regression' if not binary else
-            'binary' if num_tasks == 1 else 'multilabel')
-    info = {'root': str(folder), **info, 'options': opts}
+    binary = "classification" in str(meta["task_type"])
+    num_tasks = int(meta["num_tasks"])
+    task = ("regression" if not binary else
+            "binary" if num_tasks == 1 else "multilabel")
+    info = {"root": str(folder), **info, "options": opts}
     return Benchmark(
         name=name, train=train, valid=valid, test=test, task=task,
         num_tasks=num_tasks, num_classes=2 if binary else 0,
-        metric=str(meta['metric']), level='graph', atom_features=True,
+        metric=str(meta["metric"]), level="graph", atom_features=True,
         num_node_features=9, num_edge_features=3, pe=pe_dims(opts), info=info)

@@ -46,12 +46,12 @@ class RawFile:
 def default_root() -> Path:
     """``$BRL_DATA``, else ``<project>/datasets`` in a source checkout,
     else ``./datasets``."""
-    if os.environ.get('BRL_DATA'):
-        return Path(os.environ['BRL_DATA']).expanduser()
+    if os.environ.get("BRL_DATA"):
+        return Path(os.environ["BRL_DATA"]).expanduser()
     project = Path(__file__).resolve().parents[2]
-    if (project / 'setup.py').is_file() or (project / 'datasets').is_dir():
-        return project / 'datasets'
-    return Path.cwd() / 'datasets'
+    if (project / "setup.py").is_file() or (project / "datasets").is_dir():
+        return project / "datasets"
+    return Path.cwd() / "datasets"
 
 
 def resolve_root(root: Optional[PathLike]) -> Path:
@@ -62,8 +62,8 @@ def resolve_root(root: Optional[PathLike]) -> Path:
 def file_digest(path: Path, algorithm: str) -> str:
     """Hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.new(algorithm)
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
@@ -75,22 +75,22 @@ def verify_file(path: Path, spec: RawFile) -> None:
         RawDataError: naming the file, the expected and actual digests and
             the official URL.
     """
-    for algorithm, expected in (('md5', spec.md5), ('sha256', spec.sha256)):
+    for algorithm, expected in (("md5", spec.md5), ("sha256", spec.sha256)):
         if expected is None:
             continue
         actual = file_digest(path, algorithm)
         if actual != expected:
             raise RawDataError(
-                f'{path} is corrupt: its {algorithm} is {actual}, expected '
-                f'{expected}. Delete it and download it again from '
-                f'{spec.url}')
+                f"{path} is corrupt: its {algorithm} is {actual}, expected "
+                f"{expected}. Delete it and download it again from "
+                f"{spec.url}")
 
 
 def missing_error(folder: Path, missing: Sequence[RawFile], why: str) -> RawDataError:
     """A :class:`RawDataError` listing each missing file with its URL."""
-    lines = '\n'.join(f'  {folder / f.path}  (official URL: {f.url})'
+    lines = "\n".join(f"  {folder / f.path}  (official URL: {f.url})"
                       for f in missing)
-    return RawDataError(f'missing raw file(s):\n{lines}\n{why}')
+    return RawDataError(f"missing raw file(s):\n{lines}\n{why}")
 
 
 def is_writable(folder: Path) -> bool:
@@ -132,13 +132,13 @@ def download_file(url: str, target: Path, spec: Optional[RawFile] = None) -> Pat
     from torch_geometric.data import download_url
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix='.download-'))
+    tmp_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
     try:
         try:
             got = Path(download_url(url, str(tmp_dir), log=False))
         except Exception as exc:
-            raise RawDataError(f'downloading {url} to {target} failed: '
-                               f'{exc}') from exc
+            raise RawDataError(f"downloading {url} to {target} failed: "
+                               f"{exc}") from exc
         if spec is not None:
             verify_file(got, spec)
         os.replace(got, target)
@@ -159,12 +159,12 @@ def ensure_files(folder: Path, files: Sequence[RawFile], download: bool,
     if missing:
         if not download:
             raise missing_error(folder, missing,
-                                'Downloads are disabled (download=False).')
+                                "Downloads are disabled (download=False).")
         if not is_writable(folder):
             raise missing_error(
-                folder, missing, f'{folder} is not writable, so they cannot '
-                'be downloaded there; download them yourself or pass a '
-                'writable root=.')
+                folder, missing, f"{folder} is not writable, so they cannot "
+                "be downloaded there; download them yourself or pass a "
+                "writable root=.")
         with removed_on_failure(folder):
             for f in missing:
                 download_file(f.url, folder / f.path, f)

@@ -54,8 +54,8 @@ class SharedStructureDataset(Dataset):
                  shared: Optional[Dict[str, Tensor]] = None,
                  transform=None) -> None:
         if x.dim() != 3 or x.size(0) != y.size(0):
-            raise ValueError(f'x must be [G, N, F] and y [G]; got '
-                             f'{tuple(x.shape)} and {tuple(y.shape)}')
+            raise ValueError(f"x must be [G, N, F] and y [G]; got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
         self.edge_index = edge_index
         self.node_x = x
         self.labels = y
@@ -92,15 +92,15 @@ def _shared_with_pe(template: Data, opts: Dict[str, object],
 def stratified_split(labels: Tensor, fractions: Sequence[float],
                      generator: torch.Generator) -> Dict[str, Tensor]:
     """Per class, shuffles its examples and cuts them by ``fractions``."""
-    out: Dict[str, List[Tensor]] = {'train': [], 'valid': [], 'test': []}
+    out: Dict[str, List[Tensor]] = {"train": [], "valid": [], "test": []}
     for c in labels.unique().tolist():
         idx = (labels == c).nonzero().view(-1)
         idx = idx[torch.randperm(idx.numel(), generator=generator)]
         n_valid = int(round(fractions[1] * idx.numel()))
         n_test = int(round(fractions[2] * idx.numel()))
-        out['valid'].append(idx[:n_valid])
-        out['test'].append(idx[n_valid:n_valid + n_test])
-        out['train'].append(idx[n_valid + n_test:])
+        out["valid"].append(idx[:n_valid])
+        out["test"].append(idx[n_valid:n_valid + n_test])
+        out["train"].append(idx[n_valid + n_test:])
     return {k: torch.cat(v).sort().values for k, v in out.items()}
 
 
@@ -123,13 +123,13 @@ def tree_permutations(num_leaves: int, depth: int,
     return torch.stack(rows)
 
 
-TREE_EDGES = ('undirected', 'upward')
+TREE_EDGES = ("undirected", "upward")
 
 
 def tree_neighbors_match(depth: int, seed: int = 0,
                          split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                          pe=None, rwse_dim: int = 16, lap_pe_dim: int = 8,
-                         pe_seed: int = 0, edges: str = 'undirected') -> Benchmark:
+                         pe_seed: int = 0, edges: str = "undirected") -> Benchmark:
     r"""The Tree-NeighborsMatch task of depth ``depth`` (see module doc).
 
     Args:
@@ -143,19 +143,19 @@ def tree_neighbors_match(depth: int, seed: int = 0,
         pe, rwse_dim, lap_pe_dim, pe_seed: see :mod:`.transforms`.
     """
     if not 2 <= int(depth) <= 12:
-        raise ValueError(f'depth must be in 2..12, got {depth}')
+        raise ValueError(f"depth must be in 2..12, got {depth}")
     fr = tuple(float(f) for f in split_fractions)
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
-        raise ValueError(f'split_fractions must be three non-negative numbers '
-                         f'summing to 1, got {split_fractions}')
+        raise ValueError(f"split_fractions must be three non-negative numbers "
+                         f"summing to 1, got {split_fractions}")
     if edges not in TREE_EDGES:
-        raise ValueError(f'edges must be one of {TREE_EDGES}, got {edges!r}')
+        raise ValueError(f"edges must be one of {TREE_EDGES}, got {edges!r}")
     depth = int(depth)
     gen = torch.Generator().manual_seed(int(seed))
     num_leaves = 2**depth
     num_nodes = 2 * num_leaves - 1
     first_leaf = num_leaves - 1  # heap order: children of i are 2i+1, 2i+2
-    if edges == 'upward':
+    if edges == "upward":
         child = torch.arange(1, num_nodes)
         edge_index = torch.stack([child, (child - 1) // 2])  # source child, target parent
     else:
@@ -182,31 +182,31 @@ def tree_neighbors_match(depth: int, seed: int = 0,
                                   transform=PairOneHot(num_leaves + 1))
     splits = stratified_split(y, fr, gen)
     return Benchmark(
-        name='tree-neighbors-match', train=full[splits['train']],
-        valid=full[splits['valid']], test=full[splits['test']],
-        task='multiclass', num_tasks=1, num_classes=num_leaves,
-        metric='accuracy', level='readout', node_readout=READOUT_MASK,
+        name="tree-neighbors-match", train=full[splits["train"]],
+        valid=full[splits["valid"]], test=full[splits["test"]],
+        task="multiclass", num_tasks=1, num_classes=num_leaves,
+        metric="accuracy", level="readout", node_readout=READOUT_MASK,
         num_node_features=2 * (num_leaves + 1), num_edge_features=0,
         pe=pe_dims(opts),
-        info={'depth': depth, 'seed': int(seed), 'num_graphs': g,
-              'num_nodes': num_nodes, 'edges': edges, 'options': opts})
+        info={"depth": depth, "seed": int(seed), "num_graphs": g,
+              "num_nodes": num_nodes, "edges": edges, "options": opts})
 
 
 def ring_edges(nodes: int, variant: str) -> Tensor:
     """Undirected ``edge_index`` of a ring or crossed ring on ``nodes``."""
     pairs = [(i, (i + 1) % nodes) for i in range(nodes)]
-    if variant == 'crossed-ring':
+    if variant == "crossed-ring":
         for i in range(1, (nodes + 1) // 2):
             for j in (nodes - i - 1, nodes - i + 1):
                 if 0 < j < nodes and j != i and abs(j - i) not in (1, nodes - 1):
                     pairs.append((i, j))
-    elif variant != 'ring':
+    elif variant != "ring":
         raise ValueError(f"variant must be 'ring' or 'crossed-ring', got "
                          f"'{variant}'")
     return _undirected(pairs)
 
 
-def ring_transfer(nodes: int, variant: str = 'ring', seed: int = 0,
+def ring_transfer(nodes: int, variant: str = "ring", seed: int = 0,
                   classes: int = 5, num_train: int = 5000, num_valid: int = 500,
                   num_test: int = 500, pe=None, rwse_dim: int = 16,
                   lap_pe_dim: int = 8, pe_seed: int = 0) -> Benchmark:
@@ -222,16 +222,16 @@ def ring_transfer(nodes: int, variant: str = 'ring', seed: int = 0,
     """
     nodes = int(nodes)
     if nodes < 4:
-        raise ValueError(f'nodes must be >= 4, got {nodes}')
+        raise ValueError(f"nodes must be >= 4, got {nodes}")
     if classes < 2:
-        raise ValueError(f'classes must be >= 2, got {classes}')
+        raise ValueError(f"classes must be >= 2, got {classes}")
     edge_index = ring_edges(nodes, variant)
     gen = torch.Generator().manual_seed(int(seed))
-    sizes = {'train': num_train, 'valid': num_valid, 'test': num_test}
+    sizes = {"train": num_train, "valid": num_valid, "test": num_test}
     labels = []
     for split, size in sizes.items():
         if size < 1:
-            raise ValueError(f'num_{split} must be >= 1, got {size}')
+            raise ValueError(f"num_{split} must be >= 1, got {size}")
         balanced = torch.arange(size) % classes
         labels.append(balanced[torch.randperm(size, generator=gen)])
     y = torch.cat(labels)
@@ -249,9 +249,9 @@ def ring_transfer(nodes: int, variant: str = 'ring', seed: int = 0,
     train, valid, test = (full[torch.arange(bounds[i], bounds[i + 1])]
                           for i in range(3))
     return Benchmark(
-        name='ring-transfer', train=train, valid=valid, test=test,
-        task='multiclass', num_tasks=1, num_classes=classes,
-        metric='accuracy', level='readout', node_readout=READOUT_MASK,
+        name="ring-transfer", train=train, valid=valid, test=test,
+        task="multiclass", num_tasks=1, num_classes=classes,
+        metric="accuracy", level="readout", node_readout=READOUT_MASK,
         num_node_features=classes, num_edge_features=0, pe=pe_dims(opts),
-        info={'nodes': nodes, 'variant': variant, 'seed': int(seed),
-              'source_node': source, 'options': opts})
+        info={"nodes": nodes, "variant": variant, "seed": int(seed),
+              "source_node": source, "options": opts})

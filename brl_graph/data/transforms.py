@@ -35,7 +35,7 @@ def normalize_pe(pe: Union[None, str, Sequence[str]]) -> List[str]:
     kinds = [pe] if isinstance(pe, str) else list(pe)
     bad = [k for k in kinds if k not in PE_KINDS]
     if bad:
-        raise ValueError(f'unknown pe kind(s) {bad}; choose from {PE_KINDS}')
+        raise ValueError(f"unknown pe kind(s) {bad}; choose from {PE_KINDS}")
     return sorted(set(kinds))
 
 
@@ -44,25 +44,25 @@ def pe_options(pe, rwse_dim: int = 16, lap_pe_dim: int = 8,
     """The PE options that matter for caching (empty when no PE)."""
     kinds = normalize_pe(pe)
     opts: Dict[str, object] = {}
-    if 'rwse' in kinds:
+    if "rwse" in kinds:
         if int(rwse_dim) < 1:
-            raise ValueError(f'rwse_dim must be >= 1, got {rwse_dim}')
-        opts['rwse_dim'] = int(rwse_dim)
-    if 'lap' in kinds:
+            raise ValueError(f"rwse_dim must be >= 1, got {rwse_dim}")
+        opts["rwse_dim"] = int(rwse_dim)
+    if "lap" in kinds:
         if int(lap_pe_dim) < 1:
-            raise ValueError(f'lap_pe_dim must be >= 1, got {lap_pe_dim}')
-        opts['lap_pe_dim'] = int(lap_pe_dim)
-        opts['pe_seed'] = int(pe_seed)
+            raise ValueError(f"lap_pe_dim must be >= 1, got {lap_pe_dim}")
+        opts["lap_pe_dim"] = int(lap_pe_dim)
+        opts["pe_seed"] = int(pe_seed)
     return opts
 
 
 def pe_dims(opts: Dict[str, object]) -> Dict[str, int]:
     """Attribute name -> width, from :func:`pe_options`' output."""
     dims = {}
-    if 'rwse_dim' in opts:
-        dims[PE_ATTRS['rwse']] = int(opts['rwse_dim'])
-    if 'lap_pe_dim' in opts:
-        dims[PE_ATTRS['lap']] = int(opts['lap_pe_dim'])
+    if "rwse_dim" in opts:
+        dims[PE_ATTRS["rwse"]] = int(opts["rwse_dim"])
+    if "lap_pe_dim" in opts:
+        dims[PE_ATTRS["lap"]] = int(opts["lap_pe_dim"])
     return dims
 
 
@@ -89,11 +89,11 @@ class PaddedLaplacianPE(BaseTransform):
         pe = torch.zeros(n, self.k)
         if n > 1:
             # The dense path of PyG's transform handles k = n - 1 exactly.
-            small = AddLaplacianEigenvectorPE(n - 1, attr_name='_lap',
+            small = AddLaplacianEigenvectorPE(n - 1, attr_name="_lap",
                                               is_undirected=undirected)(
                                                   Data(edge_index=data.edge_index,
                                                        num_nodes=n))
-            pe[:, :n - 1] = small['_lap'].float()
+            pe[:, :n - 1] = small["_lap"].float()
         data[self.attr_name] = pe
         return data
 
@@ -102,10 +102,10 @@ class PETransform(BaseTransform):
     """Adds the encodings described by :func:`pe_options` output."""
     def __init__(self, opts: Dict[str, object]) -> None:
         self.opts = dict(opts)
-        self.rwse = (AddRandomWalkPE(int(opts['rwse_dim']), attr_name=RWSE)
-                     if 'rwse_dim' in opts else None)
-        self.lap = (PaddedLaplacianPE(int(opts['lap_pe_dim']), LAP_PE)
-                    if 'lap_pe_dim' in opts else None)
+        self.rwse = (AddRandomWalkPE(int(opts["rwse_dim"]), attr_name=RWSE)
+                     if "rwse_dim" in opts else None)
+        self.lap = (PaddedLaplacianPE(int(opts["lap_pe_dim"]), LAP_PE)
+                    if "lap_pe_dim" in opts else None)
 
     def forward(self, data: Data) -> Data:
         if self.rwse is not None:
@@ -116,7 +116,7 @@ class PETransform(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({self.opts})'
+        return f"{self.__class__.__name__}({self.opts})"
 
 
 @contextmanager
@@ -145,7 +145,7 @@ def apply_pe(graphs: Iterable[Data], opts: Dict[str, object]) -> List[Data]:
     the Laplacian eigenvector signs are reproducible."""
     transform = PETransform(opts)
     with torch.random.fork_rng(devices=[]), single_threaded():
-        torch.manual_seed(int(opts.get('pe_seed', 0)))
+        torch.manual_seed(int(opts.get("pe_seed", 0)))
         return [transform(g) for g in graphs]
 
 
@@ -168,5 +168,5 @@ class PairOneHot(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({self.num_values})'
+        return f"{self.__class__.__name__}({self.num_values})"
 

@@ -15,12 +15,12 @@ def _spec(scaling, model, n, **kw):
     return scaling.RowSpec(model=model, num_nodes=n, repeats=2, warmup=1, threads=1, **kw)
 
 
-def test_measure_row_schema_local_and_brl(scaling, tmp_path):
-    specs = [_spec(scaling, m, 256) for m in ("local", "brl")]
+def test_measure_row_schema_mpnn_and_brl(scaling, tmp_path):
+    specs = [_spec(scaling, m, 256) for m in ("mpnn", "brl")]
     # Two workers side by side: each runs single-threaded in its own process.
     with ThreadPoolExecutor(2) as pool:
         rows = list(pool.map(lambda s: scaling.measure_row(s, max_seconds=120), specs))
-    for model, row in zip(("local", "brl"), rows):
+    for model, row in zip(("mpnn", "brl"), rows):
         assert "skipped" not in row, row
         assert {"model", "num_nodes", "num_edges", "fwd_bwd_ms", "peak_mem_mb"} <= row.keys()
         assert row["model"] == model
@@ -33,7 +33,7 @@ def test_measure_row_schema_local_and_brl(scaling, tmp_path):
         assert row["peak_mem_mb"] is None or row["peak_mem_mb"] >= 0
     # The rows are JSON-serialisable as written by the script.
     out = tmp_path / "sub" / "rows.json"
-    scaling.write_json_atomic(rows, out)
+    scaling.atomic_write_json(out, rows)
     assert json.loads(out.read_text()) == rows
     assert [p.name for p in out.parent.iterdir()] == ["rows.json"]  # no temp file left
 
@@ -48,9 +48,9 @@ def test_timeout_kills_worker_and_skips(scaling):
 
 def test_memory_skip(scaling):
     n = 131072
-    mh = _spec(scaling, "gps-multihead", n)
+    mh = _spec(scaling, "full", n)
     # Quadratic attention: 3 * 4 heads * n^2 * 4 bytes alone is ~800 GiB.
-    assert scaling.estimate_bytes("gps-multihead", n, 64, 1, True) > 3 * 4 * n * n * 4
+    assert scaling.estimate_bytes("full", n, 64, 1, True) > 3 * 4 * n * n * 4
     assert scaling.memory_skip_reason(mh, avail=64 * 2**30, quadratic_attention=True)
     assert scaling.memory_skip_reason(mh, avail=64 * 2**30, quadratic_attention=False) is None
     brl = _spec(scaling, "brl", n)
@@ -63,7 +63,7 @@ def test_memory_skip(scaling):
 
 
 def test_extrapolation_skip(scaling):
-    spec = _spec(scaling, "gps-multihead", 131072)
+    spec = _spec(scaling, "full", 131072)
     prev = [{"num_nodes": 4096, "fwd_bwd_ms": 100.0}, {"num_nodes": 32768, "fwd_bwd_ms": 6400.0}]
     # Exponent 2: 6.4 s * 16 = 102 s per pass, two passes exceed 120 s.
     reason = scaling.extrapolation_skip_reason(spec, prev, max_seconds=120)
@@ -84,20 +84,20 @@ def _row(model, n, ms, mem, skipped=None):
 
 
 def test_target_checks(scaling):
-    rows = [_row("local", 32768, 100, 50), _row("brl", 32768, 120, 60),
-            _row("gps-multihead", 32768, 3000, 70),
-            _row("local", 131072, 400, 200), _row("brl", 131072, 700, 300),
-            _row("gps-performer", 131072, None, None, skipped="too slow")]
+    rows = [_row("mpnn", 32768, 100, 50), _row("brl", 32768, 120, 60),
+            _row("full", 32768, 3000, 70),
+            _row("local", 131072, 400, 200), _row("brl", 131072, 700, 300),  # legacy label
+            _row("performer", 131072, None, None, skipped="too slow")]
     checks = {c["name"]: c for c in scaling.target_checks(rows)}
-    brl_local = checks["brl / local time @ 131072"]
+    brl_local = checks["brl / mpnn time @ 131072"]
     assert brl_local["value"] == pytest.approx(1.75) and brl_local["status"] == "FAIL"
-    mh = checks["gps-multihead / brl time @ 32768"]
+    mh = checks["full / brl time @ 32768"]
     assert mh["value"] == pytest.approx(25.0) and mh["status"] == "PASS"
-    assert checks["gps-performer / brl time @ 131072"]["status"].startswith("N/A")
+    assert checks["performer / brl time @ 131072"]["status"].startswith("N/A")
     mem = checks["brl peak mem 131072 / 32768"]
     assert mem["value"] == pytest.approx(5.0) and mem["status"] == "FAIL"
     table = scaling.format_table(rows)
-    assert "skipped: too slow" in table and "gps-performer" in table
+    assert "skipped: too slow" in table and "performer" in table
 
 
 def test_bad_inputs(scaling):
@@ -109,6 +109,9 @@ def test_bad_inputs(scaling):
         scaling.RowSpec(model="brl", num_nodes=10, channels=6)
     with pytest.raises(SystemExit):
         scaling.parse_args(["--models", "nope"])
+    # Stored commands of older rows name the legacy labels: they still parse.
+    assert scaling.parse_args(["--models", "local", "gps-multihead", "gps-performer"]).models == [
+        "mpnn", "full", "performer"]
     with pytest.raises(SystemExit):
         scaling.parse_args(["--max-seconds", "0"])
 

@@ -13,15 +13,15 @@ def test_rows_for_every_model_with_the_command(st, tmp_path, capsys):
     argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
             "--batches", "2", "--rounds", "2", "--warmup", "1", "--layers", "1",
             "--channels", "16", "--heads", "2", "--batch-size", "4",
-            "--models", "brl", "twin", "gps", "--json", str(out)]
+            "--models", "brl", "twin", "full", "--json", str(out)]  # twin: legacy label
     assert st.main(argv) == 0
     rows = json.loads(out.read_text())
-    assert sorted(r["model"] for r in rows) == ["brl", "gps", "twin"]
+    assert sorted(r["model"] for r in rows) == ["brl", "full", "mpnn"]
     for r in rows:
         assert r["ms_per_step"] > 0 and r["graphs_per_s"] > 0 and r["num_params"] > 0
         assert "--option nodes=10" in r["command"]
     printed = capsys.readouterr().out
-    assert "x twin" in printed and "brl" in printed
+    assert "x mpnn" in printed and "brl" in printed
     # a second call replaces its rows instead of adding copies
     assert st.main(argv) == 0
     assert len(json.loads(out.read_text())) == 3

@@ -13,10 +13,10 @@ import torch
 # tests that use the copies also request that fixture, which skips when the
 # real data is absent.
 _SHARED = Path(os.environ.get(
-    'BRL_SHARED_DATASETS',
-    Path(__file__).resolve().parents[2].parent / 'shared' / 'datasets'))
+    "BRL_SHARED_DATASETS",
+    Path(__file__).resolve().parents[2].parent / "shared" / "datasets"))
 
-_COPIED = ('ogbg_molhiv', 'ogbg_molesol', 'peptides-functional', 'moleculenet')
+_COPIED = ("ogbg_molhiv", "ogbg_molesol", "peptides-functional", "moleculenet")
 
 
 def make_read_only(root: Path) -> None:
@@ -36,7 +36,7 @@ def make_writable(root: Path) -> None:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
 
 
-def split_labels(ds) -> 'torch.Tensor':
+def split_labels(ds) -> "torch.Tensor":
     """Graph labels of a split straight from the collated storage (reading
     tens of thousands of graphs one by one is slow); the first is checked
     against the public per-graph access."""
@@ -50,18 +50,18 @@ def snapshot(root: Path) -> List[Tuple[str, int, int]]:
     """Every path under ``root`` with size and mtime: proves nothing was
     written (also when tests run as root, who ignores permission bits)."""
     out = []
-    for p in sorted(root.rglob('*')):
+    for p in sorted(root.rglob("*")):
         st = p.stat()
         out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
     return out
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def _readonly_copy(tmp_path_factory):
     if not _SHARED.is_dir():
         yield None
         return
-    root = tmp_path_factory.mktemp('ro_root')
+    root = tmp_path_factory.mktemp("ro_root")
     for name in _COPIED:
         if (_SHARED / name).exists():
             shutil.copytree(_SHARED / name, root / name)
@@ -76,13 +76,13 @@ def ro_root(shared_datasets, _readonly_copy) -> Path:
     return _readonly_copy
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
     """A cache folder shared by the whole session."""
-    return tmp_path_factory.mktemp('cache')
+    return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def _loaded() -> Dict[str, object]:
     return {}
 

@@ -22,7 +22,7 @@ from .conftest import split_labels
 def _bench(name, task, num_tasks, metric):
     return Benchmark(name=name, train=[], valid=[], test=[], task=task,
                      num_tasks=num_tasks, metric=metric,
-                     num_classes=0 if task == 'regression' else 2)
+                     num_classes=0 if task == "regression" else 2)
 
 
 def _labels(rng, shape, nan_frac=0.0):
@@ -31,11 +31,11 @@ def _labels(rng, shape, nan_frac=0.0):
     return y
 
 
-@pytest.mark.parametrize('name,metric,num_tasks,nan_frac', [
-    ('ogbg-molhiv', 'rocauc', 1, 0.0),
-    ('ogbg-moltox21', 'rocauc', 12, 0.3),
-    ('ogbg-molpcba', 'ap', 128, 0.5),
-    ('ogbg-molmuv', 'ap', 17, 0.2),
+@pytest.mark.parametrize("name,metric,num_tasks,nan_frac", [
+    ("ogbg-molhiv", "rocauc", 1, 0.0),
+    ("ogbg-moltox21", "rocauc", 12, 0.3),
+    ("ogbg-molpcba", "ap", 128, 0.5),
+    ("ogbg-molmuv", "ap", 17, 0.2),
 ])
 def test_classification_equals_ogb_evaluator(name, metric, num_tasks, nan_frac):
     rng = np.random.default_rng(0)
@@ -45,8 +45,8 @@ def test_classification_equals_ogb_evaluator(name, metric, num_tasks, nan_frac):
     y_true[:, 0] = np.where(np.isnan(y_true[:, 0]), np.nan, 1.0)
     if num_tasks == 1:
         y_true = _labels(rng, (300, 1))
-    expected = Evaluator(name).eval({'y_true': y_true, 'y_pred': y_pred})[metric]
-    bench = _bench(name, 'binary' if num_tasks == 1 else 'multilabel',
+    expected = Evaluator(name).eval({"y_true": y_true, "y_pred": y_pred})[metric]
+    bench = _bench(name, "binary" if num_tasks == 1 else "multilabel",
                    num_tasks, metric)
     got = bench.evaluate(torch.from_numpy(y_true), torch.from_numpy(y_pred))
     assert got == {metric: expected}
@@ -57,8 +57,8 @@ def test_rmse_equals_ogb_evaluator():
     rng = np.random.default_rng(1)
     y_true = rng.normal(size=(200, 1)).astype(np.float32)
     y_pred = rng.normal(size=(200, 1)).astype(np.float32)
-    expected = Evaluator('ogbg-molesol').eval({'y_true': y_true, 'y_pred': y_pred})
-    bench = _bench('ogbg-molesol', 'regression', 1, 'rmse')
+    expected = Evaluator("ogbg-molesol").eval({"y_true": y_true, "y_pred": y_pred})
+    bench = _bench("ogbg-molesol", "regression", 1, "rmse")
     assert bench.evaluate(torch.from_numpy(y_true), torch.from_numpy(y_pred)) == expected
     # A flat prediction vector is accepted for single-task sets.
     assert bench.evaluate(torch.from_numpy(y_true[:, 0]),
@@ -89,14 +89,14 @@ def test_nan_labels_are_ignored():
 
 
 def test_undefined_and_bad_shapes_raise():
-    with pytest.raises(ValueError, match='no task has both'):
+    with pytest.raises(ValueError, match="no task has both"):
         rocauc(np.ones((4, 1)), np.zeros((4, 1)))
-    with pytest.raises(ValueError, match='shape'):
+    with pytest.raises(ValueError, match="shape"):
         rmse(np.zeros((4, 2)), np.zeros((4, 3)))
-    with pytest.raises(KeyError, match='unknown metric'):
-        compute_metric('auc', [1], [1])
-    bench = _bench('x', 'multilabel', 3, 'ap')
-    with pytest.raises(ValueError, match='3 task'):
+    with pytest.raises(KeyError, match="unknown metric"):
+        compute_metric("auc", [1], [1])
+    bench = _bench("x", "multilabel", 3, "ap")
+    with pytest.raises(ValueError, match="3 task"):
         bench.evaluate(np.zeros((4, 2)), np.zeros((4, 2)))
 
 
@@ -108,10 +108,10 @@ def test_accuracy_and_macro_f1_match_sklearn():
     pred = logits.argmax(1)
     assert accuracy(torch.from_numpy(y), torch.from_numpy(logits)) == pytest.approx((pred == y).mean())
     assert accuracy(y, pred) == pytest.approx((pred == y).mean())
-    assert macro_f1(y, logits) == pytest.approx(f1_score(y, pred, average='macro'), abs=1e-12)
+    assert macro_f1(y, logits) == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-12)
     # A class predicted but never labelled counts with F1 = 0, as in sklearn.
     y2, p2 = np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1])
-    assert macro_f1(y2, p2) == pytest.approx(f1_score(y2, p2, average='macro'))
+    assert macro_f1(y2, p2) == pytest.approx(f1_score(y2, p2, average="macro"))
     # Negative labels mark unlabelled nodes.
     assert accuracy(np.array([0, -1, 1]), np.array([0, 1, 0])) == 0.5
 
@@ -134,26 +134,26 @@ def test_filtered_mrr_hand_computed():
     assert filtered_mrr([s1, s2], [p1, p2], exclude_self_loops=True) == pytest.approx((g1 + 1.0) / 2)
     # Ties count against the positive: a constant scorer is not perfect.
     assert filtered_mrr([torch.ones(3, 3)], [torch.tensor([[0], [1]])]) == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match='out of range'):
+    with pytest.raises(ValueError, match="out of range"):
         filtered_mrr([torch.ones(2, 2)], [torch.tensor([[0], [5]])])
 
 
 def test_mrr_through_benchmark():
-    bench = Benchmark(name='pcqm', train=[], valid=[], test=[], task='binary',
-                      num_tasks=1, num_classes=2, metric='mrr', level='link')
+    bench = Benchmark(name="pcqm", train=[], valid=[], test=[], task="binary",
+                      num_tasks=1, num_classes=2, metric="mrr", level="link")
     s = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    assert bench.evaluate([torch.tensor([[0], [1]])], [s]) == {'mrr': 1.0}
+    assert bench.evaluate([torch.tensor([[0], [1]])], [s]) == {"mrr": 1.0}
     assert bench.higher_is_better and bench.out_channels == 1
 
 
 def test_regression_direction():
-    assert not _bench('x', 'regression', 11, 'mae').higher_is_better
-    assert _bench('x', 'binary', 1, 'rocauc').higher_is_better
+    assert not _bench("x", "regression", 11, "mae").higher_is_better
+    assert _bench("x", "binary", 1, "rocauc").higher_is_better
 
 
 def test_real_molhiv_evaluate_equals_ogb(load_once):
-    bench = load_once('ogbg-molhiv')
+    bench = load_once("ogbg-molhiv")
     y_true = split_labels(bench.valid)
     y_pred = torch.randn(y_true.shape, generator=torch.Generator().manual_seed(0))
-    expected = Evaluator('ogbg-molhiv').eval({'y_true': y_true, 'y_pred': y_pred})
+    expected = Evaluator("ogbg-molhiv").eval({"y_true": y_true, "y_pred": y_pred})
     assert bench.evaluate(y_true, y_pred) == expected

@@ -11,7 +11,7 @@ trained with the same budget (steps, batch, learning rate, seed, data):
   ``--block-size`` positions, read by content, and the ``--top-k`` best
   blocks read at full resolution;
 - ``window``: the same layer with ``num_tokens=0`` (sliding window only);
-- ``linear``: causal linear attention (:class:`LinearCausalAttention`,
+- ``linear``: causal linear attention (:class:`~brl_graph.nn.models.LinearCausalAttention`,
   :math:`\phi(k)^\top v` prefix state, :math:`\phi = \mathrm{elu} + 1`), whose
   state per layer (:math:`H D^2 = C D` numbers) equals the reservoir's
   :math:`K C` at the defaults (:math:`C = 32, H = 4, K = 8`);
@@ -71,18 +71,18 @@ in ``times_ms``.
 
 Usage::
 
-    python benchmarks/causal_recall.py --json benchmarks/results/causal_recall.json
+    python experiments/causal_recall.py --json benchmarks/results/causal_recall.json
 
 (the defaults: train at :math:`L = 128` for 600 steps of 16 sequences,
 evaluate at 128, 1k, 2k, 4k and 8k). The recall/cost table of every kind
 (``benchmarks/results/causal_recall_modes.json``) runs the slow reservoir
 model in its own process and merges the two runs::
 
-    python benchmarks/causal_recall.py --models full blocks window linear --steps 3000 \
+    python experiments/causal_recall.py --models full blocks window linear --steps 3000 \
         --schedule constant --eval-lens 128 2048 8192 --json run_a.json
-    python benchmarks/causal_recall.py --models brl --steps 3000 \
+    python experiments/causal_recall.py --models brl --steps 3000 \
         --schedule constant --eval-lens 128 2048 8192 --json run_b.json
-    python benchmarks/causal_recall.py --merge run_a.json run_b.json \
+    python experiments/causal_recall.py --merge run_a.json run_b.json \
         --json benchmarks/results/causal_recall_modes.json
 
 Output: ``--json`` gets ``{"config": {...}, "rows": [...]}`` with one row
@@ -107,21 +107,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Embedding, LayerNorm, Linear, Module, ModuleList, Sequential
+from torch.nn import Module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO_ROOT))
+from brl_graph.io import atomic_write_json
+from brl_graph.nn.models import ATTENTION_KINDS, BOS, RecallLM
 
-from brl_graph.io import atomic_write_json  # noqa: E402
-from brl_graph.nn import BRLAttention  # noqa: E402
-
-KINDS = ("brl", "window", "full", "blocks", "linear")
+KINDS = ATTENTION_KINDS  # the model's attention kinds, all of them runnable here
 DEFAULT_MODELS = ("brl", "window", "full")
 # After the linear warm-up: cosine decay to zero over the budget, or constant.
 SCHEDULES = ("cosine", "constant")
 IGNORE = -100
-BOS = 0
 
 
 # ---------------------------------------------------------------- task
@@ -239,142 +234,6 @@ def read_answers(tokens: Sequence[int], task: RecallTask) -> Dict[int, int]:
 
 
 # ---------------------------------------------------------------- model
-class FullCausalAttention(Module):
-    r"""Multi-head causal self-attention through
-    :func:`~torch.nn.functional.scaled_dot_product_attention` (``is_causal=True``),
-    with the same input/output projections as :class:`BRLAttention`.
-
-    Shapes:
-        - **input:** :math:`(B, L, C)`
-        - **output:** :math:`(B, L, C)`
-    """
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        if heads <= 0 or dim % heads != 0:
-            raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
-        self.heads = heads
-        self.qkv = Linear(dim, 3 * dim)
-        self.out = Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, L, C = x.shape
-        q, k, v = (t.unflatten(-1, (self.heads, C // self.heads)).transpose(1, 2)
-                   for t in self.qkv(x).chunk(3, dim=-1))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out(y.transpose(1, 2).reshape(B, L, C))
-
-
-class LinearCausalAttention(Module):
-    r"""Causal linear attention (Katharopoulos et al., 2020), the fixed-state baseline:
-
-    .. math::
-        \mathbf{y}_i = \frac{\phi(\mathbf{q}_i)^\top \mathbf{S}_i}
-        {\phi(\mathbf{q}_i)^\top \mathbf{z}_i + \epsilon},\qquad
-        \mathbf{S}_i = \sum_{j \le i} \phi(\mathbf{k}_j)\mathbf{v}_j^\top,\quad
-        \mathbf{z}_i = \sum_{j \le i} \phi(\mathbf{k}_j),
-
-    per head, with :math:`\phi = \mathrm{elu} + 1` (positive, so the normaliser
-    never vanishes). The state is :math:`D \times D` per head, :math:`C D` per
-    layer. The prefix sums run in float32 as one cumulative sum (cost
-    :math:`O(L C D)`), so position :math:`i` has exactly zero gradient from
-    :math:`j > i`.
-
-    Shapes:
-        - **input:** :math:`(B, L, C)`
-        - **output:** :math:`(B, L, C)`
-    """
-    def __init__(self, dim: int, heads: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        if heads <= 0 or dim % heads != 0:
-            raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
-        self.heads, self.eps = heads, eps
-        self.qkv = Linear(dim, 3 * dim)
-        self.out = Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, L, C = x.shape
-        q, k, v = (t.unflatten(-1, (self.heads, C // self.heads)).float()
-                   for t in self.qkv(x).chunk(3, dim=-1))  # [B, L, H, D]
-        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
-        state = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=1)  # [B, L, H, D, D]
-        norm = torch.cumsum(k, dim=1)  # [B, L, H, D]
-        num = torch.einsum("blhd,blhde->blhe", q, state)
-        den = (q * norm).sum(-1, keepdim=True) + self.eps
-        return self.out((num / den).reshape(B, L, C).to(x.dtype))
-
-
-def make_attention(kind: str, dim: int, heads: int, window: int, num_tokens: int,
-                   block_size: int = 32, block_tokens: int = 1, top_k: int = 2) -> Module:
-    """The causal attention module of one kind (see :data:`KINDS`)."""
-    if kind == "brl":
-        return BRLAttention(dim, heads=heads, window=window, num_tokens=num_tokens, causal=True)
-    if kind == "blocks":
-        return BRLAttention(dim, heads=heads, window=window, causal=True, mode="blocks",
-                            block_size=block_size, block_tokens=block_tokens, top_k=top_k)
-    if kind == "linear":
-        return LinearCausalAttention(dim, heads)
-    if kind == "window":
-        return BRLAttention(dim, heads=heads, window=window, num_tokens=0, causal=True)
-    if kind == "full":
-        return FullCausalAttention(dim, heads)
-    raise ValueError(f"unknown attention kind {kind!r}; choose from {list(KINDS)}")
-
-
-class Block(Module):
-    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
-    def __init__(self, attn: Module, dim: int) -> None:
-        super().__init__()
-        self.norm1, self.attn = LayerNorm(dim), attn
-        self.norm2 = LayerNorm(dim)
-        self.mlp = Sequential(Linear(dim, 2 * dim), torch.nn.GELU(), Linear(2 * dim, dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class RecallLM(Module):
-    r"""Small causal LM: token + previous-token embeddings, pre-norm blocks, LM head.
-
-    Args:
-        kind (str): Attention kind, one of :data:`KINDS`.
-        vocab_size (int): Vocabulary size.
-        dim (int): Width :math:`C`.
-        layers (int): Number of blocks.
-        heads (int): Attention heads.
-        window (int): Sliding window (``brl`` and ``window`` kinds).
-        num_tokens (int): Compressed tokens (``brl`` kind).
-        block_size, block_tokens, top_k (int): Blocks mode (``blocks`` kind).
-
-    Shapes:
-        - **input:** tokens :math:`(B, L)` int64
-        - **output:** logits :math:`(B, L, V)`
-    """
-    def __init__(self, kind: str, vocab_size: int, dim: int = 64, layers: int = 2,
-                 heads: int = 4, window: int = 32, num_tokens: int = 8, block_size: int = 32,
-                 block_tokens: int = 1, top_k: int = 2) -> None:
-        super().__init__()
-        self.kind = kind
-        self.embed = Embedding(vocab_size, dim)
-        self.embed_prev = Embedding(vocab_size, dim)
-        self.blocks = ModuleList(
-            Block(make_attention(kind, dim, heads, window, num_tokens, block_size, block_tokens,
-                                 top_k), dim)
-            for _ in range(layers))
-        self.norm = LayerNorm(dim)
-        self.head = Linear(dim, vocab_size)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be [batch, length], got {list(tokens.shape)}")
-        # Position 0 sees BOS as its "previous" token: the shift stays causal.
-        prev = F.pad(tokens[:, :-1], (1, 0), value=BOS)
-        x = self.embed(tokens) + self.embed_prev(prev)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
-
-
 def _device_of(model: Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -538,11 +397,6 @@ def state_size(kind: str, args: argparse.Namespace, length: int) -> Dict[str, in
     raise ValueError(f"unknown attention kind {kind!r}; choose from {list(KINDS)}")
 
 
-def write_json(payload: Dict[str, Any], path: Path) -> None:
-    """Writes ``payload`` to ``path`` atomically."""
-    atomic_write_json(path, payload)
-
-
 def cpu_model() -> str:
     """The CPU model name from ``/proc/cpuinfo`` (Linux), else :func:`platform.processor`."""
     try:
@@ -582,7 +436,7 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     wall = time.perf_counter()
     rows: List[Dict[str, Any]] = []
     config = {
-        "command": "python benchmarks/causal_recall.py " + " ".join(
+        "command": "python experiments/causal_recall.py " + " ".join(
             shlex.quote(a) for a in (args.argv or [])),
         "task": {**asdict(task), "vocab_size": task.vocab_size,
                  "chance": 1.0 / task.num_values},
@@ -620,11 +474,11 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                   f"{row['fwd_bwd_ms'] if times else '-'} ms", flush=True)
         config["wall_seconds"] = time.perf_counter() - wall
         if args.json:
-            write_json({"config": config, "rows": rows}, Path(args.json))
+            atomic_write_json(Path(args.json), {"config": config, "rows": rows})
     config["wall_seconds"] = time.perf_counter() - wall
     payload = {"config": config, "rows": rows}
     if args.json:
-        write_json(payload, Path(args.json))
+        atomic_write_json(Path(args.json), payload)
     return payload
 
 
@@ -738,7 +592,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.json:
             raise SystemExit("--merge needs --json (the merged output)")
         payload = merge_runs([json.loads(Path(f).read_text()) for f in args.merge])
-        write_json(payload, Path(args.json))
+        atomic_write_json(Path(args.json), payload)
         print(format_table(payload["rows"]))
         return 0
     payload = run_benchmark(args)

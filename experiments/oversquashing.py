@@ -13,7 +13,7 @@ skipped unless ``--rerun``.
 
 Usage::
 
-    python benchmarks/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache \
+    python experiments/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache \
         --peptides-checkpoints runs/peptides_1epoch/brl/checkpoints/best.pt \
                                runs/peptides_1epoch/twin/checkpoints/best.pt
 """
@@ -55,10 +55,6 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
         }
     out["seconds"] = report.get("seconds")
     return out
-
-
-def write_atomic(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -114,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             row["training_budget"] = args.training_budget
         data["rows"] = [r for r in data["rows"] if r["dataset"] != name] + [row]
         data["machine"] = "2-core shared CPU VM, no GPU, 1 thread"
-        write_atomic(path, data)
+        atomic_write_json(path, data)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/graph_property.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/graph_property.py`` (a script: loaded from its path)."""
 import json
 import shlex
 
@@ -6,8 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def gp(benchmark_script):
-    yield from benchmark_script("graph_property")
+def gp(experiment_script):
+    yield from experiment_script("graph_property")
 
 
 # A tiny offline benchmark: the script works on any config, not only molecules.
@@ -42,24 +42,24 @@ def test_matched_widths_minimise_parameter_gap(gp):
 
     args = gp.build_parser().parse_args(TINY + ["--json", "x.json", "--epochs", "1"])
     base = gp.budget_overrides(args)
-    widths = gp.matched_widths("configs/ring-transfer.yaml", base, ["brl", "twin", "full"])
+    widths = gp.matched_widths("configs/ring-transfer.yaml", base, ["brl", "mpnn", "full"])
     assert widths["brl"]["channels"] == 16
     target = widths["brl"]["num_params"]
     bench = build_bench(load_config("configs/ring-transfer.yaml", base))
 
     def params(model, c):
         cfg = load_config("configs/ring-transfer.yaml",
-                          base + gp.MODEL_OVERRIDES[model] + [f"model.channels={c}"])
+                          base + gp.model_overrides(model) + [f"model.channels={c}"])
         return count_parameters(build_model(cfg, bench))
 
-    for model in ("twin", "full"):
+    for model in ("mpnn", "full"):
         c = widths[model]["channels"]
         assert c % 4 == 0 and widths[model]["num_params"] == params(model, c)
         gap = abs(params(model, c) - target)
         for other in (c - 4, c + 4):
             if other >= 4:
                 assert gap <= abs(params(model, other) - target)
-    assert widths["twin"]["channels"] > 16  # the twin lacks the token weights, so it widens
+    assert widths["mpnn"]["channels"] > 16  # the MPNN twin lacks the token weights, so it widens
 
 
 def test_bad_arguments_are_reported(gp, tmp_path):
@@ -69,34 +69,16 @@ def test_bad_arguments_are_reported(gp, tmp_path):
         gp.main(TINY + ["--json", str(tmp_path / "x.json"), "--epochs", "0"])
 
 
-def test_add_row_replaces_same_model_seed_and_rejects_foreign_file(gp, tmp_path):
-    path = tmp_path / "r.json"
-    gp.add_row(path, {"model": "twin", "seed": 0, "test": 0.1}, {"dataset": "d"})
-    gp.add_row(path, {"model": "brl", "seed": 0, "test": 0.2}, {"dataset": "d"})
-    gp.add_row(path, {"model": "twin", "seed": 0, "test": 0.3}, {"dataset": "d"})
-    data = json.loads(path.read_text())
-    assert [(r["model"], r["test"]) for r in data["rows"]] == [("brl", 0.2), ("twin", 0.3)]
-    gp.add_row(path, {"model": "full", "seed": 0, "test": 0.5},
-               {"widths": {"full": {"channels": 92}}})
-    gp.add_row(path, {"model": "brl", "seed": 1, "test": 0.6},
-               {"widths": {"brl": {"channels": 64}}})
-    widths = json.loads(path.read_text())["config"]["widths"]
-    assert widths == {"full": {"channels": 92}, "brl": {"channels": 64}}
-    path.write_text(json.dumps([1, 2]))
-    with pytest.raises(ValueError, match="not a graph_property results file"):
-        gp.add_row(path, {"model": "brl", "seed": 0}, {})
-
-
 def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
     out = tmp_path / "tiny.json"
     argv = TINY + ["--json", str(out), "--runs", str(tmp_path / "runs"), "--epochs", "1",
-                   "--seeds", "0", "--models", "brl", "twin"]
+                   "--seeds", "0", "--models", "brl", "twin"]  # legacy label
     assert gp.main(argv) == 0
     data = json.loads(out.read_text())
     rows = {r["model"]: r for r in data["rows"]}
-    assert data["config"]["command"].startswith("python benchmarks/graph_property.py --config")
+    assert data["config"]["command"].startswith("python experiments/graph_property.py --config")
     assert "--epochs 1" in data["config"]["command"]
-    assert set(rows) == {"brl", "twin"}
+    assert set(rows) == {"brl", "mpnn"}
     for model, r in rows.items():
         assert r["metric_name"] == "accuracy" and 0.0 <= r["test"] <= 1.0
         assert r["epochs"] == 1 and r["finished"] is True
@@ -111,9 +93,9 @@ def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
                               / "metrics.json").read_text())
         assert metrics["test"]["accuracy"] == r["test"]
         assert f"model.channels={r['channels']}" in words
-    assert rows["twin"]["param_ratio_to_brl"] == pytest.approx(
-        rows["twin"]["num_params"] / rows["brl"]["num_params"])
-    assert rows["twin"]["channels"] > rows["brl"]["channels"]
+    assert rows["mpnn"]["param_ratio_to_brl"] == pytest.approx(
+        rows["mpnn"]["num_params"] / rows["brl"]["num_params"])
+    assert rows["mpnn"]["channels"] > rows["brl"]["channels"]
     capsys.readouterr()
-    assert gp.main(argv) == 0  # everything already in the JSON: nothing is trained again
+    assert gp.main(argv[:-1] + ["mpnn"]) == 0  # everything already in the JSON: nothing is trained again
     assert capsys.readouterr().out.count("already in") == 2

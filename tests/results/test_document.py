@@ -1,13 +1,27 @@
-"""Tests for ``benchmarks/make_results.py`` (a script: loaded from its path)."""
+"""Tests for :mod:`brl_graph.results` and its command line, ``experiments/make_results.py``:
+the document written from small fake JSON files whose numbers are distinctive."""
+import functools
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from brl_graph.results import load_results, render
+from brl_graph.results.recall_modes import causal_modes_section
+from brl_graph.results.scaling import scaling_section
 
 
 @pytest.fixture(scope="module")
-def mr(benchmark_script):
-    yield from benchmark_script("make_results")
+def mr(script_loader):
+    """The package's entry points, plus the script's ``main``."""
+    for script in script_loader("experiments", "make_results"):
+        yield SimpleNamespace(load_results=load_results, render=render, main=script.main,
+                              scaling_section=scaling_section,
+                              causal_modes_section=functools.partial(_one_run, causal_modes_section))
+
+
+def _one_run(section, run, title):
+    return section([run], title)
 
 
 def _lr_row(task, size, model, metric, spe):
@@ -33,7 +47,7 @@ def _fake_results(tmp_path):
         _lr_row("tree", 3, "brl", 0.555, 2.2), _lr_row("tree", 3, "full", 0.777, 3.3),
         _lr_row("ring", 200, "brl", 1.0, 5.5), {**_lr_row("ring", 200, "brl", 0.5, 5.5), "seed": 1},
     ]}
-    causal = {"config": {"command": "python benchmarks/causal_recall.py --fake",
+    causal = {"config": {"command": "python experiments/causal_recall.py --fake",
                          "task": {"chance": 0.0625}, "budget": {"steps": 17}},
               "rows": [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a,
                         "fwd_bwd_ms": t}
@@ -78,7 +92,7 @@ def test_every_table_number_comes_from_the_json(mr, tmp_path):
     # Published anchors of Tree-NeighborsMatch at r = 3: GGNN 1.0, GIN 1.0; r = 4 rows say not run.
     assert "| 4 | not run | not run | not run | 1.00 | 0.77 |" in text
     # Causal table and its command.
-    for s in ("0.421 / 12.5 ms", "0.111 / 2.5 ms", "0.975 / 33.5 ms", "python benchmarks/causal_recall.py --fake",
+    for s in ("0.421 / 12.5 ms", "0.111 / 2.5 ms", "0.975 / 33.5 ms", "python experiments/causal_recall.py --fake",
               '"steps": 17'):
         assert s in text
     # Over-squashing numbers and command.
@@ -99,7 +113,7 @@ def test_every_table_number_comes_from_the_json(mr, tmp_path):
     assert "ogbg-molhiv: BRL >= 0.80 ROC-AUC | **hit** | test ROC-AUC brl 0.8250" in targets
     # Peptides-func was not run: its section says so and carries the command.
     assert "no `benchmarks/results/peptides-func.json`" in text
-    assert "python benchmarks/graph_property.py --config configs/peptides-func.yaml" in text
+    assert "python experiments/graph_property.py --config configs/peptides-func.yaml" in text
 
 
 def test_missing_files_are_reported_not_run(mr, tmp_path):
@@ -128,13 +142,13 @@ def test_main_writes_document_and_small_plots(mr, tmp_path):
         assert png.exists() and 0 < png.stat().st_size < 200_000
 
 
-def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
+def test_scaling_verdict_uses_the_mpnn_twin_as_the_linear_bar(mr):
     def row(model, n, ms, layers=1, ckpt=False):
         return {"model": model, "num_nodes": n, "fwd_bwd_ms": ms, "peak_mem_mb": n / 1000,
                 "layers": layers, "checkpoint": ckpt, "command": f"cmd-{model}-{layers}"}
 
     sizes = [1000, 10_000, 100_000, 1_048_576]
-    local = [row("local", n, (n / 1000) ** 1.2) for n in sizes]
+    local = [row("mpnn", n, (n / 1000) ** 1.2) for n in sizes]
     brl = [row("brl", n, 1.5 * (n / 1000) ** 1.22) for n in sizes]
     text, (status, ev) = mr.scaling_section(local + brl, None)
     assert "**Missing:** the full model" in text and status == "partial"
@@ -143,7 +157,7 @@ def test_scaling_verdict_uses_the_local_mpnn_as_the_linear_bar(mr):
     assert status == "holds" and "Missing" not in text
     assert "4 layer(s)** with activation checkpointing" in text
     assert "4-layer BRL at 1,048,576 nodes: 120 s" in ev and "n^1.22" in ev
-    assert "cmd-brl-4" in text and "cmd-local-1" in text
+    assert "cmd-brl-4" in text and "cmd-mpnn-1" in text
     quad = [row("brl", n, (n / 1000) ** 2) for n in sizes]
     assert mr.scaling_section(local + quad + [full], None)[1][0] == "fails"
 
@@ -153,7 +167,7 @@ def test_causal_pairs_table_reads_every_pairs_file(mr, tmp_path):
         rows = [{"model": m, "train_len": 128, "eval_len": n, "accuracy": a, "fwd_bwd_ms": None}
                 for n in (128, 1024, 8192)
                 for m, a in (("brl", brl), ("window", window), ("full", full))]
-        return {"config": {"command": f"python benchmarks/causal_recall.py --num-pairs {pairs}",
+        return {"config": {"command": f"python experiments/causal_recall.py --num-pairs {pairs}",
                            "task": {"num_pairs": pairs, "chance": 0.0625}}, "rows": rows}
 
     (tmp_path / "causal_recall.json").write_text(json.dumps(recall(8, 0.07, 0.06, 0.97)))
@@ -191,7 +205,7 @@ def test_gpu_section_reads_checks_rows_and_recall(mr, tmp_path):
     assert "48.0 ms / 10 MB (run 2)" in gpu and "| 3.00x |" in gpu
     assert "`brl` n^1.00" in gpu  # 6 -> 48 ms over 1k -> 8k nodes
     # The linear claim's evidence quotes the GPU ratio too.
-    assert "BRL/local at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
+    assert "BRL/MPNN at 8,000 nodes: fp32 3.0x" in text.split("## 1.")[0]
 
 
 def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tmp_path):
@@ -200,7 +214,7 @@ def test_causal_steps_table_and_a_verdict_that_holds_only_with_more_steps(mr, tm
                  "fwd_bwd_ms": 1.0 + n / 1000, "train_seconds": secs}
                 for n in (128, 1024, 8192)
                 for m, a in (("brl", brl), ("window", 0.06), ("full", 0.97))]
-        return {"config": {"command": f"python benchmarks/causal_recall.py --steps {steps}",
+        return {"config": {"command": f"python experiments/causal_recall.py --steps {steps}",
                            "task": {"num_pairs": 8, "chance": 0.0625},
                            "budget": {"steps": steps}}, "rows": rows}
 
@@ -239,7 +253,7 @@ def _modes_run(pairs, blocks_acc, blocks_ms, full_ms=1000.0):
             rows.append({"model": model, "train_len": 128, "eval_len": n, "accuracy": a,
                          "fwd_bwd_ms": ms if n == 8192 else ms / 4, "state_per_layer": state,
                          "keys_read": 77})
-    return {"config": {"command": f"python benchmarks/causal_recall.py --models all --p{pairs}",
+    return {"config": {"command": f"python experiments/causal_recall.py --models all --p{pairs}",
                        "task": {"num_pairs": pairs, "num_queries": pairs, "vocab_size": 49,
                                 "chance": 0.0625},
                        "budget": {"steps": 3000},

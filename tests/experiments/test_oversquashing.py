@@ -1,12 +1,12 @@
-"""Tests for ``benchmarks/oversquashing.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/oversquashing.py`` (a script: loaded from its path)."""
 import json
 
 import pytest
 
 
 @pytest.fixture(scope="module")
-def osq(benchmark_script):
-    yield from benchmark_script("oversquashing")
+def osq(experiment_script):
+    yield from experiment_script("oversquashing")
 
 
 def test_ring_summary_matches_closed_form_and_report(osq, tmp_path, capsys):

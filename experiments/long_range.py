@@ -5,7 +5,7 @@ optimiser, width and depth; only the global branch differs):
 
 - ``brl``: :class:`~brl_graph.nn.BRLGraphModel` with its K learned tokens
   (``model.global_attn=brl``, ``model.num_tokens`` from the config);
-- ``twin``: the MPNN-only twin, ``model.num_tokens=0`` (GINE layers only);
+- ``mpnn``: the MPNN-only twin, ``model.num_tokens=0`` (GINE layers only);
 - ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``.
 
 Tasks, as in their papers:
@@ -18,43 +18,40 @@ Tasks, as in their papers:
   the best validation epoch (the paper reports training accuracy), valid
   and test kept beside it, plus the best training accuracy of any epoch.
 
-Every (task, size, model, seed) is one call of :func:`brl_graph.train.fit`
-in its own ``runs/long_range/<task>-<size>-<model>-s<seed>/`` and one row of
-the JSON file, rewritten atomically (under a file lock, so two processes can
-share it) after each row. Rows already in the file are skipped, and a run
+Every (task, size, model, seed) is one ``python train.py`` subprocess, run by
+:mod:`brl_graph.train.sweep` in its own ``runs/long_range/<task>-<size>-<model>-s<seed>-.../``,
+and one row of the JSON file, rewritten atomically (under a file lock, so two
+processes can share it) after each row. Rows already in the file are skipped, and a run
 whose folder holds a checkpoint is resumed, so the script can be killed and
 restarted. Each row stores the exact ``python train.py ...`` command that
 reproduces it.
 
 Usage::
 
-    python benchmarks/long_range.py --json benchmarks/results/long_range.json \
-        --tasks ring --sizes 100 200 --models brl twin full
+    python experiments/long_range.py --json benchmarks/results/long_range.json \
+        --tasks ring --sizes 100 200 --models brl mpnn full
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
-import shlex
 import sys
-import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-from brl_graph.io import update_json_locked
+from brl_graph.labels import canonical_model
 from brl_graph.runtime import prefer_passive_omp_wait
+from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
+                                   run_folder, run_train, train_command)
 
-prefer_passive_omp_wait()  # before torch loads, here and in the train.py runs
+prefer_passive_omp_wait()  # before torch loads, in the train.py runs
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 TASKS = ("ring", "tree")
-MODELS = ("brl", "twin", "full")
 CONFIGS = {"ring": "configs/ring-transfer.yaml", "tree": "configs/tree-neighbors-match.yaml"}
-MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global_attn=full"]}
+KEY_FIELDS = ("task", "size", "model", "seed")
 
 
 def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
@@ -74,9 +71,7 @@ def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str
 
 def row_overrides(task: str, size: int, model: str, seed: int,
                   args: argparse.Namespace) -> List[str]:
-    if model not in MODEL_OVERRIDES:
-        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
-    return (budget_overrides(task, size, args) + MODEL_OVERRIDES[model]
+    return (budget_overrides(task, size, args) + model_overrides(model)
             + [f"train.seed={seed}", "train.device=cpu", "train.progress=false",
                f"out_dir={run_dir(task, size, model, seed, args)}"])
 
@@ -85,55 +80,15 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
     """Run folder (relative to the repository); the epoch budget is in the name so a
     row rerun under another budget never resumes the old run."""
     if task == "ring":
-        return (f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.ring_epochs}"
-                f"-t{args.ring_train}")
-    return (f"{args.runs}/{task}-{size}-{model}-s{seed}-e{args.tree_epochs}"
-            f"-b{args.tree_batch}-{args.tree_scheduler}")
-
-
-def command_for(task: str, overrides: Sequence[str]) -> str:
-    """The ``train.py`` command line equivalent to ``fit(config, overrides=...)``."""
-    return " ".join(["python", "train.py", "--config", CONFIGS[task]]
-                    + [shlex.quote(o) for o in overrides])
-
-
-def row_key(row: Dict[str, Any]) -> tuple:
-    return (row["task"], int(row["size"]), row["model"], int(row["seed"]))
-
-
-def _checked(data: Any, path: Path) -> Dict[str, Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path} is not a long_range results file (no 'rows' list)")
-    return data
-
-
-def _read(path: Path) -> Dict[str, Any]:
-    if not path.exists():
-        return {"rows": []}
-    with open(path, encoding="utf-8") as f:
-        return _checked(json.load(f), path)
-
-
-def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
-    """Adds (or replaces) ``row`` in ``path`` atomically, under an exclusive lock."""
-    def update(data: Any) -> Dict[str, Any]:
-        data = _checked(data, path)
-        rows = [r for r in data["rows"] if row_key(r) != row_key(row)] + [row]
-        rows.sort(key=lambda r: (TASKS.index(r["task"]), r["size"], MODELS.index(r["model"]),
-                                 r["seed"]))
-        data["rows"] = rows
-        data.setdefault("config", {}).update(meta)
-        # Budgets live in each row (they may differ between sizes), not here.
-        data["config"].pop("budget", None)
-        return data
-
-    update_json_locked(path, update, default=lambda: {"rows": []})
+        budget = f"e{args.ring_epochs}-t{args.ring_train}"
+    else:
+        budget = f"e{args.tree_epochs}-b{args.tree_batch}-{args.tree_scheduler}"
+    return run_folder(lambda label: f"{args.runs}/{task}-{size}-{label}-s{seed}-{budget}",
+                      model, ROOT)
 
 
 def _max_train_accuracy(out_dir: Path) -> Optional[float]:
     """Best training accuracy of any epoch, read from ``log.csv``."""
-    import csv
-
     log = out_dir / "log.csv"
     if not log.exists():
         return None
@@ -145,23 +100,18 @@ def _max_train_accuracy(out_dir: Path) -> Optional[float]:
 
 def run_row(task: str, size: int, model: str, seed: int,
             args: argparse.Namespace) -> Dict[str, Any]:
-    from brl_graph.train import fit
-
     overrides = row_overrides(task, size, model, seed, args)
-    out_dir = ROOT / run_dir(task, size, model, seed, args)
-    resume = (out_dir / "checkpoints" / "last.pt").exists()
-    start = time.perf_counter()
-    m = fit(str(ROOT / CONFIGS[task]), resume=resume, overwrite=not resume, overrides=overrides)
-    wall = time.perf_counter() - start
+    out_dir = run_dir(task, size, model, seed, args)
+    m, wall, resumed = run_train(CONFIGS[task], overrides, out_dir, root=ROOT,
+                                 threads=args.threads)
+    fields = metric_fields(m, "accuracy")
     row: Dict[str, Any] = {
         "task": task, "size": size, "model": model, "seed": seed,
-        "epochs": m["epochs_completed"], "best_epoch": m["best_epoch"],
-        "valid": m["valid"].get("accuracy"), "test": m["test"].get("accuracy"),
-        "seconds": m["seconds"], "wall_seconds": wall,
-        "seconds_per_epoch": m["seconds_per_epoch"], "num_params": m["num_params"],
-        "chance": 0.2 if task == "ring" else 1.0 / 2 ** size,
+        **{k: fields[k] for k in ("epochs", "best_epoch", "valid", "test", "seconds",
+                                  "seconds_per_epoch", "num_params")},
+        "wall_seconds": wall, "chance": 0.2 if task == "ring" else 1.0 / 2 ** size,
         "budget": budget_overrides(task, size, args),
-        "command": command_for(task, overrides), "resumed": resume,
+        "command": train_command(CONFIGS[task], overrides), "resumed": resumed,
     }
     if task == "ring":
         row["metric_name"] = "test accuracy at best valid epoch"
@@ -169,7 +119,7 @@ def run_row(task: str, size: int, model: str, seed: int,
     else:
         row["metric_name"] = "train accuracy at best valid epoch"
         row["metric"] = m.get("train", {}).get("accuracy")
-        row["train_max"] = _max_train_accuracy(out_dir)
+        row["train_max"] = _max_train_accuracy(ROOT / out_dir)
     return row
 
 
@@ -177,7 +127,7 @@ def skip_row(task: str, size: int, model: str, seed: int, reason: str,
              args: argparse.Namespace) -> Dict[str, Any]:
     overrides = row_overrides(task, size, model, seed, args)
     return {"task": task, "size": size, "model": model, "seed": seed, "metric": None,
-            "skipped": reason, "command": command_for(task, overrides)}
+            "skipped": reason, "command": train_command(CONFIGS[task], overrides)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--sizes", nargs="+", type=int, default=None,
                    help="ring n / tree r (default: 100 200 500 1000 / 2 3 4 5 6)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, type=canonical_model,
+                   help="models to compare (legacy label: twin for mpnn)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--ring-train", type=int, default=1000, help="RingTransfer training graphs")
     p.add_argument("--ring-eval", type=int, default=200, help="RingTransfer valid and test graphs")
@@ -202,40 +153,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record a row as skipped with REASON instead of running it")
     p.add_argument("--rerun", action="store_true",
                    help="run rows again (e.g. under a new budget) even if already in the JSON")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    path = ROOT / args.json if not os.path.isabs(args.json) else Path(args.json)
+def parse_skips(items: List[str]) -> Dict[tuple, str]:
+    """``MODEL:TASK:SIZE=REASON`` items as ``{(task, size, model): reason}``."""
     skips: Dict[tuple, str] = {}
-    for item in args.skip:
+    for item in items:
         spec, sep, reason = item.partition("=")
         parts = spec.split(":")
         if not sep or len(parts) != 3 or not reason:
             raise SystemExit(f"--skip {item!r} is not MODEL:TASK:SIZE=REASON")
-        skips[(parts[1], int(parts[2]), parts[0])] = reason
+        skips[(parts[1], int(parts[2]), canonical_model(parts[0]))] = reason
+    return skips
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = ResultsFile(ROOT / args.json if not os.path.isabs(args.json) else Path(args.json),
+                          KEY_FIELDS)
+    skips = parse_skips(args.skip)
     # Budgets may differ between table rows (sizes) and are stored in each row.
     meta = {"machine": "2-core shared CPU VM, no GPU, torch threads=1 per process",
-            "script": "python benchmarks/long_range.py"}
+            "script": "python experiments/long_range.py"}
     for task in args.tasks:
         sizes = args.sizes or ([100, 200, 500, 1000] if task == "ring" else [2, 3, 4, 5, 6])
         for size in sizes:
             for model in args.models:
                 for seed in args.seeds:
-                    done = {row_key(r) for r in _read(path)["rows"]}
-                    if (task, size, model, seed) in done and not args.rerun:
-                        print(f"skip {task} {size} {model} s{seed}: already in {path}", flush=True)
+                    if (task, size, model, seed) in results.done() and not args.rerun:
+                        print(f"skip {task} {size} {model} s{seed}: already in {results.path}",
+                              flush=True)
                         continue
                     if (task, size, model) in skips:
                         row = skip_row(task, size, model, seed, skips[(task, size, model)], args)
                     else:
                         row = run_row(task, size, model, seed, args)
-                    add_row(path, row, meta)
+                    results.add(row, meta)
                     print(f"ROW {json.dumps(row)}", flush=True)
     return 0
 

@@ -4,15 +4,16 @@ Three models under one training budget (data, epochs, batch size, optimiser,
 schedule, depth), at matched parameter counts:
 
 - ``brl``: the config's :class:`~brl_graph.nn.BRLGraphModel`, K learned tokens;
-- ``twin``: the MPNN-only twin, ``model.num_tokens=0``, widened;
+- ``mpnn``: the MPNN-only twin, ``model.num_tokens=0``, widened;
 - ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``, widened.
 
 The twins' width (``model.channels``, a multiple of ``model.heads``) is the one
 whose parameter count is closest to BRL's, found by building the models (no
 training). Every row stores its width, parameter count and the ratio to BRL.
 
-Each (model, seed) is one ``python train.py`` subprocess, so the peak memory
-in its ``metrics.json`` belongs to that run alone. Runs live in
+Each (model, seed) is one ``python train.py`` subprocess run by
+:mod:`brl_graph.train.sweep`, so the peak memory in its ``metrics.json``
+belongs to that run alone. Runs live in
 ``<runs>/<dataset>-<model>-s<seed>-e<epochs>/`` and a run killed part-way is
 resumed from its last checkpoint on the next call; rows already in the JSON
 file are skipped (``--rerun`` repeats them). The JSON file is rewritten
@@ -22,7 +23,7 @@ dict): test value at the best validation epoch.
 
 Usage::
 
-    python benchmarks/graph_property.py --config configs/ogbg-molhiv.yaml \
+    python experiments/graph_property.py --config configs/ogbg-molhiv.yaml \
         --root ../shared/datasets --epochs 4 --seeds 0 1 \
         --json benchmarks/results/ogbg-molhiv.json
 """
@@ -32,23 +33,19 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from brl_graph.io import update_json_locked  # noqa: E402
-from brl_graph.runtime import prefer_passive_omp_wait  # noqa: E402
+from brl_graph.labels import BRL, canonical_model
+from brl_graph.runtime import prefer_passive_omp_wait
+from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
+                                   run_folder, run_train, train_command)
 
 prefer_passive_omp_wait()  # before torch loads, here and in the train.py runs
 
-MODELS = ("brl", "twin", "full")
-MODEL_OVERRIDES = {"brl": [], "twin": ["model.num_tokens=0"], "full": ["model.global_attn=full"]}
+ROOT = Path(__file__).resolve().parents[1]
+KEY_FIELDS = ("model", "seed")
 
 
 def budget_overrides(args: argparse.Namespace) -> List[str]:
@@ -80,22 +77,22 @@ def closest_width(params_at: Callable[[int], int], target: int, step: int,
 def matched_widths(config: str, base: Sequence[str], models: Sequence[str]) -> Dict[str, Dict[str, int]]:
     """``{model: {"channels": C, "num_params": P}}`` with BRL at the config's width
     and every other model at the width closest to BRL's parameter count."""
-    from brl_graph.train.config import load_config
     from brl_graph.train import build_bench, build_model, count_parameters
+    from brl_graph.train.config import load_config
 
     cfg = load_config(config, list(base))
     bench = build_bench(cfg)
 
     def params(model: str, channels: int) -> int:
-        c = load_config(config, list(base) + MODEL_OVERRIDES[model] + [f"model.channels={channels}"])
+        c = load_config(config, list(base) + model_overrides(model) + [f"model.channels={channels}"])
         return count_parameters(build_model(c, bench))
 
     width = int(cfg["model"]["channels"])
     heads = int(cfg["model"]["heads"])
-    target = params("brl", width)
-    out = {"brl": {"channels": width, "num_params": target}}
+    target = params(BRL, width)
+    out = {BRL: {"channels": width, "num_params": target}}
     for m in models:
-        if m == "brl":
+        if m == BRL:
             continue
         w = closest_width(lambda c: params(m, c), target, heads, heads, 8 * width)
         out[m] = {"channels": w, "num_params": params(m, w)}
@@ -105,99 +102,41 @@ def matched_widths(config: str, base: Sequence[str], models: Sequence[str]) -> D
 def run_dir(dataset: str, model: str, seed: int, args: argparse.Namespace) -> str:
     """Run folder (relative to the repository); the epoch budget is in the name so
     a rerun under another budget never resumes the old run."""
-    return f"{args.runs}/{dataset}-{model}-s{seed}-e{args.epochs}"
+    return run_folder(lambda label: f"{args.runs}/{dataset}-{label}-s{seed}-e{args.epochs}",
+                      model, ROOT)
 
 
 def row_overrides(model: str, seed: int, channels: int, dataset: str,
                   args: argparse.Namespace) -> List[str]:
-    if model not in MODEL_OVERRIDES:
-        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
-    return (budget_overrides(args) + MODEL_OVERRIDES[model]
+    return (budget_overrides(args) + model_overrides(model)
             + [f"model.channels={channels}", f"train.seed={seed}", "train.seeds=null",
                f"train.device={args.device}", "train.progress=false",
                f"out_dir={run_dir(dataset, model, seed, args)}"])
-
-
-def command_for(config: str, overrides: Sequence[str]) -> str:
-    """The ``train.py`` command line of one row (add ``--resume`` to continue it)."""
-    return " ".join(["python", "train.py", "--config", config]
-                    + [shlex.quote(o) for o in overrides])
-
-
-def row_key(row: Dict[str, Any]) -> tuple:
-    return (row["model"], int(row["seed"]))
-
-
-def add_row(path: Path, row: Dict[str, Any], meta: Dict[str, Any]) -> None:
-    """Adds (or replaces) ``row`` in ``path`` atomically, under an exclusive lock."""
-    def update(data: Any) -> Dict[str, Any]:
-        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-            raise ValueError(f"{path} is not a graph_property results file (no 'rows' list)")
-        rows = [r for r in data["rows"] if row_key(r) != row_key(row)] + [row]
-        rows.sort(key=lambda r: (MODELS.index(r["model"]), r["seed"]))
-        data["rows"] = rows
-        config = data.setdefault("config", {})
-        # A call with fewer models must not drop the widths an earlier call recorded.
-        widths = {**config.get("widths", {}), **meta.get("widths", {})}
-        config.update(meta)
-        if widths:
-            config["widths"] = widths
-        return data
-
-    update_json_locked(path, update, default=lambda: {"rows": []})
-
-
-def existing_rows(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    return list(data.get("rows", [])) if isinstance(data, dict) else []
 
 
 def run_row(config: str, dataset: str, model: str, seed: int, width: Dict[str, int],
             args: argparse.Namespace) -> Dict[str, Any]:
     """Trains one (model, seed) in a subprocess and returns its JSON row."""
     overrides = row_overrides(model, seed, width["channels"], dataset, args)
-    out_dir = ROOT / run_dir(dataset, model, seed, args)
-    resume = (out_dir / "checkpoints" / "last.pt").exists()
-    cmd = [sys.executable, str(ROOT / "train.py"), "--config", config]
-    cmd += ["--resume"] if resume else ["--overwrite"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    start = time.perf_counter()
-    done = subprocess.run(cmd + overrides, cwd=ROOT, env=env)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{model} seed {seed}: train.py exited with {done.returncode}; "
-                         f"the run folder {out_dir} keeps its checkpoints for a resume")
-    row = row_from_run(config, dataset, model, seed, width, args)
-    row.update(wall_seconds=wall, resumed=resume)
+    try:
+        metrics, wall, resumed = run_train(config, overrides, run_dir(dataset, model, seed, args),
+                                           root=ROOT, threads=args.threads)
+    except SystemExit as err:
+        raise SystemExit(f"{model} seed {seed}: {err}") from None
+    row = row_from_metrics(config, dataset, model, seed, width, metrics, overrides, args)
+    row.update(wall_seconds=wall, resumed=resumed)
     return row
 
 
-def row_from_run(config: str, dataset: str, model: str, seed: int, width: Dict[str, int],
-                 args: argparse.Namespace) -> Dict[str, Any]:
-    """The JSON row of a (model, seed) whose run folder holds its ``metrics.json``."""
-    overrides = row_overrides(model, seed, width["channels"], dataset, args)
-    out_dir = ROOT / run_dir(dataset, model, seed, args)
-    with open(out_dir / "metrics.json", encoding="utf-8") as f:
-        m = json.load(f)
-    if not m.get("finished"):
-        raise SystemExit(f"{out_dir}: the run stopped after {m.get('epochs_completed')} of "
-                         f"{m.get('epochs')} epochs; run this script again to resume it")
-    metric = m["metric"]
-    return {
-        "dataset": dataset, "model": model, "seed": seed, "metric_name": metric,
-        "higher_is_better": m["higher_is_better"],
-        "test": m["test"].get(metric), "valid": m["valid"].get(metric),
-        "best_epoch": m["best_epoch"], "epochs": m["epochs_completed"],
-        "finished": m["finished"], "channels": width["channels"],
-        "num_params": m["num_params"], "seconds": m["seconds"],
-        "seconds_per_epoch": m["seconds_per_epoch"],
-        "peak_memory_mb": m.get("peak_memory_mb"), "peak_memory_kind": m.get("peak_memory_kind"),
-        "budget": budget_overrides(args), "threads": args.threads,
-        "command": command_for(config, overrides),
-    }
+def row_from_metrics(config: str, dataset: str, model: str, seed: int, width: Dict[str, int],
+                     metrics: Dict[str, Any], overrides: Sequence[str],
+                     args: argparse.Namespace) -> Dict[str, Any]:
+    """The JSON row of a (model, seed) from its run's ``metrics.json``."""
+    metric = metrics["metric"]
+    return {"dataset": dataset, "model": model, "seed": seed, "metric_name": metric,
+            "higher_is_better": metrics["higher_is_better"], **metric_fields(metrics, metric),
+            "channels": width["channels"], "budget": budget_overrides(args),
+            "threads": args.threads, "command": train_command(config, overrides)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="results file (rows are added or replaced)")
     p.add_argument("--root", default=None, help="data.root for the dataset")
     p.add_argument("--runs", default="runs/graph_property", help="run folders (relative to the repo)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, type=canonical_model,
+                   help="models to compare (legacy label: twin for mpnn)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--warmup-epochs", type=int, default=1)
@@ -228,7 +168,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "=" not in item:
             raise SystemExit(f"--set {item!r} is not KEY=VALUE")
     config = os.path.relpath(Path(args.config).resolve(), ROOT)
-    path = Path(args.json) if os.path.isabs(args.json) else ROOT / args.json
+    results = ResultsFile(Path(args.json) if os.path.isabs(args.json) else ROOT / args.json,
+                          KEY_FIELDS)
 
     from brl_graph.train.config import load_config
     dataset = load_config(config, budget_overrides(args))["data"]["name"]
@@ -237,26 +178,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{m}: channels={w['channels']}, {w['num_params']:,} parameters", flush=True)
     given = list(argv) if argv is not None else sys.argv[1:]
     meta = {"machine": f"2-core shared CPU VM, no GPU, {args.threads} thread(s) per run",
-            "command": " ".join(["python benchmarks/graph_property.py"]
+            "command": " ".join(["python experiments/graph_property.py"]
                                 + [shlex.quote(a) for a in given]),
-            "script": "python benchmarks/graph_property.py", "config": config,
+            "script": "python experiments/graph_property.py", "config": config,
             "dataset": dataset, "budget": budget_overrides(args), "widths": widths}
     # Seeds outer: every model gets seed s before any gets s + 1, so a session
     # that stops early leaves complete seeds behind.
     for seed in args.seeds:
         for model in args.models:
             if args.dry_run:
-                print(command_for(config, row_overrides(model, seed, widths[model]["channels"],
-                                                       dataset, args)))
+                print(train_command(config, row_overrides(model, seed, widths[model]["channels"],
+                                                          dataset, args)))
                 continue
-            done = {row_key(r) for r in existing_rows(path)}
-            if (model, seed) in done and not args.rerun:
-                print(f"skip {model} s{seed}: already in {path}", flush=True)
+            if (model, seed) in results.done() and not args.rerun:
+                print(f"skip {model} s{seed}: already in {results.path}", flush=True)
                 continue
             row = run_row(config, dataset, model, seed, widths[model], args)
-            row["param_ratio_to_brl"] = row["num_params"] / widths["brl"]["num_params"]
+            row["param_ratio_to_brl"] = row["num_params"] / widths[BRL]["num_params"]
             row["driver"] = meta["command"]  # a table may gather rows of several calls
-            add_row(path, row, meta)
+            results.add(row, meta)
             print(f"ROW {json.dumps(row)}", flush=True)
     return 0
 

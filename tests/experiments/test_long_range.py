@@ -1,4 +1,4 @@
-"""Tests for ``benchmarks/long_range.py`` (a script: loaded from its path)."""
+"""Tests for ``experiments/long_range.py`` (a script: loaded from its path)."""
 import json
 import shlex
 
@@ -6,8 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def lr(benchmark_script):
-    yield from benchmark_script("long_range")
+def lr(experiment_script):
+    yield from experiment_script("long_range")
 
 
 def _args(lr, tmp_path, *extra):
@@ -19,7 +19,7 @@ def test_budget_is_identical_across_models_and_named_in_the_run_dir(lr, tmp_path
     args = _args(lr, tmp_path, "--tree-epochs", "7", "--tree-batch", "32")
     budgets = {m: [o for o in lr.row_overrides("tree", 3, m, 0, args)
                    if not o.startswith(("out_dir=", "model."))] for m in lr.MODELS}
-    assert budgets["brl"] == budgets["twin"] == budgets["full"]
+    assert budgets["brl"] == budgets["mpnn"] == budgets["full"]
     assert {"data.depth=3", "model.num_layers=4", "train.epochs=7", "train.batch_size=32",
             "train.scheduler=none"} <= set(lr.budget_overrides("tree", 3, args)
                                             + lr.row_overrides("tree", 3, "brl", 0, args))
@@ -38,27 +38,13 @@ def test_max_train_accuracy_reads_the_best_epoch(lr, tmp_path):
     assert lr._max_train_accuracy(tmp_path / "missing") is None
 
 
-def test_add_row_upserts_in_table_order(lr, tmp_path):
-    path = tmp_path / "lr.json"
-    for task, size, model, metric in [("tree", 2, "full", 0.1), ("ring", 100, "twin", 0.2),
-                                      ("ring", 100, "brl", 0.3), ("ring", 100, "twin", 0.4)]:
-        lr.add_row(path, {"task": task, "size": size, "model": model, "seed": 0,
-                          "metric": metric}, {"machine": "m"})
-    rows = json.loads(path.read_text())["rows"]
-    assert [(r["task"], r["model"], r["metric"]) for r in rows] == [
-        ("ring", "brl", 0.3), ("ring", "twin", 0.4), ("tree", "full", 0.1)]
-    path.write_text("[]")
-    with pytest.raises(ValueError, match="not a long_range results file"):
-        lr.add_row(path, {"task": "ring", "size": 1, "model": "brl", "seed": 0}, {})
-
-
 def test_tree_row_end_to_end_and_rerun_skip(lr, tmp_path, capsys):
     argv = ["--json", str(tmp_path / "lr.json"), "--runs", str(tmp_path / "runs"),
-            "--tasks", "tree", "--sizes", "2", "--models", "twin", "--tree-epochs", "3",
+            "--tasks", "tree", "--sizes", "2", "--models", "mpnn", "--tree-epochs", "3",
             "--tree-batch", "16", "--skip", "full:tree:2=too slow here"]
-    assert lr.main(argv + ["--models", "twin", "full"]) == 0
+    assert lr.main(argv + ["--models", "twin", "full"]) == 0  # twin: the legacy label
     rows = {r["model"]: r for r in json.loads((tmp_path / "lr.json").read_text())["rows"]}
-    twin, full = rows["twin"], rows["full"]
+    twin, full = rows["mpnn"], rows["full"]
     assert full["skipped"] == "too slow here" and full["metric"] is None
     assert twin["epochs"] == 3 and twin["chance"] == 0.25
     assert 0 <= twin["metric"] <= twin["train_max"] <= 1

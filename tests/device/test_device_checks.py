@@ -1,8 +1,12 @@
 r"""Device checks for the accelerator paths: CUDA, bf16 autocast and SDPA kernels.
 
-The unit tests run on CPU (CI has no GPU). This script checks, on whatever
-device it is given, the properties that could break only there, and writes
-one JSON record per check:
+Each check runs on the CPU (CI has no GPU) and again, marked ``cuda``, on a
+GPU where there is one; the SDPA-kernel check is CUDA-only. On a CUDA machine::
+
+    python -m pytest -q -m cuda tests/device --device-report out/gpu_check.json
+
+(``benchmarks/device_check.sh`` runs that as its ``checks`` step.) The report
+holds each check's measured values, the input of section 7 of ``docs/RESULTS.md``.
 
 - ``brlconv_vs_float64``: :class:`~brl_graph.nn.BRLConv` on a batch of graphs of
   mixed sizes (so the dense padding splits into buckets), float32 on the device
@@ -22,42 +26,27 @@ one JSON record per check:
 - ``train_resume``: ``train.py`` on a small RingTransfer config on this device
   (bf16 where CUDA), 2 epochs, then resumed to 3: finite metrics, the device's
   peak-memory kind, and the resumed run continues the same log.
-
-On CPU the SDPA-kernel checks are skipped with a reason; everything else runs,
-so the script itself is tested where there is no GPU.
-
-Usage::
-
-    python benchmarks/gpu_check.py --device cuda --json out/gpu_check.json
 """
-from __future__ import annotations
-
-import argparse
 import csv
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
-import tempfile
-import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+import pytest
 import torch
 from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from brl_graph.nn import BRLAttention, BRLConv
+from brl_graph.nn.functional import attention
+from brl_graph.nn.models import FullCausalAttention
 
-from brl_graph.io import atomic_write_json  # noqa: E402
-from brl_graph.nn import BRLAttention, BRLConv  # noqa: E402
-from brl_graph.nn.functional import attention  # noqa: E402
-
-Check = Dict[str, Any]
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = (3, 17, 40, 1, 300)  # padding all to 300 would cost > 2x: buckets
 
 
 def rel_err(a: Tensor, b: Tensor) -> float:
@@ -107,11 +96,20 @@ def graph_slices(sizes: Sequence[int]) -> List[slice]:
     return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
 
 
-# ---------------------------------------------------------------- checks
-SIZES = (3, 17, 40, 1, 300)  # padding all to 300 would cost > 2x: buckets
+def later_grads(f: Callable[[Tensor], Tensor], x: Tensor, positions: Sequence[int],
+                axis: int) -> float:
+    """Largest |d out[i] / d x[j]| over j > i for the given positions ``i``."""
+    worst = 0.0
+    for i in positions:
+        xi = x.clone().requires_grad_()
+        out = f(xi)
+        out.select(axis, i).sum().backward()
+        later = xi.grad.narrow(axis, i + 1, x.size(axis) - i - 1)
+        worst = max(worst, float(later.abs().max()) if later.numel() else 0.0)
+    return worst
 
 
-def check_brlconv_vs_float64(device: str) -> Check:
+def test_brlconv_vs_float64(device, device_report):
     torch.manual_seed(0)
     conv = make_conv(32).train()
     x, ei, ea, b = make_batch(SIZES, 32, seed=1)
@@ -126,11 +124,11 @@ def check_brlconv_vs_float64(device: str) -> Check:
         outs[name] = (y, t, xi.grad, m.seeds.grad)
     errs = {k: rel_err(d, r) for k, d, r in zip(("out", "tokens", "grad_x", "grad_seeds"),
                                                outs["dev"], outs["ref"])}
-    return {"name": "brlconv_vs_float64", "passed": max(errs.values()) < 1e-4,
-            "values": errs, "bound": "< 1e-4 (float32; TF32 off)"}
+    assert device_report.record(device, "brlconv_vs_float64", max(errs.values()) < 1e-4, errs,
+                                "< 1e-4 (float32; TF32 off)"), errs
 
 
-def check_batch_invariance(device: str) -> Check:
+def test_batch_invariance(device, device_report):
     torch.manual_seed(0)
     conv = make_conv(32).to(device).eval()
     x, ei, ea, b = (t.to(device) for t in make_batch(SIZES, 32, seed=2))
@@ -143,43 +141,37 @@ def check_batch_invariance(device: str) -> Check:
                           torch.zeros(sl.stop - sl.start, dtype=torch.long, device=device),
                           edge_attr=ea[keep])
             worst = max(worst, float((yi - y[sl]).abs().max()), float((ti[0] - t[g]).abs().max()))
-    return {"name": "batch_invariance", "passed": worst < 1e-4, "values": {"max_abs": worst},
-            "bound": "< 1e-4"}
+    assert device_report.record(device, "batch_invariance", worst < 1e-4, {"max_abs": worst},
+                                "< 1e-4"), worst
 
 
-def _later_grads(f: Callable[[Tensor], Tensor], x: Tensor, positions: Sequence[int],
-                 axis: int) -> float:
-    """Largest |d out[i] / d x[j]| over j > i for the given positions ``i``."""
-    worst = 0.0
-    for i in positions:
-        xi = x.clone().requires_grad_()
-        out = f(xi)
-        out.select(axis, i).sum().backward()
-        later = xi.grad.narrow(axis, i + 1, x.size(axis) - i - 1)
-        worst = max(worst, float(later.abs().max()) if later.numel() else 0.0)
-    return worst
-
-
-def check_causal_no_leak_conv(device: str) -> Check:
+def test_causal_no_leak_conv(device, device_report):
     torch.manual_seed(0)
     conv = make_conv(32, causal=True).to(device).train()
-    sizes = (40, 70)
-    x, ei, ea, b = (t.to(device) for t in make_batch(sizes, 32, seed=3))
-    worst = _later_grads(lambda xi: conv(xi, ei, b, edge_attr=ea)[0], x, [0, 5, 39, 40, 77], 0)
-    return {"name": "causal_no_leak_conv", "passed": worst == 0.0,
-            "values": {"max_abs_grad_to_later": worst}, "bound": "== 0 exactly"}
+    x, ei, ea, b = (t.to(device) for t in make_batch((40, 70), 32, seed=3))
+    worst = later_grads(lambda xi: conv(xi, ei, b, edge_attr=ea)[0], x, [0, 5, 39, 40, 77], 0)
+    assert device_report.record(device, "causal_no_leak_conv", worst == 0.0,
+                                {"max_abs_grad_to_later": worst}, "== 0 exactly"), worst
 
 
-def check_causal_no_leak_attention(device: str) -> Check:
+def causal_attention_leak(device: str, causal: bool = True) -> float:
     torch.manual_seed(0)
-    attn = BRLAttention(32, heads=4, window=8, num_tokens=8, causal=True).to(device).train()
-    x = torch.randn(2, 100, 32, device=device)
-    worst = _later_grads(attn, x, [0, 7, 8, 50, 98], 1)
-    return {"name": "causal_no_leak_attention", "passed": worst == 0.0,
-            "values": {"max_abs_grad_to_later": worst}, "bound": "== 0 exactly"}
+    attn = BRLAttention(32, heads=4, window=8, num_tokens=8, causal=causal).to(device).train()
+    return later_grads(attn, torch.randn(2, 100, 32, device=device), [0, 7, 8, 50, 98], 1)
 
 
-def check_bf16_autocast(device: str) -> Check:
+def test_causal_no_leak_attention(device, device_report):
+    worst = causal_attention_leak(device)
+    assert device_report.record(device, "causal_no_leak_attention", worst == 0.0,
+                                {"max_abs_grad_to_later": worst}, "== 0 exactly"), worst
+
+
+def test_the_leak_check_sees_a_leaking_layer():
+    # The encoder (causal=False) sees both sides of every position.
+    assert causal_attention_leak("cpu", causal=False) > 0
+
+
+def test_bf16_autocast(device, device_report):
     torch.manual_seed(0)
     convs = {c: make_conv(64, causal=c).to(device).train() for c in (False, True)}
     x, ei, ea, b = (t.to(device) for t in make_batch(SIZES, 64, seed=4))
@@ -202,13 +194,12 @@ def check_bf16_autocast(device: str) -> Check:
         values[f"{tag}_finite"] = finite
         ok = (ok and finite and errs[f"{tag}_out"] < 1e-2
               and max(errs[f"{tag}_grad_x"], errs[f"{tag}_grad_seeds"]) < 5e-2)
-    return {"name": "bf16_autocast", "passed": ok, "values": values,
-            "bound": "finite; out < 1e-2 and gradients < 5e-2 of float32"}
+    assert device_report.record(device, "bf16_autocast", ok, values,
+                                "finite; out < 1e-2 and gradients < 5e-2 of float32"), values
 
 
-def check_sdpa_flash(device: str) -> Check:
-    if device != "cuda":
-        return {"name": "sdpa_flash", "passed": None, "skipped": "SDPA kernel choice is CUDA-only"}
+@pytest.mark.cuda
+def test_sdpa_flash(device_report):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     values: Dict[str, Any] = {}
@@ -246,16 +237,14 @@ def check_sdpa_flash(device: str) -> Check:
     y.float().sum().backward()
     values["brlconv_batch_flash_only"] = "ran"
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from causal_recall import FullCausalAttention
     full = FullCausalAttention(64, 4).cuda()
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]), torch.autocast("cuda", torch.bfloat16):
         full(torch.randn(2, 8192, 64, device="cuda")).float().sum().backward()
     values["full_causal_flash_only_8k"] = "ran"
     ok = (values["flash_nodes_read_tokens_rel_err"] < 1e-2
           and values["efficient_masked_rel_err"] < 1e-2)
-    return {"name": "sdpa_flash", "passed": ok, "values": values,
-            "bound": "bf16 rel err < 1e-2; each restricted-kernel call runs"}
+    assert device_report.record("cuda", "sdpa_flash", ok, values,
+                                "bf16 rel err < 1e-2; each restricted-kernel call runs"), values
 
 
 def _log_rows(path: Path) -> List[Dict[str, str]]:
@@ -263,12 +252,8 @@ def _log_rows(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def check_train_resume(device: str) -> Check:
-    with tempfile.TemporaryDirectory(prefix="gpu_check_run_") as tmp:
-        return _train_resume(device, Path(tmp) / "run")
-
-
-def _train_resume(device: str, out: Path) -> Check:
+def test_train_resume(device, device_report, tmp_path):
+    out = tmp_path / "run"
     base = [sys.executable, str(ROOT / "train.py"), "--config",
             str(ROOT / "configs" / "ring-transfer.yaml"), "data.nodes=50",
             "data.options.num_train=256", "data.options.num_valid=64",
@@ -277,88 +262,39 @@ def _train_resume(device: str, out: Path) -> Check:
             f"out_dir={out}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    runs = []
     for extra in (["train.epochs=2"], ["train.epochs=3", "--resume"]):
         p = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=600)
-        runs.append(p)
         if p.returncode != 0:
-            return {"name": "train_resume", "passed": False,
-                    "values": {"stderr_tail": p.stderr[-2000:]}, "bound": "exit 0"}
+            device_report.record(device, "train_resume", False,
+                                 {"stderr_tail": p.stderr[-2000:]}, "exit 0")
+            pytest.fail(f"train.py exited with {p.returncode}:\n{p.stderr[-2000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
     log = _log_rows(out / "log.csv")
     kind = metrics.get("peak_memory_kind")
     want = "cuda_max_allocated" if device == "cuda" else kind
-    finite = all(math.isfinite(float(v)) for v in
-                 (metrics["valid"].get("accuracy", float("nan")), metrics["test"].get("accuracy",
-                                                                                   float("nan"))))
+    finite = all(math.isfinite(float(metrics[split].get("accuracy", float("nan"))))
+                 for split in ("valid", "test"))
     values = {"epochs_completed": metrics.get("epochs_completed"),
-              "log_epochs": [r.get("epoch") for r in log], "peak_memory_mb":
-              metrics.get("peak_memory_mb"), "peak_memory_kind": kind,
+              "log_epochs": [r.get("epoch") for r in log],
+              "peak_memory_mb": metrics.get("peak_memory_mb"), "peak_memory_kind": kind,
               "test_accuracy": metrics["test"].get("accuracy"),
               "seconds_per_epoch": metrics.get("seconds_per_epoch")}
-    ok = (metrics.get("epochs_completed") == 3 and len(log) == 3 and finite and kind == want)
-    return {"name": "train_resume", "passed": ok, "values": values,
-            "bound": "3 epochs in one log after resume, finite metrics, device peak memory"}
+    ok = (metrics.get("epochs_completed") == 3 and values["log_epochs"] == ["1", "2", "3"]
+          and finite and kind == want)
+    assert device_report.record(device, "train_resume", ok, values,
+                                "3 epochs in one log after resume, finite metrics, "
+                                "device peak memory"), values
 
 
-CHECKS = (check_brlconv_vs_float64, check_batch_invariance, check_causal_no_leak_conv,
-          check_causal_no_leak_attention, check_bf16_autocast, check_sdpa_flash,
-          check_train_resume)
-
-
-def environment(device: str) -> Dict[str, Any]:
-    import torch_geometric
-    env = {"python": platform.python_version(), "torch": torch.__version__,
-           "torch_geometric": torch_geometric.__version__, "device": device,
-           "platform": platform.platform(), "cpu_count": os.cpu_count(),
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
-    if device == "cuda":
-        env.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,
-                   capability=".".join(map(str, torch.cuda.get_device_capability())))
-    return env
-
-
-def run(device: str, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    results: List[Check] = []
-    for fn in CHECKS:
-        name = fn.__name__.removeprefix("check_")
-        if names and name not in names:
-            continue
-        t0 = time.perf_counter()
-        try:
-            res = fn(device)
-        except Exception as e:  # a crash is a failed check, reported with its cause
-            res = {"name": name, "passed": False, "error": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc()[-3000:]}
-        res["seconds"] = round(time.perf_counter() - t0, 2)
-        results.append(res)
-        status = "SKIP" if res.get("passed") is None else ("PASS" if res["passed"] else "FAIL")
-        shown = res.get("values", res.get("error", res.get("skipped")))
-        print(f"{status:4}  {res['name']:<26} {shown}", flush=True)
-    return {"environment": environment(device), "checks": results,
-            "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])}
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
-    p.add_argument("--checks", nargs="*", default=None,
-                   help="names of checks to run (default: all), e.g. bf16_autocast")
-    p.add_argument("--json", default=None, help="write the results here (atomic)")
-    args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda requested but torch.cuda.is_available() is False")
-    known = [fn.__name__.removeprefix("check_") for fn in CHECKS]
-    unknown = sorted(set(args.checks or []) - set(known))
-    if unknown:
-        p.error(f"unknown check(s) {unknown}; choose from {known}")
-    payload = run(args.device, args.checks)
-    if args.json:
-        atomic_write_json(Path(args.json), payload)
-    failed = [c["name"] for c in payload["checks"] if c.get("passed") is False]
-    print("failed: " + (", ".join(failed) if failed else "none"))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def test_report_is_written_in_the_results_format(tmp_path):
+    report = tmp_path / "gpu_check.json"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        __file__, "-k", "test_batch_invariance and cpu",
+                        "--device-report", str(report)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:]
+    data = json.loads(report.read_text())
+    assert data["environment"]["device"] == "cpu" and data["command"].startswith("python -m pytest")
+    (check,) = data["checks"]
+    assert check == {"name": "batch_invariance", "device": "cpu", "passed": True,
+                     "values": check["values"], "bound": "< 1e-4"}

@@ -1,0 +1,118 @@
+"""Section 7: the device checks (``tests/device``, their ``--device-report``), the GPU
+scaling rows and causal recall on the GPU."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from brl_graph.results.causal import causal_section
+from brl_graph.labels import BRL, MPNN
+from brl_graph.results.common import DEVICE_COMMAND, NOT_RUN, fmt, slope, table
+from brl_graph.results.scaling import SCALING_MODELS
+
+
+def _check_values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {fmt(v) if isinstance(v, (int, float)) else v}"
+                     for k, v in values.items())
+
+
+def _gpu_reading(by: Mapping[Tuple[str, int, Tuple[int, bool]], Dict[str, Any]]) -> str:
+    """One sentence on the BRL/MPNN time ratio per precision, from the rows."""
+    parts = []
+    for bf16 in (False, True):
+        ratios = [r["fwd_bwd_ms"] / by[(MPNN, n, st)]["fwd_bwd_ms"]
+                  for (m, n, st), r in by.items()
+                  if m == BRL and st == (1, bf16) and (MPNN, n, st) in by]
+        if ratios:
+            parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in "
+                         f"{'bf16' if bf16 else 'fp32'}")
+    if not parts:
+        return ""
+    return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
+            + ", against the CPU ratios of section 1: linear growth holds on the GPU, "
+            "but the global branch's constant is larger there.")
+
+
+def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[str, Any]]],
+                recall: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[str]]:
+    """Section 7: the device checks, the GPU scaling rows and GPU causal recall.
+
+    Returns the text and a one-line summary of the GPU scaling (``None`` when not run).
+    """
+    text = "## 7. GPU: device checks and timings\n\n"
+    if checks is None and rows is None and recall is None:
+        return (text + f"**{NOT_RUN}**: no GPU was available. Command on a CUDA machine:\n\n"
+                f"    {DEVICE_COMMAND}\n", None)
+    env = (checks or {}).get("environment", {})
+    if env:
+        text += (f"Machine: {env.get('gpu', '?')} (compute capability {env.get('capability', '?')}), "
+                 f"CUDA {env.get('cuda', '?')}, PyTorch {env.get('torch', '?')}, PyG "
+                 f"{env.get('torch_geometric', '?')}, TF32 matmul {env.get('tf32_matmul')}. "
+                 "Each lease is a fresh machine of the same kind; `lease_run` says which one "
+                 "produced a row. All rows come from one script:\n\n"
+                 f"    {DEVICE_COMMAND}\n\n")
+    if checks is not None:
+        out = []
+        for c in checks.get("checks", []):
+            status = ("skipped" if c.get("passed") is None
+                      else "**pass**" if c["passed"] else "**FAIL**")
+            detail = (c.get("error") or c.get("skipped")
+                      or _check_values(c.get("values", {})))
+            out.append([f"`{c['name']}`", status, detail, c.get("bound", "")])
+        text += ("### Device checks (`tests/device`, marked `cuda`)\n\n"
+                 + table(["check", "result", "measured", "bound"], out)
+                 + f"\n\nCommand: `{checks.get('command', '')}`\n\n")
+    summary = None
+    if rows:
+        def setting(r):
+            return (int(r.get("layers", 1)), bool(r.get("bf16", False)))
+        by = {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
+        out = []
+        for st in sorted({setting(r) for r in rows}):
+            for n in sorted({r["num_nodes"] for r in rows if setting(r) == st}):
+                cells = [f"{st[0]} layer(s), {'bf16' if st[1] else 'fp32'}", fmt(n)]
+                for m in SCALING_MODELS:
+                    r = by.get((m, n, st))
+                    cells.append("—" if r is None else
+                                  f"{fmt(r['fwd_bwd_ms'], 1)} ms / {fmt(r.get('peak_mem_mb'), 0)} MB"
+                                  f" (run {r.get('lease_run', '?')})")
+                b, lo = by.get((BRL, n, st)), by.get((MPNN, n, st))
+                cells.append(fmt(b["fwd_bwd_ms"] / lo["fwd_bwd_ms"], 2) + "x" if b and lo else "—")
+                out.append(cells)
+        exps = {}
+        for m in (MPNN, BRL):
+            pts = sorted((n, r["fwd_bwd_ms"]) for (mm, n, st), r in by.items()
+                         if mm == m and st == (1, False))
+            exps[m] = slope([p[0] for p in pts], [p[1] for p in pts])
+        text += ("### Scaling on the GPU (`benchmarks/scaling.py --device cuda`), one graph, "
+                 "fwd+bwd\n\n"
+                 "Cells: median fwd+bwd time / peak allocated CUDA memory above the inputs "
+                 "(`torch.cuda.max_memory_allocated`).\n\n"
+                 + table(["setting", "nodes", *SCALING_MODELS, f"{BRL} / {MPNN}"], out)
+                 + "\n\nTime exponents over the fp32 one-layer sizes: "
+                 + ", ".join(f"`{m}` n^{fmt(e, 2)}" for m, e in exps.items()) + ". "
+                 + _gpu_reading(by) + "\n\n"
+                 "Row commands:\n\n"
+                 + "".join(f"    {c}\n" for c in dict.fromkeys(r.get("command", "") for r in rows))
+                 + "\n")
+        big = max((n for (m, n, st) in by if m == BRL and (MPNN, n, st) in by), default=None)
+        if big is not None:
+            parts = []
+            for st in ((1, False), (1, True)):
+                b, lo = by.get((BRL, big, st)), by.get((MPNN, big, st))
+                if b and lo:
+                    parts.append(f"{'bf16' if st[1] else 'fp32'} {fmt(b['fwd_bwd_ms'] / lo['fwd_bwd_ms'], 1)}x")
+            summary = (f"on an H200, BRL n^{fmt(exps.get(BRL), 2)} vs MPNN "
+                       f"n^{fmt(exps.get(MPNN), 2)}; BRL/MPNN at {fmt(big)} nodes: "
+                       + ", ".join(parts))
+    if recall is not None:
+        ctext, _ = causal_section(recall)
+        ctext = ctext.replace("## 5. Causal sequences: multi-query associative recall",
+                              "### Causal recall on the GPU (same task and budget as section 5)")
+        pts = sorted((r["eval_len"], r["fwd_bwd_ms"]) for r in recall.get("rows", [])
+                     if r.get("model") == "brl" and r.get("fwd_bwd_ms") and r["eval_len"] >= 1024)
+        brl_exp = slope([p[0] for p in pts], [p[1] for p in pts])
+        text += ctext
+        if brl_exp is not None and brl_exp < 0.5:
+            text += ("Times barely grow with the length at batch 1: on this GPU they measure "
+                     "kernel launches more than work.\n")
+    return text, summary

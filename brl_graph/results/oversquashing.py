@@ -1,0 +1,111 @@
+"""Section 6: over-squashing, effective resistance with and without the tokens and
+Jacobian sensitivity by hop (``experiments/oversquashing.py`` rows), and its plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+from brl_graph.labels import BRL, MPNN
+from brl_graph.results.common import (NOT_RUN, Verdict, commands_block, fmt, pyplot, save_figure,
+                                      table)
+
+def hop_means(m: Mapping[str, Any]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean sensitivity over hops 1..L (inside the receptive field) and beyond L."""
+    hops = {int(k): v for k, v in m["by_hop"].items() if v is not None}
+    inside = [v for h, v in hops.items() if 1 <= h <= m["layers"]]
+    beyond = [v for h, v in hops.items() if h > m["layers"]]
+    return (sum(inside) / len(inside) if inside else None,
+            sum(beyond) / len(beyond) if beyond else None)
+
+
+def oversquashing_verdict(rows: Sequence[Mapping[str, Any]],
+                          peptides: Optional[Mapping[str, Tuple[float, float, int]]]) -> Verdict:
+    """Holds when the tokens lower R_tot on every dataset, trained BRL has more
+    sensitivity beyond L hops than the twin on Peptides-func, and BRL's test AP
+    (section 4) beats the twin's by more than BRL's std over seeds."""
+    ratios = [(r["dataset"], (r.get("ratio") or {}).get("median")) for r in rows]
+    ev = "; ".join(f"{d}: R_tot / R_tot(tokens) median {fmt(x, 1)}x" for d, x in ratios)
+    far = [(label, hop_means(m)[1]) for r in rows if r["dataset"] == "peptides-func"
+           for label, m in r.get("models", {}).items()]
+    brl_far = [f for label, f in far if label.startswith(BRL) and f is not None]
+    twin_far = [f for label, f in far if label.startswith(MPNN) and f is not None]
+    if brl_far and twin_far:
+        ev += f"; peptides-func sensitivity beyond L hops: BRL {fmt(brl_far[0])}, twin {fmt(twin_far[0])}"
+    ok = all(x is not None and x > 1 for _, x in ratios)
+    far_ok = bool(brl_far and twin_far and brl_far[0] > twin_far[0])
+    if not (peptides and BRL in peptides and MPNN in peptides):
+        return ("partial" if ok else "fails",
+                ev + "; task-level effect (Peptides-func AP, table 4) not run")
+    b, t = peptides[BRL][0], peptides[MPNN][0]
+    ev += f"; task level, Peptides-func test AP (table 4): BRL {b:.4f} vs twin {t:.4f}"
+    clear = b - peptides[BRL][1] > t
+    if b > t and not clear:
+        ev += " (a gap smaller than BRL's std over seeds)"
+    return ("holds" if ok and far_ok and clear else ("partial" if ok else "fails"), ev)
+
+
+def _resistance_line(r: Mapping[str, Any]) -> List[str]:
+    return [r["dataset"], fmt(r["num_graphs"]), fmt(r["mean_nodes"], 1), fmt(r.get("num_tokens")),
+            fmt(r["r_tot"].get("median")), fmt(r["r_tot_tokens"].get("median")),
+            fmt((r.get("ratio") or {}).get("median"), 1), fmt((r.get("r_avg") or {}).get("median")),
+            fmt((r.get("r_avg_tokens") or {}).get("median"))]
+
+
+def _sensitivity_line(dataset: str, label: str, m: Mapping[str, Any]) -> List[str]:
+    near, far = hop_means(m)
+    hop1 = next((v for k, v in m["by_hop"].items() if int(k) == 1 and v is not None), None)
+    return [dataset, label, "trained" if m["source"] != "random-init" else "random init",
+            fmt(m["layers"]), fmt(m["num_tokens"]), fmt(hop1), fmt(near), fmt(far)]
+
+
+def oversquashing_section(data: Optional[Mapping[str, Any]], plot: Optional[Path],
+                          peptides: Optional[Mapping[str, Tuple[float, float, int]]] = None
+                          ) -> Tuple[str, Verdict]:
+    """Section 6's text (resistance, sensitivity by hop) and the claim's verdict."""
+    text = "## 6. Over-squashing\n\n"
+    cmd = ("python experiments/oversquashing.py --root ../shared/datasets --cache-dir /tmp/brl_cache")
+    if data is None or not data.get("rows"):
+        return (text + f"**{NOT_RUN}** (no `benchmarks/results/oversquashing.json`). "
+                f"Command:\n\n    {cmd}\n", ("untested", "oversquashing.json absent"))
+    rows = data["rows"]
+    text += ("Total effective resistance R_tot of each graph alone and with the K tokens added "
+             "as virtual nodes joined to every node (medians over the graphs measured; "
+             "`report.json` holds means and ranges).\n\n"
+             + table(["dataset", "graphs", "mean nodes", "K", "R_tot median",
+                      "R_tot with tokens", "ratio (median)", "avg pair R", "avg pair R, tokens"],
+                     [_resistance_line(r) for r in rows]) + "\n\n")
+    sens = [_sensitivity_line(r["dataset"], label, m) for r in rows
+            for label, m in r.get("models", {}).items()]
+    text += ("Jacobian sensitivity ||dh_t/dx_u|| by hop distance (mean over targets): at hop 1, "
+             "averaged over hops 1..L (inside the L-layer receptive field) and beyond L hops.\n\n"
+             + table(["dataset", "model", "weights", "layers", "K", "hop 1", "hops 1..L",
+                      "hops > L"], sens) + "\n\n")
+    for r in rows:
+        if r.get("trained"):
+            text += (f"Trained weights for {r['dataset']}: the checkpoints named in the command "
+                     f"below (budget: {r.get('training_budget', 'see command')}).\n\n")
+    if plot is not None:
+        text += ("![sensitivity by hop](sensitivity.png)\n\n(Log scale: hops where a model's "
+                 "sensitivity is exactly 0, the twin beyond its L layers, are not drawn.)\n\n")
+    text += "Commands:\n\n" + commands_block([r["command"] for r in rows]) + "\n"
+    return text, oversquashing_verdict(rows, peptides)
+
+
+def plot_sensitivity(data: Mapping[str, Any], path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
+    for r in data["rows"]:
+        if r["dataset"] != "peptides-func":
+            continue
+        for label, m in r["models"].items():
+            hops = sorted((int(k), v) for k, v in m["by_hop"].items() if v)
+            kind = "trained" if m["source"] != "random-init" else "random init"
+            ax.plot([h for h, _ in hops], [v for _, v in hops], label=f"{label} ({kind})")
+    ax.set_yscale("log")
+    ax.set_xlabel("hop distance")
+    ax.set_ylabel("||dh_t/dx_u||")
+    ax.set_title("peptides-func", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,56 @@
+"""Tests for :mod:`brl_graph.results.load`: legacy model labels become current in one place."""
+import json
+
+import pytest
+
+from brl_graph.results.load import current_labels, load_results
+
+
+def test_legacy_labels_become_current_and_nothing_else_changes():
+    rows = [{"model": "twin", "test": 0.5}, {"model": "local"}, {"model": "gps"},
+            {"model": "gps-multihead"}, {"model": "gps-performer"}, {"model": "brl"},
+            {"model": "window"}, {"name": "a check"}]
+    fixed = current_labels({"config": {"widths": {}}, "rows": rows})
+    assert [r.get("model") for r in fixed["rows"]] == [
+        "mpnn", "mpnn", "full", "full", "performer", "brl", "window", None]
+    assert fixed["rows"][0]["test"] == 0.5 and fixed["config"] == {"widths": {}}
+    assert rows[0]["model"] == "twin"  # the input is not modified
+    assert [r["model"] for r in current_labels([{"model": "local"}])] == ["mpnn"]
+    assert current_labels(None) is None and current_labels({"checks": []}) == {"checks": []}
+
+
+def test_rows_of_an_older_driver_are_read_under_the_current_label(tmp_path):
+    rows = [{"model": "twin", "seed": 0, "test": 0.75}, {"model": "mpnn", "seed": 1, "test": 0.5}]
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "scaling.json").write_text(json.dumps([{"model": "local", "num_nodes": 8}]))
+    results = load_results(tmp_path)
+    assert [r["model"] for r in results["ogbg-molhiv-e100"]["rows"]] == ["mpnn", "mpnn"]
+    assert results["scaling"][0]["model"] == "mpnn"
+    assert results["peptides-func-e60"] is None
+
+
+def test_recall_cost_seed_repeats_are_gathered_under_one_table(tmp_path):
+    for name in ("causal_recall_modes", "causal_recall_modes_mqar",
+                 "causal_recall_modes_mqar_seed1", "causal_recall_modes_seed2"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name}))
+    modes = load_results(tmp_path)["causal_recall_modes"]
+    assert {k: [d["name"] for d in v] for k, v in modes.items()} == {
+        "": ["causal_recall_modes", "causal_recall_modes_seed2"],
+        "mqar": ["causal_recall_modes_mqar", "causal_recall_modes_mqar_seed1"]}
+
+
+def test_invalid_json_names_the_file(tmp_path):
+    (tmp_path / "long_range.json").write_text("{")
+    with pytest.raises(ValueError, match="long_range.json is not valid JSON"):
+        load_results(tmp_path)
+
+
+def test_stored_commands_of_moved_scripts_show_the_current_path(tmp_path):
+    old = "python benchmarks/causal_recall.py --steps 3"
+    payload = {"config": {"command": old, "commands": [old, "python benchmarks/scaling.py"]},
+               "rows": [{"model": "brl", "command": old, "driver": old, "note": old}]}
+    (tmp_path / "causal_recall.json").write_text(json.dumps(payload))
+    data = load_results(tmp_path)["causal_recall"]
+    new = "python experiments/causal_recall.py --steps 3"
+    assert data["config"] == {"command": new, "commands": [new, "python benchmarks/scaling.py"]}
+    assert data["rows"][0] == {"model": "brl", "command": new, "driver": new, "note": old}

@@ -1,0 +1,62 @@
+"""Tests for :mod:`brl_graph.results.protocol`: the full-protocol tables and their verdicts,
+from small synthetic results files like those ``experiments/graph_property.py`` writes."""
+import json
+
+import pytest
+
+from brl_graph.results import load_results, render
+from brl_graph.results.protocol import MOLHIV, PEPTIDES, protocol_section
+
+
+def row(model, seed, test, metric="rocauc", epochs=100):
+    # The fields of a graph_property row that the section reads, plus a few it ignores.
+    return {"dataset": "ogbg-molhiv", "model": model, "seed": seed, "metric_name": metric,
+            "higher_is_better": True, "test": test, "valid": test + 0.01, "best_epoch": 40 + seed,
+            "epochs": epochs, "finished": True, "channels": 64, "num_params": 437_000,
+            "command": f"python train.py --config x.yaml fake-{model}-s{seed}",
+            "driver": f"python experiments/graph_property.py --models {model} --epochs {epochs}"}
+
+
+def test_missing_or_empty_file_says_not_run_and_shows_the_published_rows(tmp_path):
+    for data in (None, {"rows": []}, {"config": {}, "rows": []}):
+        text, verdict = protocol_section(MOLHIV, data)
+        assert "Not run yet" in text and "--epochs 100" in text and "--models mpnn" in text
+        assert "| GPS (published) | — | 0.7880 ± 0.0101 |" in text
+        assert "| GIN-virtual (published) | — | 0.7707 ± 0.0149 |" in text
+        assert verdict[0] == "untested"
+
+
+def test_rows_of_an_older_driver_count_as_mpnn_and_fewer_seeds_are_partial(tmp_path):
+    rows = ([row("brl", s, 0.79 + s / 1000) for s in range(4)]
+            + [row("twin", s, 0.775) for s in (0, 1)])  # still written by an older checkout
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(json.dumps({"rows": rows}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full OGB protocol")[1].split("## 4.")[0]
+    assert ("| BRL (`brl`) | s0 0.7900 (ep 40), s1 0.7910 (ep 41), s2 0.7920 (ep 42), "
+            "s3 0.7930 (ep 43) | 0.7915 ± 0.0013 | 4 | 100 | 437,000 |") in section
+    assert "| MPNN twin (K=0, widened) (`mpnn`) | s0 0.7750 (ep 40), s1 0.7750 (ep 41) |" in section
+    assert "twin`" not in section and "fake-brl-s3" in section
+    targets = text.split("## Targets")[1]
+    assert "brl >= 0.785, mpnn >= 0.77 test ROC-AUC | **partly hit" in targets
+    assert "| partial: 2 of 4 seeds; ROC-AUC brl 0.7915 ± 0.0013 (n=4); mpnn 0.7750" in targets
+
+
+@pytest.mark.parametrize("brl, mpnn, status", [(0.79, 0.775, "holds"), (0.78, 0.775, "partial"),
+                                               (0.70, 0.70, "fails")])
+def test_molhiv_verdict_with_four_seeds(brl, mpnn, status):
+    rows = [row("brl", s, brl) for s in range(4)] + [row("mpnn", s, mpnn) for s in range(4)]
+    _, (got, ev) = protocol_section(MOLHIV, {"rows": rows})
+    assert got == status and not ev.startswith("partial:")
+
+
+@pytest.mark.parametrize("mpnn, status", [(0.63, "holds"), (0.6475, "partial")])
+def test_peptides_needs_a_gap_larger_than_the_seed_spread(mpnn, status):
+    brl = [0.645, 0.65, 0.655, 0.65]  # std 0.0041
+    rows = ([row("brl", s, v, "ap", 60) for s, v in enumerate(brl)]
+            + [row("mpnn", s, mpnn, "ap", 60) for s in range(4)])
+    text, (got, _) = protocol_section(PEPTIDES, {"rows": rows})
+    assert got == status
+    assert "| tuned GCN (published) | — | 0.6860 ± 0.0050 |" in text and "test AP per seed" in text
+    # Without the twin's four seeds there is no verdict yet.
+    _, (got, ev) = protocol_section(PEPTIDES, {"rows": rows[:4] + rows[4:6]})
+    assert got == "partial" and ev.startswith("partial: 2 of 4 seeds")
