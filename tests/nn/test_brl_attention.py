@@ -163,7 +163,7 @@ def test_blocks_mode_matches_position_by_position_reference(causal, top_k, block
 
 
 def test_blocks_mode_chunks_queries_without_changing_the_result(monkeypatch):
-    import brl_graph.nn.brl_attention as mod
+    import brl_graph.nn.blocks as mod
     torch.manual_seed(0)
     attn = BRLAttention(16, heads=2, window=4, causal=True, mode="blocks", block_size=4,
                         top_k=2).eval()
