@@ -6,11 +6,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import LayerNorm, Linear, Parameter
+from torch.nn import LayerNorm, Linear
 
 from brl_graph.nn.blocks import block_attention, window_allowed, window_keys
-from brl_graph.nn.functional import NEG, prefix_softmax_pool
-from brl_graph.nn.token_mixer import TokenMixer
+from brl_graph.nn.functional import NEG
+from brl_graph.nn.reservoir import TokenReservoir
 
 MODES = ("reservoir", "blocks")
 
@@ -30,8 +30,9 @@ class BRLAttention(torch.nn.Module):
 
     where :math:`\mathcal{W}(i) = \{j : |i-j| < w\}` for the encoder and
     :math:`\{j : i-w < j \le i\}` for the decoder. The tokens are built as in
-    :class:`~brl_graph.nn.BRLConv`: learned seeds pool the sequence by
-    attention (compress), then attend among themselves (mix). In causal mode
+    :class:`~brl_graph.nn.BRLConv`, by a :class:`~brl_graph.nn.TokenReservoir`:
+    learned seeds pool the sequence by attention (compress, with :obj:`heads`
+    heads per token), then attend among themselves (mix). In causal mode
     the tokens read at position :math:`i` pool positions :math:`j \le i` only,
     through a stable prefix softmax, so :math:`\mathbf{y}_i` depends on
     :math:`\mathbf{x}_{j \le i}` alone, with exactly zero gradient to later
@@ -145,46 +146,37 @@ class BRLAttention(torch.nn.Module):
             # One pooling score per (head, block token) and position.
             self.pool = Linear(dim, heads * block_tokens)
         if num_tokens > 0:
-            self.seeds = Parameter(torch.empty(num_tokens, dim))
-            self.tok_norm_c = LayerNorm(dim)
-            self.q_c = Linear(dim, dim)
-            self.kv_c = Linear(dim, 2 * dim)
-            self.o_c = Linear(dim, dim)
-            self.mixer = TokenMixer(dim, heads, torch.nn.GELU())
+            # compress (each token pools with `heads` heads) and mix
+            self.reservoir = TokenReservoir(dim, num_tokens, heads, torch.nn.GELU(),
+                                            prefix_block=prefix_block, pool_heads=heads)
             self.tok_norm_r = LayerNorm(dim)
             self.kv_t = Linear(dim, 2 * dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
-        for module in self.modules():
-            if isinstance(module, (Linear, LayerNorm)):
+        for module in (self.qkv, self.out, getattr(self, "pool", None),
+                       getattr(self, "reservoir", None), getattr(self, "tok_norm_r", None),
+                       getattr(self, "kv_t", None)):
+            if module is not None:
                 module.reset_parameters()
-        if self.num_tokens > 0:
-            torch.nn.init.normal_(self.seeds, std=1.0)
 
     def _split(self, t: Tensor) -> Tensor:
         return t.unflatten(-1, (self.heads, self.dim // self.heads))
 
+    @property
+    def seeds(self) -> Optional[Tensor]:
+        """The learned seed tokens ``[K, C]`` (``None`` without a reservoir)."""
+        return self.reservoir.seeds if self.num_tokens > 0 else None
+
     def _tokens(self, x: Tensor, mask: Tensor) -> Tensor:
         """Compress and mix. Returns ``[B, K, C]``, or ``[B, L, K, C]`` when causal."""
-        B, L, C = x.shape
-        H, K = self.heads, self.num_tokens
-        D = C // H
-        k, v = (self._split(t) for t in self.kv_c(x).chunk(2, dim=-1))  # [B, L, H, D]
-        q = self._split(self.q_c(self.tok_norm_c(self.seeds)))  # [K, H, D]
-        logits = torch.einsum("khd,blhd->bhkl", q, k) / math.sqrt(D)
         if self.causal:
-            pooled = prefix_softmax_pool(logits, v.permute(0, 2, 1, 3).unsqueeze(2),
-                                         mask=mask[:, None, None, :], block=self.prefix_block)
-            T = self.seeds + self.o_c(pooled.permute(0, 3, 2, 1, 4).reshape(B, L, K, C))
-        else:
-            empty = ~mask.any(dim=1)
-            logits = logits.masked_fill(~(mask | empty[:, None])[:, None, None, :], NEG)
-            pooled = torch.einsum("bhkl,blhd->bkhd", torch.softmax(logits, dim=-1), v)
-            pooled = pooled.reshape(B, K, C).masked_fill(empty[:, None, None], 0.0)
-            T = self.seeds + self.o_c(pooled)
-        return self.mixer(T)
+            return self.reservoir.compress_causal(x, None, mask)
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, NEG)
+        empty = ~mask.any(dim=1)
+        return self.reservoir.compress(x, self.reservoir.initial(x.size(0)), bias[:, None],
+                                       empty if bool(empty.any()) else None)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 3 or x.size(-1) != self.dim:

@@ -244,7 +244,7 @@ def test_blocks_bad_arguments():
         BRLAttention(16, heads=2, window=8, mode="blocks", block_size=8, block_tokens=0)
     attn = BRLAttention(16, heads=2, window=8, mode="blocks", block_size=8, top_k=2)
     assert "mode=blocks" in repr(attn) and "top_k=2" in repr(attn)
-    assert not hasattr(attn, "seeds")  # no reservoir is built in blocks mode
+    assert attn.seeds is None and not hasattr(attn, "reservoir")  # no reservoir in blocks mode
 
 
 @pytest.mark.parametrize("num_tokens", [0, 3])
@@ -258,3 +258,27 @@ def test_reservoir_and_window_causal_no_leak_under_bf16_autocast(num_tokens):
         x.grad = None
         (y[0, i].float() * PROBE).sum().backward(retain_graph=True)
         assert (x.grad[0, i + 1:] == 0).all() and (x.grad[1] == 0).all()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reservoir_tokens_pool_with_one_softmax_per_head(causal):
+    # the tokens are the TokenReservoir's: seeds pool the sequence with `heads`
+    # heads each, then mix; causal position i pools positions <= i
+    torch.manual_seed(0)
+    attn = BRLAttention(16, heads=2, window=4, num_tokens=3, causal=causal).eval()
+    res = attn.reservoir
+    x = torch.randn(1, 9, 16)
+    q = res.query(res.norm(attn.seeds)).view(3, 2, 8)
+
+    def pooled(n):
+        k, v = (t.view(n, 2, 8) for t in res.key_value(x[0, :n]).chunk(2, -1))
+        w = torch.softmax(torch.einsum("khd,lhd->hkl", q, k) / 8 ** 0.5, -1)
+        return res.mixer(attn.seeds + res.out(torch.einsum("hkl,lhd->khd", w, v).reshape(3, 16)))
+
+    T = attn._tokens(x, torch.ones(1, 9, dtype=torch.bool))
+    with torch.no_grad():
+        if causal:
+            for i in (0, 4, 8):
+                torch.testing.assert_close(T[0, i], pooled(i + 1), atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(T[0], pooled(9), atol=1e-5, rtol=1e-5)
