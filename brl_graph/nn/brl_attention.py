@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -13,6 +14,17 @@ from brl_graph.nn.functional import NEG
 from brl_graph.nn.reservoir import TokenReservoir
 
 MODES = ("reservoir", "blocks")
+_DROPOUT_WARNED = False
+
+
+def _warn_dropout_meaning() -> None:
+    """Once per process: ``dropout`` changed meaning (see :class:`BRLAttention`)."""
+    global _DROPOUT_WARNED
+    if not _DROPOUT_WARNED:
+        _DROPOUT_WARNED = True
+        warnings.warn("BRLAttention(dropout=...) is now dropout on the layer's output, as in "
+                      "BRLConv; dropout on attention weights is attn_dropout (pass it, even "
+                      "as 0.0, to silence this warning)", FutureWarning, stacklevel=3)
 
 
 class BRLAttention(torch.nn.Module):
@@ -92,7 +104,14 @@ class BRLAttention(torch.nn.Module):
         num_tokens (int, optional): Compressed tokens :math:`K`; :obj:`0` gives
             sliding-window attention alone. (default: :obj:`8`)
         causal (bool, optional): Decoder mode. (default: :obj:`False`)
-        dropout (float, optional): Dropout on attention weights.
+        dropout (float, optional): Dropout on the layer's output (and on the
+            reservoir's residual branches), as :obj:`dropout` of
+            :class:`~brl_graph.nn.BRLConv`. Before 0.2 it was the dropout on
+            attention weights, now :obj:`attn_dropout`; giving
+            :obj:`dropout > 0` without :obj:`attn_dropout` warns once of the
+            change. (default: :obj:`0.0`)
+        attn_dropout (float, optional): Dropout on attention weights (window,
+            tokens and, in reservoir mode, the pooling and mixing).
             (default: :obj:`0.0`)
         prefix_block (int, optional): Block size of the causal prefix softmax
             (reservoir mode). (default: :obj:`32`)
@@ -117,7 +136,7 @@ class BRLAttention(torch.nn.Module):
     def __init__(self, dim: int, heads: int = 4, window: int = 64, num_tokens: int = 8,
                  causal: bool = False, dropout: float = 0.0, prefix_block: int = 32,
                  mode: str = "reservoir", block_size: int = 32, block_tokens: int = 1,
-                 top_k: int = 0) -> None:
+                 top_k: int = 0, attn_dropout: Optional[float] = None) -> None:
         super().__init__()
         if heads <= 0 or dim % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
@@ -137,7 +156,12 @@ class BRLAttention(torch.nn.Module):
                                  f"are reached through the window only")
             num_tokens = 0  # the reservoir is not built in this mode
         self.dim, self.heads, self.window = dim, heads, window
-        self.num_tokens, self.causal, self.dropout = num_tokens, causal, dropout
+        if attn_dropout is None:
+            if dropout > 0:
+                _warn_dropout_meaning()
+            attn_dropout = 0.0
+        self.num_tokens, self.causal = num_tokens, causal
+        self.dropout, self.attn_dropout = dropout, attn_dropout
         self.prefix_block, self.mode = prefix_block, mode
         self.block_size, self.block_tokens, self.top_k = block_size, block_tokens, top_k
         self.qkv = Linear(dim, 3 * dim)
@@ -148,6 +172,7 @@ class BRLAttention(torch.nn.Module):
         if num_tokens > 0:
             # compress (each token pools with `heads` heads) and mix
             self.reservoir = TokenReservoir(dim, num_tokens, heads, torch.nn.GELU(),
+                                            dropout=dropout, attn_dropout=attn_dropout,
                                             prefix_block=prefix_block, pool_heads=heads)
             self.tok_norm_r = LayerNorm(dim)
             self.kv_t = Linear(dim, 2 * dim)
@@ -213,7 +238,7 @@ class BRLAttention(torch.nn.Module):
             tl = F.pad(tl / math.sqrt(D), (0, 0, 0, 0, 0, nb * W - L)).view(B, nb, W, H, K)
             logits = torch.cat([logits, tl.transpose(2, 3)], dim=-1)
         w = torch.softmax(logits, dim=-1)
-        w = F.dropout(w, p=self.dropout, training=self.training)
+        w = F.dropout(w, p=self.attn_dropout, training=self.training)
         out = torch.einsum("bmhrs,bmshd->bmrhd", w[..., :S], vb).reshape(B, nb * W, H, D)[:, :L]
         if K > 0:
             wt = w[..., S:].transpose(2, 3).reshape(B, nb * W, H, K)[:, :L]
@@ -221,7 +246,7 @@ class BRLAttention(torch.nn.Module):
                 out = out + torch.einsum("blhk,blkhd->blhd", wt, vt)
             else:
                 out = out + torch.einsum("blhk,bkhd->blhd", wt, vt)
-        y = self.out(out.reshape(B, L, C))
+        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
         return y * mask.unsqueeze(-1)
 
     def _forward_blocks(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -230,8 +255,9 @@ class BRLAttention(torch.nn.Module):
         scores = self.pool(x).view(B, L, self.heads, self.block_tokens)
         out = block_attention(q, k, v, scores, mask, window=self.window,
                               block_size=self.block_size, top_k=self.top_k, causal=self.causal,
-                              attn_dropout=self.dropout, training=self.training)
-        return self.out(out.reshape(B, L, C)) * mask.unsqueeze(-1)
+                              attn_dropout=self.attn_dropout, training=self.training)
+        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
+        return y * mask.unsqueeze(-1)
 
     def __repr__(self) -> str:
         extra = (f", mode=blocks, block_size={self.block_size}, block_tokens={self.block_tokens}, "

@@ -282,3 +282,41 @@ def test_reservoir_tokens_pool_with_one_softmax_per_head(causal):
                 torch.testing.assert_close(T[0, i], pooled(i + 1), atol=1e-5, rtol=1e-5)
         else:
             torch.testing.assert_close(T[0], pooled(9), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reservoir", "blocks"])
+def test_dropout_is_output_dropout_and_attn_dropout_drops_weights(mode):
+    # as in BRLConv: dropout zeroes output entries (the rest scaled by 1/(1-p));
+    # attn_dropout drops attention weights, which leaves no entry exactly zero
+    kw = {"mode": mode, "block_size": 4} if mode == "blocks" else {"num_tokens": 3}
+    x = torch.randn(2, 20, 16)
+    torch.manual_seed(0)
+    out_drop = BRLAttention(16, heads=2, window=4, causal=True, dropout=0.5, attn_dropout=0.0, **kw)
+    out_drop.eval()
+    clean = out_drop(x)
+    out_drop.train()
+    y = out_drop(x)
+    zero = y == 0
+    assert 0.3 < zero.float().mean() < 0.7
+    if mode == "blocks":  # (the reservoir's residual branches drop too, as in BRLConv)
+        torch.testing.assert_close(y[~zero], 2 * clean[~zero], atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    attn_drop = BRLAttention(16, heads=2, window=4, causal=True, attn_dropout=0.5, **kw).train()
+    y = attn_drop(x)
+    assert (y != 0).all() and not torch.allclose(y, attn_drop.eval()(x))
+
+
+def test_dropout_without_attn_dropout_warns_once_of_the_new_meaning(monkeypatch):
+    import warnings
+
+    import brl_graph.nn.brl_attention as mod
+    monkeypatch.setattr(mod, "_DROPOUT_WARNED", False)
+    with pytest.warns(FutureWarning, match="attn_dropout"):
+        attn = BRLAttention(16, heads=2, dropout=0.1)
+    assert attn.dropout == 0.1 and attn.attn_dropout == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BRLAttention(16, heads=2, dropout=0.1)  # once per process
+        monkeypatch.setattr(mod, "_DROPOUT_WARNED", False)
+        BRLAttention(16, heads=2, dropout=0.1, attn_dropout=0.1)  # explicit: no warning
+        BRLAttention(16, heads=2)
