@@ -106,7 +106,7 @@ class BRLAttention(torch.nn.Module):
         causal (bool, optional): Decoder mode. (default: :obj:`False`)
         dropout (float, optional): Dropout on the layer's output (and on the
             reservoir's residual branches), as :obj:`dropout` of
-            :class:`~brl_graph.nn.BRLConv`. Before 0.2 it was the dropout on
+            :class:`~brl_graph.nn.BRLConv`. Up to 0.1.0 it was the dropout on
             attention weights, now :obj:`attn_dropout`; giving
             :obj:`dropout > 0` without :obj:`attn_dropout` warns once of the
             change. (default: :obj:`0.0`)
