@@ -129,12 +129,16 @@ class BRLConv(torch.nn.Module):
     the same residual as the reservoir's read-out. Reading is by content, so a
     node can find an item stored anywhere before it, and with :obj:`top_k`
     the item's own key and value enter the softmax; with
-    :class:`~brl_graph.nn.BRLAttention` (top-k 1, :math:`c = 2`) this recalls
-    0.98 of 8 pairs at 2,048 positions and 0.95 at 8,192, against 1.00 / 0.95
-    for full causal attention (``benchmarks/results/causal_recall_modes_topk1_c2.json``).
-    The price: the cost is :math:`O\big(n\,(w + cn/b + sb)\,C\big)` per graph
-    of :math:`n` nodes, quadratic with a :math:`c/b` constant, and no tokens
-    are carried between layers (:obj:`tokens` is :obj:`None` in and out). The
+    :class:`~brl_graph.nn.BRLAttention` (top-k 1, :math:`c = 2`) the same
+    attention recalls 0.97-0.98 of 8 pairs at 2,048 positions and 0.945-0.96 at
+    8,192 over three seeds, against 1.00 / 0.95 for full causal attention
+    (``benchmarks/results/causal_recall_modes_topk1_c2*.json``; this layer's
+    own recall on graphs is not measured). The price: the cost is
+    :math:`O\big(n\,(w + cn/b + sb)\,C\big)` per graph of :math:`n` nodes,
+    quadratic with a :math:`c/b` constant; with :obj:`top_k` the keys and
+    values of every node are kept for the selection (as in full attention);
+    no tokens are carried between layers (:obj:`tokens` is :obj:`None` in and
+    out). The
     encoder form depends on the node order, so unlike the reservoir it is not
     permutation-equivariant: use it where the order means something.
     Gradients to later nodes are exactly zero in causal mode, as above.
