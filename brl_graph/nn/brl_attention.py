@@ -1,21 +1,30 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import LayerNorm, Linear, Parameter
+from torch.nn import LayerNorm, Linear
 
-from brl_graph.nn.functional import NEG, prefix_softmax_pool
-from brl_graph.nn.token_mixer import TokenMixer
+from brl_graph.nn.blocks import block_attention, window_allowed, window_keys
+from brl_graph.nn.functional import NEG
+from brl_graph.nn.reservoir import TokenReservoir
 
 MODES = ("reservoir", "blocks")
-# Largest number of score/gathered-key elements one query chunk of the blocks
-# mode may hold (about 16 MiB in float32): bounds memory at L = 8192, and small
-# chunks let causal chunks skip the blocks that end after them.
-CHUNK_ELEMS = 1 << 22
+_DROPOUT_WARNED = False
+
+
+def _warn_dropout_meaning() -> None:
+    """Once per process: ``dropout`` changed meaning (see :class:`BRLAttention`)."""
+    global _DROPOUT_WARNED
+    if not _DROPOUT_WARNED:
+        _DROPOUT_WARNED = True
+        warnings.warn("BRLAttention(dropout=...) is now dropout on the layer's output, as in "
+                      "BRLConv; dropout on attention weights is attn_dropout (pass it, even "
+                      "as 0.0, to silence this warning)", FutureWarning, stacklevel=3)
 
 
 class BRLAttention(torch.nn.Module):
@@ -33,8 +42,9 @@ class BRLAttention(torch.nn.Module):
 
     where :math:`\mathcal{W}(i) = \{j : |i-j| < w\}` for the encoder and
     :math:`\{j : i-w < j \le i\}` for the decoder. The tokens are built as in
-    :class:`~brl_graph.nn.BRLConv`: learned seeds pool the sequence by
-    attention (compress), then attend among themselves (mix). In causal mode
+    :class:`~brl_graph.nn.BRLConv`, by a :class:`~brl_graph.nn.TokenReservoir`:
+    learned seeds pool the sequence by attention (compress, with :obj:`heads`
+    heads per token), then attend among themselves (mix). In causal mode
     the tokens read at position :math:`i` pool positions :math:`j \le i` only,
     through a stable prefix softmax, so :math:`\mathbf{y}_i` depends on
     :math:`\mathbf{x}_{j \le i}` alone, with exactly zero gradient to later
@@ -94,7 +104,14 @@ class BRLAttention(torch.nn.Module):
         num_tokens (int, optional): Compressed tokens :math:`K`; :obj:`0` gives
             sliding-window attention alone. (default: :obj:`8`)
         causal (bool, optional): Decoder mode. (default: :obj:`False`)
-        dropout (float, optional): Dropout on attention weights.
+        dropout (float, optional): Dropout on the layer's output (and on the
+            reservoir's residual branches), as :obj:`dropout` of
+            :class:`~brl_graph.nn.BRLConv`. Up to 0.1.0 it was the dropout on
+            attention weights, now :obj:`attn_dropout`; giving
+            :obj:`dropout > 0` without :obj:`attn_dropout` warns once of the
+            change. (default: :obj:`0.0`)
+        attn_dropout (float, optional): Dropout on attention weights (window,
+            tokens and, in reservoir mode, the pooling and mixing).
             (default: :obj:`0.0`)
         prefix_block (int, optional): Block size of the causal prefix softmax
             (reservoir mode). (default: :obj:`32`)
@@ -119,7 +136,7 @@ class BRLAttention(torch.nn.Module):
     def __init__(self, dim: int, heads: int = 4, window: int = 64, num_tokens: int = 8,
                  causal: bool = False, dropout: float = 0.0, prefix_block: int = 32,
                  mode: str = "reservoir", block_size: int = 32, block_tokens: int = 1,
-                 top_k: int = 0) -> None:
+                 top_k: int = 0, attn_dropout: Optional[float] = None) -> None:
         super().__init__()
         if heads <= 0 or dim % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
@@ -139,7 +156,12 @@ class BRLAttention(torch.nn.Module):
                                  f"are reached through the window only")
             num_tokens = 0  # the reservoir is not built in this mode
         self.dim, self.heads, self.window = dim, heads, window
-        self.num_tokens, self.causal, self.dropout = num_tokens, causal, dropout
+        if attn_dropout is None:
+            if dropout > 0:
+                _warn_dropout_meaning()
+            attn_dropout = 0.0
+        self.num_tokens, self.causal = num_tokens, causal
+        self.dropout, self.attn_dropout = dropout, attn_dropout
         self.prefix_block, self.mode = prefix_block, mode
         self.block_size, self.block_tokens, self.top_k = block_size, block_tokens, top_k
         self.qkv = Linear(dim, 3 * dim)
@@ -148,56 +170,38 @@ class BRLAttention(torch.nn.Module):
             # One pooling score per (head, block token) and position.
             self.pool = Linear(dim, heads * block_tokens)
         if num_tokens > 0:
-            self.seeds = Parameter(torch.empty(num_tokens, dim))
-            self.tok_norm_c = LayerNorm(dim)
-            self.q_c = Linear(dim, dim)
-            self.kv_c = Linear(dim, 2 * dim)
-            self.o_c = Linear(dim, dim)
-            self.mixer = TokenMixer(dim, heads, torch.nn.GELU())
+            # compress (each token pools with `heads` heads) and mix
+            self.reservoir = TokenReservoir(dim, num_tokens, heads, torch.nn.GELU(),
+                                            dropout=dropout, attn_dropout=attn_dropout,
+                                            prefix_block=prefix_block, pool_heads=heads)
             self.tok_norm_r = LayerNorm(dim)
             self.kv_t = Linear(dim, 2 * dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
-        for module in self.modules():
-            if isinstance(module, (Linear, LayerNorm)):
+        for module in (self.qkv, self.out, getattr(self, "pool", None),
+                       getattr(self, "reservoir", None), getattr(self, "tok_norm_r", None),
+                       getattr(self, "kv_t", None)):
+            if module is not None:
                 module.reset_parameters()
-        if self.num_tokens > 0:
-            torch.nn.init.normal_(self.seeds, std=1.0)
 
     def _split(self, t: Tensor) -> Tensor:
         return t.unflatten(-1, (self.heads, self.dim // self.heads))
 
+    @property
+    def seeds(self) -> Optional[Tensor]:
+        """The learned seed tokens ``[K, C]`` (``None`` without a reservoir)."""
+        return self.reservoir.seeds if self.num_tokens > 0 else None
+
     def _tokens(self, x: Tensor, mask: Tensor) -> Tensor:
         """Compress and mix. Returns ``[B, K, C]``, or ``[B, L, K, C]`` when causal."""
-        B, L, C = x.shape
-        H, K = self.heads, self.num_tokens
-        D = C // H
-        k, v = (self._split(t) for t in self.kv_c(x).chunk(2, dim=-1))  # [B, L, H, D]
-        q = self._split(self.q_c(self.tok_norm_c(self.seeds)))  # [K, H, D]
-        logits = torch.einsum("khd,blhd->bhkl", q, k) / math.sqrt(D)
         if self.causal:
-            pooled = prefix_softmax_pool(logits, v.permute(0, 2, 1, 3).unsqueeze(2),
-                                         mask=mask[:, None, None, :], block=self.prefix_block)
-            T = self.seeds + self.o_c(pooled.permute(0, 3, 2, 1, 4).reshape(B, L, K, C))
-        else:
-            empty = ~mask.any(dim=1)
-            logits = logits.masked_fill(~(mask | empty[:, None])[:, None, None, :], NEG)
-            pooled = torch.einsum("bhkl,blhd->bkhd", torch.softmax(logits, dim=-1), v)
-            pooled = pooled.reshape(B, K, C).masked_fill(empty[:, None, None], 0.0)
-            T = self.seeds + self.o_c(pooled)
-        return self.mixer(T)
-
-    def _window_keys(self, t: Tensor, W: int, nb: int) -> Tensor:
-        """``[B, L, ...]`` -> key blocks ``[B, nb, S, ...]``: block m sees positions
-        ``[mW - W, mW + W)`` (causal) or ``[mW - W, mW + 2W)``."""
-        L = t.size(1)
-        after = nb * W - L + (0 if self.causal else W)
-        pad = [0, 0] * (t.dim() - 2) + [W, after]
-        tp = F.pad(t, pad)
-        S = 2 * W if self.causal else 3 * W
-        return tp.unfold(1, S, W).movedim(-1, 2)
+            return self.reservoir.compress_causal(x, None, mask)
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, NEG)
+        empty = ~mask.any(dim=1)
+        return self.reservoir.compress(x, self.reservoir.initial(x.size(0)), bias[:, None],
+                                       empty if bool(empty.any()) else None)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 3 or x.size(-1) != self.dim:
@@ -218,13 +222,10 @@ class BRLAttention(torch.nn.Module):
         nb = -(-L // W)
         q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))  # [B, L, H, D]
         qb = F.pad(q, (0, 0, 0, 0, 0, nb * W - L)).view(B, nb, W, H, D)
-        kb, vb = self._window_keys(k, W, nb), self._window_keys(v, W, nb)  # [B, nb, S, H, D]
-        valid = self._window_keys(mask, W, nb)  # [B, nb, S]; False outside [0, L)
+        kb, vb = (window_keys(t, W, nb, self.causal) for t in (k, v))  # [B, nb, S, H, D]
+        valid = window_keys(mask, W, nb, self.causal)  # [B, nb, S]; False outside [0, L)
         S = kb.size(2)
-        dist = (torch.arange(W, device=x.device)[:, None] + W
-                - torch.arange(S, device=x.device)[None, :])  # query pos - key pos
-        allowed = (dist >= 0) & (dist < W) if self.causal else dist.abs() < W
-        allowed = allowed[None, None] & valid[:, :, None, :]  # [B, nb, W, S]
+        allowed = window_allowed(W, self.causal, x.device)[None, None] & valid[:, :, None, :]
         logits = torch.einsum("bmrhd,bmshd->bmhrs", qb, kb) / math.sqrt(D)
         logits = logits.masked_fill(~allowed[:, :, None], NEG)
         if K > 0:
@@ -237,7 +238,7 @@ class BRLAttention(torch.nn.Module):
             tl = F.pad(tl / math.sqrt(D), (0, 0, 0, 0, 0, nb * W - L)).view(B, nb, W, H, K)
             logits = torch.cat([logits, tl.transpose(2, 3)], dim=-1)
         w = torch.softmax(logits, dim=-1)
-        w = F.dropout(w, p=self.dropout, training=self.training)
+        w = F.dropout(w, p=self.attn_dropout, training=self.training)
         out = torch.einsum("bmhrs,bmshd->bmrhd", w[..., :S], vb).reshape(B, nb * W, H, D)[:, :L]
         if K > 0:
             wt = w[..., S:].transpose(2, 3).reshape(B, nb * W, H, K)[:, :L]
@@ -245,114 +246,18 @@ class BRLAttention(torch.nn.Module):
                 out = out + torch.einsum("blhk,blkhd->blhd", wt, vt)
             else:
                 out = out + torch.einsum("blhk,bkhd->blhd", wt, vt)
-        y = self.out(out.reshape(B, L, C))
+        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
         return y * mask.unsqueeze(-1)
-
-    def _block_tokens(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor):
-        """Pools each block of ``b`` positions into ``c`` tokens.
-
-        Returns the blocked keys/values ``[B, nb, b, H, D]``, the blocked mask
-        ``[B, nb, b]``, the token keys/values ``[B, nb, c, H, D]`` and which
-        blocks hold a real position ``[B, nb]``.
-        """
-        B, L, H, D = k.shape
-        b, c = self.block_size, self.block_tokens
-        nb = -(-L // b)
-        pad = nb * b - L
-        kb = F.pad(k, (0, 0, 0, 0, 0, pad)).view(B, nb, b, H, D)
-        vb = F.pad(v, (0, 0, 0, 0, 0, pad)).view(B, nb, b, H, D)
-        mb = F.pad(mask, (0, pad)).view(B, nb, b)
-        s = F.pad(self.pool(x), (0, 0, 0, pad)).view(B, nb, b, H, c)
-        # Padding gets exactly zero pooling weight; an all-padding block pools
-        # uniformly over finite garbage and is never read (see ``usable``).
-        beta = torch.softmax(s.float().masked_fill(~mb[..., None, None], NEG), dim=2).to(k.dtype)
-        kt = torch.einsum("bmjhc,bmjhd->bmchd", beta, kb)
-        vt = torch.einsum("bmjhc,bmjhd->bmchd", beta, vb)
-        return kb, vb, mb, kt, vt, mb.any(dim=-1)
 
     def _forward_blocks(self, x: Tensor, mask: Tensor) -> Tensor:
         B, L, C = x.shape
-        H, W, b, c = self.heads, min(self.window, L), self.block_size, self.block_tokens
-        D = C // H
-        scale = 1.0 / math.sqrt(D)
-        dev = x.device
-        nbw = -(-L // W)  # window blocks (query tiles)
         q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))  # [B, L, H, D]
-        qb = F.pad(q, (0, 0, 0, 0, 0, nbw * W - L)).view(B, nbw, W, H, D)
-        kw, vw = self._window_keys(k, W, nbw), self._window_keys(v, W, nbw)  # [B, nbw, S, H, D]
-        validw = self._window_keys(mask, W, nbw)  # [B, nbw, S]
-        S = kw.size(2)
-        dist = (torch.arange(W, device=dev)[:, None] + W
-                - torch.arange(S, device=dev)[None, :])  # query pos - key pos
-        in_win = (dist >= 0) & (dist < W) if self.causal else dist.abs() < W
-
-        kb, vb, mb, kt, vt, bvalid = self._block_tokens(x, k, v, mask)
-        nb = kb.size(1)
-        vt_flat = vt.flatten(1, 2)  # [B, nb * c, H, D]
-        block_end = torch.arange(nb, device=dev) * b + (b - 1)
-        block_start = torch.arange(nb, device=dev) * b
-        offs = torch.arange(b, device=dev)
-        # Flat [B * H * nb, b * D] tables: index_select (whose backward is
-        # index_add_) gathers the selected blocks 2x faster on CPU than advanced
-        # indexing (whose backward is an accumulating index_put_).
-        ktab = kb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
-        vtab = vb.permute(0, 3, 1, 2, 4).reshape(B * H * nb, b * D)
-        mtab = mb.reshape(B * nb, b)
-        bh_base = (torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * H
-                   + torch.arange(H, device=dev).view(1, 1, 1, H, 1)) * nb
-        b_base = torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * nb
-        per_pos = B * H * (S + nb * c + min(self.top_k, nb) * b * (D + 2))
-        tiles = max(1, min(nbw, CHUNK_ELEMS // max(1, per_pos * W)))
-        outs = []
-        for m0 in range(0, nbw, tiles):
-            m1 = min(nbw, m0 + tiles)
-            # Causal: blocks ending after this chunk's last query are unusable by
-            # all of its queries; leaving them out halves the work over a sequence.
-            nbc = min(nb, (m1 * W) // b) if self.causal else nb
-            s_top = min(self.top_k, nbc)
-            qc = qb[:, m0:m1]  # [B, n, W, H, D]
-            pos = (torch.arange(m0 * W, m1 * W, device=dev)).view(m1 - m0, W)  # [n, W]
-            # Window scores, [B, n, W, H, S].
-            lw = torch.einsum("bmrhd,bmshd->bmrhs", qc, kw[:, m0:m1]) * scale
-            allow_w = in_win[None, None] & validw[:, m0:m1, None, :]  # [B, n, W, S]
-            lw = lw.masked_fill(~allow_w[:, :, :, None], NEG)
-            # Block-token scores, [B, n, W, H, nb, c]; a block is usable once it has ended.
-            lt = torch.einsum("bmrhd,bnchd->bmrhnc", qc, kt[:, :nbc]) * scale
-            usable = bvalid[:, None, None, :nbc].expand(B, m1 - m0, W, nbc)
-            if self.causal:
-                usable = usable & (block_end[:nbc] <= pos[:, :, None])
-            lt = lt.masked_fill(~usable[:, :, :, None, :, None], NEG)
-            parts = [lw, lt.flatten(-2)]
-            if s_top > 0:
-                # Per query and head: the s blocks whose tokens score highest. The
-                # indices carry no gradient; unusable blocks score NEG and, if
-                # picked because fewer than s are usable, are masked below.
-                score = lt[..., 0] if c == 1 else torch.logsumexp(lt.float(), dim=-1)
-                top = score.topk(s_top, dim=-1).indices  # [B, n, W, H, s]
-                sel_shape = (*top.shape, b)
-                rows = (bh_base + top).reshape(-1)
-                ks = ktab.index_select(0, rows).view(*sel_shape, D)  # [B, n, W, H, s, b, D]
-                # A multiply-and-sum beats a batched matmul of 1 x D by D x (s b) blocks.
-                ls = (qc[:, :, :, :, None, None, :] * ks).sum(-1) * scale
-                gap = (pos[None, :, :, None, None, None]
-                       - (block_start[top][..., None] + offs))  # query pos - key pos
-                ok = (gap >= W) if self.causal else (gap.abs() >= W)  # not already in window
-                sel_usable = usable[:, :, :, None].expand(B, m1 - m0, W, H, nbc).gather(-1, top)
-                real = mtab.index_select(0, (b_base + top).reshape(-1)).view(sel_shape)
-                ok = ok & real & sel_usable[..., None]
-                parts.append(ls.masked_fill(~ok, NEG).flatten(-2))
-            w = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
-            w = F.dropout(w, p=self.dropout, training=self.training)
-            out = torch.einsum("bmrhs,bmshd->bmrhd", w[..., :S], vw[:, m0:m1])
-            out = out + torch.einsum("bmrhn,bnhd->bmrhd", w[..., S:S + nbc * c],
-                                     vt_flat[:, :nbc * c])
-            if s_top > 0:
-                vs = vtab.index_select(0, rows).view(*sel_shape, D)
-                ws = w[..., S + nbc * c:].unflatten(-1, (s_top, b))
-                out = out + (ws[..., None] * vs).sum((-3, -2))
-            outs.append(out)
-        out = torch.cat(outs, dim=1).reshape(B, nbw * W, C)[:, :L]
-        return self.out(out) * mask.unsqueeze(-1)
+        scores = self.pool(x).view(B, L, self.heads, self.block_tokens)
+        out = block_attention(q, k, v, scores, mask, window=self.window,
+                              block_size=self.block_size, top_k=self.top_k, causal=self.causal,
+                              attn_dropout=self.attn_dropout, training=self.training)
+        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
+        return y * mask.unsqueeze(-1)
 
     def __repr__(self) -> str:
         extra = (f", mode=blocks, block_size={self.block_size}, block_tokens={self.block_tokens}, "

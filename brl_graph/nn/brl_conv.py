@@ -13,6 +13,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.utils import scatter, softmax
 
+from brl_graph.nn.blocks import block_attention
 from brl_graph.nn.plan import BatchPlan, DenseGroup, check_shapes, from_dense, plan_batch, to_dense
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -23,6 +24,9 @@ EDGE_KWARGS = ("edge_attr", "edge_weight", "edge_type")
 # (see the class docs): small, so a fresh layer is nearly its MPNN twin, but
 # not zero, so information flows through the tokens from the first step.
 READ_INIT_SCALE = 0.1
+# What the global branch holds: a carried reservoir of K tokens, or the
+# compressed tokens of blocks of consecutive nodes (see the class docs).
+MODES = ("reservoir", "blocks")
 
 
 class BRLConv(torch.nn.Module):
@@ -98,6 +102,47 @@ class BRLConv(torch.nn.Module):
     :math:`O(NKC^2)`, linear in :math:`N` with a larger constant than the
     non-causal layer.
 
+    **Block-token mode** (:obj:`mode="blocks"`). The reservoir above has a
+    fixed state of :math:`K` tokens, which is why it is linear; in causal mode
+    its seeds decide what each token keeps before any query arrives, and one
+    stored item is diluted by the whole prefix, so it *cannot recall* an
+    arbitrary earlier node as the graph grows (on the sequence task of
+    ``benchmarks/causal_recall.py``, 8 key-value pairs: 0.62 at 2,048
+    positions, 0.25 at 8,192, with :class:`~brl_graph.nn.BRLAttention`'s
+    reservoir). :obj:`mode="blocks"` replaces the reservoir with the global
+    branch of :class:`~brl_graph.nn.BRLAttention`'s blocks mode, applied to each
+    graph's nodes in index order (the dense per-graph layout of
+    :func:`~brl_graph.nn.plan_batch`): every block of :math:`b` consecutive
+    nodes (:obj:`block_size`) is pooled into :math:`c` tokens (:obj:`block_tokens`)
+    by a learned softmax inside the block, applied to the layer's keys and
+    values, and node :math:`i` attends, with :obj:`heads` heads and under one
+    softmax, to
+
+    - its window: the nodes :math:`j` of its graph with :math:`i - w < j \le i`
+      (causal) or :math:`|i - j| < w` (encoder), :math:`w` = :obj:`window`;
+    - the tokens of every block of its graph that ended at or before :math:`i`
+      (causal), or of every block (encoder);
+    - with :obj:`top_k` :math:`= s > 0`, the nodes of the :math:`s` visible
+      blocks whose tokens score highest for its query, at full resolution.
+
+    The result goes through :math:`\mathbf{W}_O` (small init, as above) into
+    the same residual as the reservoir's read-out. Reading is by content, so a
+    node can find an item stored anywhere before it, and with :obj:`top_k`
+    the item's own key and value enter the softmax; with
+    :class:`~brl_graph.nn.BRLAttention` (top-k 1, :math:`c = 2`) the same
+    attention recalls 0.97-0.98 of 8 pairs at 2,048 positions and 0.945-0.96 at
+    8,192 over three seeds, against 1.00 / 0.95 for full causal attention
+    (``benchmarks/results/causal_recall_modes_topk1_c2*.json``; this layer's
+    own recall on graphs is not measured). The price: the cost is
+    :math:`O\big(n\,(w + cn/b + sb)\,C\big)` per graph of :math:`n` nodes,
+    quadratic with a :math:`c/b` constant; with :obj:`top_k` the keys and
+    values of every node are kept for the selection (as in full attention);
+    no tokens are carried between layers (:obj:`tokens` is :obj:`None` in and
+    out). The
+    encoder form depends on the node order, so unlike the reservoir it is not
+    permutation-equivariant: use it where the order means something.
+    Gradients to later nodes are exactly zero in causal mode, as above.
+
     Graphs in a batch never see each other: not through the tokens, the padding
     or any softmax normaliser. A graph's output is identical alone and batched.
 
@@ -133,16 +178,31 @@ class BRLConv(torch.nn.Module):
             :class:`DistributedDataParallel`); it then requires :obj:`tokens`.
             Causal layers always need seeds, which supply their pooling queries.
             (default: :obj:`True`)
+        mode (str, optional): :obj:`"reservoir"` (:math:`K` carried tokens per
+            graph, :math:`O(NKC)`) or :obj:`"blocks"` (block tokens read by
+            content, :math:`O(n^2 C c / b)` per graph; :obj:`num_tokens`,
+            :obj:`joint` and :obj:`learn_seeds` do not apply). See above.
+            (default: :obj:`"reservoir"`)
+        window (int, optional): Window :math:`w` of the blocks mode; at least
+            :obj:`block_size`, so that every earlier node is in the window or
+            in a completed block. (default: :obj:`64`)
+        block_size (int, optional): Block length :math:`b` (blocks mode).
+            (default: :obj:`32`)
+        block_tokens (int, optional): Tokens :math:`c` per block (blocks
+            mode). (default: :obj:`1`)
+        top_k (int, optional): Blocks :math:`s` each node reads at full
+            resolution (blocks mode); :obj:`0` reads the block tokens only.
+            (default: :obj:`0`)
 
     Shapes:
         - **input:**
           node features :math:`(N, C)`, edge indices :math:`(2, E)`,
           batch vector :math:`(N)` *(optional, sorted)*,
           tokens :math:`(B, K, C)`, or :math:`(N, K, C)` in causal mode
-          *(optional)*, and the local conv's extra arguments such as
+          *(optional; none in blocks mode)*, and the local conv's extra arguments such as
           :obj:`edge_attr` :math:`(E, D)`.
         - **output:** node features :math:`(N, C)`, tokens as in the input
-          (:obj:`None` when :obj:`num_tokens=0`).
+          (:obj:`None` when :obj:`num_tokens=0` or in blocks mode).
     """
     def __init__(
         self,
@@ -160,6 +220,11 @@ class BRLConv(torch.nn.Module):
         norm_kwargs: Optional[Dict[str, Any]] = None,
         prefix_block: int = 32,
         learn_seeds: bool = True,
+        mode: str = "reservoir",
+        window: int = 64,
+        block_size: int = 32,
+        block_tokens: int = 1,
+        top_k: int = 0,
     ) -> None:
         super().__init__()
         if channels <= 0:
@@ -168,11 +233,25 @@ class BRLConv(torch.nn.Module):
             raise ValueError(f"num_tokens must be >= 0, got {num_tokens}")
         if heads <= 0 or channels % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide channels ({channels})")
-        if conv is None and num_tokens == 0:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
+        if mode == "blocks":
+            if block_size < 1 or block_tokens < 1 or top_k < 0:
+                raise ValueError(f"blocks mode needs block_size >= 1, block_tokens >= 1 and "
+                                 f"top_k >= 0, got {block_size}, {block_tokens} and {top_k}")
+            if window < block_size:
+                raise ValueError(f"blocks mode needs window ({window}) >= block_size "
+                                 f"({block_size}): nodes of the current, unfinished block "
+                                 f"are reached through the window only")
+            if joint:
+                raise ValueError("joint=True is a read of the reservoir; the blocks mode "
+                                 "already reads its window and tokens under one softmax")
+            num_tokens = 0  # no reservoir in this mode
+        if conv is None and num_tokens == 0 and mode == "reservoir":
             raise ValueError("BRLConv needs a local conv, num_tokens > 0, or both")
         if joint and num_tokens == 0:
             raise ValueError("joint=True needs num_tokens > 0")
-        if causal and not learn_seeds:
+        if causal and not learn_seeds and mode == "reservoir":
             raise ValueError("causal layers need learned seeds (they supply the pooling queries)")
         self.channels = channels
         self.conv = conv
@@ -183,6 +262,9 @@ class BRLConv(torch.nn.Module):
         self.causal = causal
         self.joint = joint
         self.prefix_block = prefix_block
+        self.mode = mode
+        self.window, self.block_size = window, block_size
+        self.block_tokens, self.top_k = block_tokens, top_k
 
         self.mlp = Sequential(
             Linear(channels, channels * 2),
@@ -217,6 +299,12 @@ class BRLConv(torch.nn.Module):
             self.o_b = Linear(C, C)
             if joint:
                 self.kv_n = Linear(C, 2 * C)
+        elif mode == "blocks":
+            C = channels
+            self.qkv = Linear(C, 3 * C)
+            # one pooling score per (head, block token) and node
+            self.pool = Linear(C, heads * block_tokens)
+            self.o_b = Linear(C, C)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -233,10 +321,16 @@ class BRLConv(torch.nn.Module):
                 norm.reset_parameters()
         if self.num_tokens > 0:
             self.reservoir.reset_parameters()
+        if self.has_global:
             # A fresh layer is nearly its MPNN twin: the read-out starts small (see the class docs).
             with torch.no_grad():
                 self.o_b.weight.mul_(READ_INIT_SCALE)
             torch.nn.init.zeros_(self.o_b.bias)
+
+    @property
+    def has_global(self) -> bool:
+        """Whether the layer has a global branch (a reservoir or block tokens)."""
+        return self.num_tokens > 0 or self.mode == "blocks"
 
     @property
     def seeds(self) -> Optional[Tensor]:
@@ -251,16 +345,18 @@ class BRLConv(torch.nn.Module):
                              f"got {list(x.shape)}")
         N = x.size(0)
         if plan is None:
-            plan = plan_batch(N, edge_index, batch, dense=self.num_tokens > 0)
+            plan = plan_batch(N, edge_index, batch, dense=self.has_global)
         else:
             # The plan's value checks were done once for the whole model: only
             # confirm that it describes this input.
             check_shapes(N, edge_index, plan.batch)
-            if self.num_tokens > 0 and not plan.groups and N > 0:
+            if self.has_global and not plan.groups and N > 0:
                 raise ValueError("the plan has no dense groups: make it with plan_batch(..., dense=True)")
         if tokens is None and self.num_tokens > 0 and self.seeds is None:
             raise ValueError("this layer was built with learn_seeds=False: pass the tokens "
                              "returned by the previous layer")
+        if tokens is not None and self.mode == "blocks":
+            raise ValueError("a blocks-mode layer carries no tokens: pass tokens=None")
         if tokens is not None:
             rows = N if self.causal else plan.num_graphs
             expect = [rows, self.num_tokens, self.channels]
@@ -328,6 +424,33 @@ class BRLConv(torch.nn.Module):
             T = self.reservoir.initial(group.num_graphs)
         T = self.reservoir.compress(xd, T, group.mask_bias, group.empty)
         return (None if self.joint else from_dense(self._read(xd, T), group)), T
+
+    def _blocks_group(self, x: Tensor, group: DenseGroup) -> Tensor:
+        """The blocks-mode global branch for the graphs of one dense group:
+        node rows ``[n, C]`` in, their read-out ``[n, C]`` (after :attr:`o_b`) out."""
+        xd = to_dense(x, group)  # [G, L, C]; row l of a graph is its node l
+        G, L, C = xd.shape
+        mask = group.mask
+        if mask is None:
+            mask = torch.ones(G, L, dtype=torch.bool, device=x.device)
+        q, k, v = (self._split(t) for t in self.qkv(xd).chunk(3, dim=-1))  # [G, L, H, D]
+        scores = self.pool(xd).view(G, L, self.heads, self.block_tokens)
+        out = block_attention(q, k, v, scores, mask, window=self.window,
+                              block_size=self.block_size, top_k=self.top_k,
+                              causal=self.causal, attn_dropout=self.attn_dropout,
+                              training=self.training)
+        # padded rows are dropped by from_dense, so their finite garbage goes nowhere
+        return from_dense(self.o_b(out.reshape(G, L, C)), group)
+
+    def _blocks(self, x: Tensor, plan: BatchPlan) -> Tensor:
+        """The blocks-mode global branch over every dense group of the batch."""
+        if len(plan.groups) == 1 and plan.groups[0].node_index is None:
+            return self._blocks_group(x, plan.groups[0])
+        out = x.new_empty(x.size(0), self.channels)
+        for group in plan.groups:
+            o = self._blocks_group(x[group.node_index], group)
+            out = out.index_copy(0, group.node_index, o.to(out.dtype))
+        return out
 
     def _global(self, x: Tensor, plan: BatchPlan, tokens: Optional[Tensor]
                 ) -> Tuple[Optional[Tensor], Tensor]:
@@ -417,7 +540,7 @@ class BRLConv(torch.nn.Module):
         batch, num_graphs = plan.batch, plan.num_graphs
         N, K, C = x.size(0), self.num_tokens, self.channels
         if N == 0:
-            if K == 0:
+            if K == 0:  # no reservoir: the MPNN twin or the blocks mode
                 return x, None
             rows = 0 if self.causal else num_graphs
             return x, tokens if tokens is not None else x.new_zeros(rows, K, C)
@@ -437,7 +560,9 @@ class BRLConv(torch.nn.Module):
             h = h + F.dropout(self.conv(x, edge_index, **kwargs), p=self.dropout,
                               training=self.training)
         new_tokens = None
-        if K > 0:
+        if self.mode == "blocks":
+            h = h + F.dropout(self._blocks(x, plan), p=self.dropout, training=self.training)
+        elif K > 0:
             out, new_tokens = self._global(x, plan, tokens)
             if self.joint:
                 out = self._joint(x, edge_index, new_tokens if self.causal else new_tokens[batch])
@@ -450,6 +575,10 @@ class BRLConv(torch.nn.Module):
         conv = repr(self.conv)
         if "\n" in conv:
             conv = self.conv.__class__.__name__
+        if self.mode == "blocks":
+            glob = (f"mode=blocks, window={self.window}, block_size={self.block_size}, "
+                    f"block_tokens={self.block_tokens}, top_k={self.top_k}")
+        else:
+            glob = f"num_tokens={self.num_tokens}"
         return (f"{self.__class__.__name__}({self.channels}, conv={conv}, "
-                f"num_tokens={self.num_tokens}, heads={self.heads}, causal={self.causal}, "
-                f"joint={self.joint})")
+                f"{glob}, heads={self.heads}, causal={self.causal}, joint={self.joint})")

@@ -13,6 +13,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.norm import BatchNorm
 
 from brl_graph.attrs import LAP_PE, READOUT_MASK, RWSE
+from brl_graph.nn.brl_conv import MODES as BRL_MODES
 from brl_graph.nn.brl_conv import BRLConv
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 from brl_graph.nn.plan import plan_batch
@@ -113,6 +114,18 @@ class BRLGraphModel(torch.nn.Module):
             (default: :obj:`0.0`)
         causal (bool, optional): Causal BRL layers. (default: :obj:`False`)
         joint (bool, optional): Joint neighbour/token softmax. (default: :obj:`False`)
+        brl_mode (str, optional): The BRL layers' global branch (the
+            :obj:`mode` of :class:`~brl_graph.nn.BRLConv`): :obj:`"reservoir"`
+            (:obj:`num_tokens` carried tokens per graph, linear) or
+            :obj:`"blocks"` (block tokens of consecutive nodes read by content,
+            which recalls but is quadratic with a small constant and depends on
+            the node order; :obj:`num_tokens` and :obj:`joint` do not apply).
+            (default: :obj:`"reservoir"`)
+        window (int, optional): Window of the blocks mode. (default: :obj:`64`)
+        block_size (int, optional): Block length of the blocks mode.
+            (default: :obj:`32`)
+        block_tokens (int, optional): Tokens per block. (default: :obj:`1`)
+        top_k (int, optional): Blocks each node reads in full. (default: :obj:`0`)
         task_level (str, optional): :obj:`"graph"`, :obj:`"node"` or
             :obj:`"readout"`. (default: :obj:`"graph"`)
         pool (str, optional): Graph pooling: :obj:`"mean"`, :obj:`"add"` or
@@ -162,6 +175,11 @@ class BRLGraphModel(torch.nn.Module):
         readout_attr: str = READOUT_MASK,
         norm: Optional[str] = "auto",
         validate: bool = True,
+        brl_mode: str = "reservoir",
+        window: int = 64,
+        block_size: int = 32,
+        block_tokens: int = 1,
+        top_k: int = 0,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -174,8 +192,14 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if causal and global_attn in ("full", "performer"):
             raise ValueError("causal=True is only available with global_attn='brl' or 'none'")
+        if brl_mode not in BRL_MODES:
+            raise ValueError(f"unknown brl_mode {brl_mode!r}; choose one of {BRL_MODES}")
         if global_attn == "none":
             num_tokens = 0
+        if global_attn != "brl":
+            brl_mode = "reservoir"  # the block tokens are a BRL global branch
+        elif brl_mode == "blocks":
+            num_tokens = 0  # no reservoir is built
         norm = resolve_norm(norm, causal)
         self.out_channels = out_channels
         self.channels = channels
@@ -188,6 +212,9 @@ class BRLGraphModel(torch.nn.Module):
         self.readout_attr = readout_attr
         self.validate = validate
         self.norm = norm
+        self.brl_mode = brl_mode
+        blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
+                   "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
         self.node_encoder = FeatureEncoder(node_encoder, channels, in_channels)
         # GCN has no use for edge features: build no encoder that nothing would train.
@@ -205,7 +232,7 @@ class BRLGraphModel(torch.nn.Module):
                                 dropout=dropout, attn_dropout=attn_dropout, causal=causal,
                                 joint=joint, norm=norm,
                                 # later non-causal layers continue from the carried reservoir
-                                learn_seeds=causal or i == 0)
+                                learn_seeds=causal or i == 0, **blocks)
             else:
                 norm_kwargs = {"mode": "node"} if norm == "layer_norm" else None
                 attn_kwargs = {"dropout": attn_dropout} if global_attn == "full" else None
@@ -261,7 +288,7 @@ class BRLGraphModel(torch.nn.Module):
         # One plan for all layers: the batch is checked and its padding worked
         # out once, not once per layer.
         plan = plan_batch(x.size(0), edge_index, batch, validate=self.validate,
-                          dense=self.num_tokens > 0)
+                          dense=self.num_tokens > 0 or self.brl_mode == "blocks")
         tokens = None
         for layer in self.layers:
             if isinstance(layer, BRLConv):
@@ -294,4 +321,5 @@ class BRLGraphModel(torch.nn.Module):
         return (f"{self.__class__.__name__}(out_channels={self.out_channels}, "
                 f"channels={self.channels}, num_layers={self.num_layers}, local={self.local!r}, "
                 f"global_attn={self.global_attn!r}, num_tokens={self.num_tokens}, "
+                + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "") +
                 f"task_level={self.task_level!r})")

@@ -39,6 +39,11 @@ class TokenReservoir(torch.nn.Module):
     *nodes* are projected afterwards. That is the same function, at
     :math:`O(L K C)` instead of :math:`O(L C^2)` per graph, and far fewer ops.
 
+    With :obj:`pool_heads` :math:`= P > 1` each token pools with :math:`P`
+    heads of width :math:`C/P` instead (the pooling of
+    :class:`~brl_graph.nn.BRLAttention`): :math:`K P` patterns, with keys and
+    values projected per node, :math:`O(L C^2)` per graph.
+
     :meth:`compress_causal` gives every position :math:`i` its own reservoir
     summarising positions :math:`j \le i` (a stable prefix softmax,
     :func:`~brl_graph.nn.functional.prefix_softmax_pool`); its queries are the
@@ -56,6 +61,8 @@ class TokenReservoir(torch.nn.Module):
         learn_seeds (bool, optional): Own learned seed tokens
             :math:`\mathbf{T}^{(0)}`. (default: :obj:`True`)
         prefix_block (int, optional): Block of the causal prefix softmax.
+        pool_heads (int, optional): Heads :math:`P` of each token's pooling;
+            must divide :obj:`channels`. (default: :obj:`1`)
 
     Shapes:
         - :meth:`compress`: nodes :math:`(G, L, C)`, tokens :math:`(G, K, C)`,
@@ -66,13 +73,17 @@ class TokenReservoir(torch.nn.Module):
     def __init__(self, channels: int, num_tokens: int, heads: int,
                  act: Optional[torch.nn.Module] = None, dropout: float = 0.0,
                  attn_dropout: float = 0.0, learn_seeds: bool = True,
-                 prefix_block: int = 32) -> None:
+                 prefix_block: int = 32, pool_heads: int = 1) -> None:
         super().__init__()
         if num_tokens <= 0:
             raise ValueError(f"a reservoir needs num_tokens > 0, got {num_tokens}")
         if heads <= 0 or channels % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide channels ({channels})")
+        if pool_heads <= 0 or channels % pool_heads != 0:
+            raise ValueError(f"pool_heads ({pool_heads}) must be positive and divide channels "
+                             f"({channels})")
         self.channels, self.num_tokens, self.heads = channels, num_tokens, heads
+        self.pool_heads = pool_heads
         self.dropout, self.attn_dropout = dropout, attn_dropout
         self.prefix_block = prefix_block
         self.seeds = Parameter(torch.empty(num_tokens, channels)) if learn_seeds else None
@@ -109,6 +120,8 @@ class TokenReservoir(torch.nn.Module):
         nodes and a large negative number for padding (``None``: no padding);
         ``empty`` ``[G]`` marks graphs without nodes (``None``: there are none).
         """
+        if self.pool_heads > 1:
+            return self._compress_heads(x, tokens, mask_bias, empty)
         C = x.size(-1)
         q = self.query(self.norm(tokens))  # [G, K, C]
         w_k, w_v = self.key_value.weight.view(2, C, C).unbind(0)
@@ -131,6 +144,26 @@ class TokenReservoir(torch.nn.Module):
         tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
+    def _split(self, t: Tensor) -> Tensor:
+        """[..., C] -> [..., P, C/P]."""
+        return t.unflatten(-1, (self.pool_heads, self.channels // self.pool_heads))
+
+    def _compress_heads(self, x: Tensor, tokens: Tensor, mask_bias: Optional[Tensor],
+                        empty: Optional[Tensor]) -> Tensor:
+        """:meth:`compress` with :math:`P` pooling heads per token."""
+        G, L, C = x.shape
+        q = self._split(self.query(self.norm(tokens)))  # [G, K, P, D]
+        k, v = (self._split(t) for t in self.key_value(x).chunk(2, dim=-1))  # [G, L, P, D]
+        logits = torch.einsum("gkpd,glpd->gpkl", q, k) / math.sqrt(q.size(-1))
+        if mask_bias is not None:
+            logits = logits + mask_bias.to(logits.dtype)[:, None]
+        w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        pooled = torch.einsum("gpkl,glpd->gkpd", w, v).reshape(G, -1, C)
+        if empty is not None:
+            pooled = pooled.masked_fill(empty[:, None, None], 0.0)
+        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        return self.mixer(tokens)
+
     def compress_causal(self, x: Tensor, tokens: Optional[Tensor] = None,
                         mask: Optional[Tensor] = None) -> Tensor:
         """Per-position reservoirs ``[G, L, K, C]``: position ``i`` pools positions
@@ -138,16 +171,24 @@ class TokenReservoir(torch.nn.Module):
         G, L, C = x.shape
         q = self.query(self.norm(self.initial()))  # [K, C]
         k, v = self.key_value(x).chunk(2, dim=-1)  # [G, L, C]
-        logits = torch.einsum("kc,glc->gkl", q, k) / math.sqrt(C)
-        pooled = prefix_softmax_pool(logits, v.unsqueeze(1),
-                                     mask=None if mask is None else mask[:, None, :],
-                                     block=self.prefix_block)  # [G, K, L, C]
+        if self.pool_heads > 1:
+            q, k, v = self._split(q), self._split(k), self._split(v)
+            logits = torch.einsum("kpd,glpd->gpkl", q, k) / math.sqrt(q.size(-1))
+            pooled = prefix_softmax_pool(logits, v.permute(0, 2, 1, 3).unsqueeze(2),
+                                         mask=None if mask is None else mask[:, None, None, :],
+                                         block=self.prefix_block)  # [G, P, K, L, D]
+            pooled = pooled.permute(0, 3, 2, 1, 4).reshape(G, L, -1, C)
+        else:
+            logits = torch.einsum("kc,glc->gkl", q, k) / math.sqrt(C)
+            pooled = prefix_softmax_pool(logits, v.unsqueeze(1),
+                                         mask=None if mask is None else mask[:, None, :],
+                                         block=self.prefix_block).transpose(1, 2)  # [G, L, K, C]
         if tokens is None:
             tokens = self.initial(G, L)
-        tokens = tokens + F.dropout(self.out(pooled.transpose(1, 2)), p=self.dropout,
-                                    training=self.training)
+        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, num_tokens={self.num_tokens}, "
-                f"heads={self.heads})")
+                f"heads={self.heads}"
+                + (f", pool_heads={self.pool_heads})" if self.pool_heads > 1 else ")"))

@@ -94,7 +94,8 @@ def model_kwargs(model_cfg: Mapping[str, Any], bench, task_level: str) -> Dict[s
         num_tokens=m["num_tokens"], heads=m["heads"], local=m["local"],
         global_attn=m["global_attn"], dropout=m["dropout"], attn_dropout=m["attn_dropout"],
         causal=m["causal"], joint=m["joint"], task_level=task_level, pool=m["pool"],
-        norm=m["norm"],
+        norm=m["norm"], brl_mode=m["brl_mode"], window=m["window"],
+        block_size=m["block_size"], block_tokens=m["block_tokens"], top_k=m["top_k"],
     )
     if bench.atom_features:
         kwargs.update(node_encoder="atom", edge_encoder="bond")

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from brl_graph.attrs import PE_KINDS
 from brl_graph.io import atomic_write_text, file_mode  # noqa: F401 (re-exported)
-from brl_graph.nn.model import GLOBAL_ATTNS, LOCAL_CONVS, NORMS, POOLS
+from brl_graph.nn.model import BRL_MODES, GLOBAL_ATTNS, LOCAL_CONVS, NORMS, POOLS
 
 # Reading and writing config files lives in config_io; re-exported here.
 from .config_io import (ConfigError, parse_overrides, parse_value,  # noqa: F401
@@ -63,6 +63,11 @@ DEFAULTS: Dict[str, Any] = {
         "norm": "auto",        # see brl_graph.nn.model.NORMS
         "joint": False,
         "causal": False,
+        "brl_mode": "reservoir",  # reservoir | blocks: see brl_graph.nn.BRLConv (mode)
+        "window": 64,          # blocks mode: window, block length, tokens per block,
+        "block_size": 32,      # blocks read in full
+        "block_tokens": 1,
+        "top_k": 0,
     },
     "train": {
         "epochs": 100,
@@ -107,6 +112,7 @@ CHOICES: Dict[str, Iterable[Any]] = {
     "model.global_attn": GLOBAL_ATTNS,
     "model.pool": tuple(POOLS),
     "model.norm": NORMS,
+    "model.brl_mode": BRL_MODES,
     "train.scheduler": ("cosine", "plateau", "none"),
     "train.loss": ("auto", "l1", "mse"),
 }
@@ -217,10 +223,11 @@ def _validate(cfg: Dict[str, Any]) -> None:
             raise ConfigError(f"{path} must be a number >= {low}, got {value!r}")
 
     pe_kinds(get("model.pe"))
-    for path in ("model.num_layers", "model.channels", "model.heads", "train.epochs",
+    for path in ("model.num_layers", "model.channels", "model.heads", "model.window",
+                 "model.block_size", "model.block_tokens", "train.epochs",
                  "train.batch_size", "train.eval_every"):
         need_int(path, 1)
-    for path in ("model.num_tokens", "model.pe_dim", "train.warmup_epochs",
+    for path in ("model.num_tokens", "model.top_k", "model.pe_dim", "train.warmup_epochs",
                  "train.num_workers", "train.plateau_patience", "train.seed"):
         need_int(path, 0)
     need_int("train.eval_batch_size", 1, allow_none=True)
@@ -310,13 +317,18 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
                        ignore: Iterable[str] = RESUMABLE_CHANGES) -> List[str]:
-    """Lists ``key: old -> new`` for every key that differs, except ``ignore``."""
-    a, b = flatten(old), flatten(new)
+    """Lists ``key: old -> new`` for every key that differs, except ``ignore``.
+
+    A key that ``old`` lacks counts as its :data:`DEFAULTS` value: a key added
+    since ``old`` was written defaults to the behaviour of the code that wrote it.
+    """
+    a, b, defaults = flatten(old), flatten(new), flatten(DEFAULTS)
     skip = set(ignore)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in skip:
             continue
-        if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+        was = a.get(key, defaults.get(key, "<absent>"))
+        if was != b.get(key, "<absent>"):
+            diffs.append(f"{key}: {was!r} -> {b.get(key, '<absent>')!r}")
     return diffs

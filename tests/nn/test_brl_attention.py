@@ -163,7 +163,7 @@ def test_blocks_mode_matches_position_by_position_reference(causal, top_k, block
 
 
 def test_blocks_mode_chunks_queries_without_changing_the_result(monkeypatch):
-    import brl_graph.nn.brl_attention as mod
+    import brl_graph.nn.blocks as mod
     torch.manual_seed(0)
     attn = BRLAttention(16, heads=2, window=4, causal=True, mode="blocks", block_size=4,
                         top_k=2).eval()
@@ -244,7 +244,7 @@ def test_blocks_bad_arguments():
         BRLAttention(16, heads=2, window=8, mode="blocks", block_size=8, block_tokens=0)
     attn = BRLAttention(16, heads=2, window=8, mode="blocks", block_size=8, top_k=2)
     assert "mode=blocks" in repr(attn) and "top_k=2" in repr(attn)
-    assert not hasattr(attn, "seeds")  # no reservoir is built in blocks mode
+    assert attn.seeds is None and not hasattr(attn, "reservoir")  # no reservoir in blocks mode
 
 
 @pytest.mark.parametrize("num_tokens", [0, 3])
@@ -258,3 +258,65 @@ def test_reservoir_and_window_causal_no_leak_under_bf16_autocast(num_tokens):
         x.grad = None
         (y[0, i].float() * PROBE).sum().backward(retain_graph=True)
         assert (x.grad[0, i + 1:] == 0).all() and (x.grad[1] == 0).all()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reservoir_tokens_pool_with_one_softmax_per_head(causal):
+    # the tokens are the TokenReservoir's: seeds pool the sequence with `heads`
+    # heads each, then mix; causal position i pools positions <= i
+    torch.manual_seed(0)
+    attn = BRLAttention(16, heads=2, window=4, num_tokens=3, causal=causal).eval()
+    res = attn.reservoir
+    x = torch.randn(1, 9, 16)
+    q = res.query(res.norm(attn.seeds)).view(3, 2, 8)
+
+    def pooled(n):
+        k, v = (t.view(n, 2, 8) for t in res.key_value(x[0, :n]).chunk(2, -1))
+        w = torch.softmax(torch.einsum("khd,lhd->hkl", q, k) / 8 ** 0.5, -1)
+        return res.mixer(attn.seeds + res.out(torch.einsum("hkl,lhd->khd", w, v).reshape(3, 16)))
+
+    T = attn._tokens(x, torch.ones(1, 9, dtype=torch.bool))
+    with torch.no_grad():
+        if causal:
+            for i in (0, 4, 8):
+                torch.testing.assert_close(T[0, i], pooled(i + 1), atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(T[0], pooled(9), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reservoir", "blocks"])
+def test_dropout_is_output_dropout_and_attn_dropout_drops_weights(mode):
+    # as in BRLConv: dropout zeroes output entries (the rest scaled by 1/(1-p));
+    # attn_dropout drops attention weights, which leaves no entry exactly zero
+    kw = {"mode": mode, "block_size": 4} if mode == "blocks" else {"num_tokens": 3}
+    x = torch.randn(2, 20, 16)
+    torch.manual_seed(0)
+    out_drop = BRLAttention(16, heads=2, window=4, causal=True, dropout=0.5, attn_dropout=0.0, **kw)
+    out_drop.eval()
+    clean = out_drop(x)
+    out_drop.train()
+    y = out_drop(x)
+    zero = y == 0
+    assert 0.3 < zero.float().mean() < 0.7
+    if mode == "blocks":  # (the reservoir's residual branches drop too, as in BRLConv)
+        torch.testing.assert_close(y[~zero], 2 * clean[~zero], atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    attn_drop = BRLAttention(16, heads=2, window=4, causal=True, attn_dropout=0.5, **kw).train()
+    y = attn_drop(x)
+    assert (y != 0).all() and not torch.allclose(y, attn_drop.eval()(x))
+
+
+def test_dropout_without_attn_dropout_warns_once_of_the_new_meaning(monkeypatch):
+    import warnings
+
+    import brl_graph.nn.brl_attention as mod
+    monkeypatch.setattr(mod, "_DROPOUT_WARNED", False)
+    with pytest.warns(FutureWarning, match="attn_dropout"):
+        attn = BRLAttention(16, heads=2, dropout=0.1)
+    assert attn.dropout == 0.1 and attn.attn_dropout == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BRLAttention(16, heads=2, dropout=0.1)  # once per process
+        monkeypatch.setattr(mod, "_DROPOUT_WARNED", False)
+        BRLAttention(16, heads=2, dropout=0.1, attn_dropout=0.1)  # explicit: no warning
+        BRLAttention(16, heads=2)

@@ -304,3 +304,189 @@ def test_fresh_read_out_starts_small():
     # a tenth of the default init's spread
     ratio = conv.o_b.weight.std() / ref.weight.std()
     assert 0.5 * READ_INIT_SCALE < ratio < 2 * READ_INIT_SCALE
+
+
+# ---------------------------------------------------------------- blocks mode
+def make_blocks(causal=True, top_k=1, block_tokens=2, conv=True, **kw):
+    kw = {"window": 4, "block_size": 4, **kw}
+    local = GINEConv(Sequential(Linear(C, C), ReLU(), Linear(C, C)), edge_dim=3) if conv else None
+    return BRLConv(C, local, heads=4, causal=causal, mode="blocks", block_tokens=block_tokens,
+                   top_k=top_k, **kw)
+
+
+def blocks_branch_reference(conv, x):
+    """Node by node, for one graph ``x`` [n, C]: the keys node i may read in
+    blocks mode (window, visible block tokens, top-k blocks), one softmax per head."""
+    n = x.size(0)
+    H, D, b, c = conv.heads, C // conv.heads, conv.block_size, conv.block_tokens
+    W = min(conv.window, n)
+    q, k, v = (t.view(n, H, D) for t in conv.qkv(x).chunk(3, -1))
+    s = conv.pool(x).view(n, H, c)
+    toks = []  # (block, key [H, D], value [H, D]) per token
+    for m in range(-(-n // b)):
+        idx = list(range(m * b, min(n, (m + 1) * b)))
+        for t in range(c):
+            beta = torch.softmax(s[idx, :, t], dim=0)  # [len, H]
+            toks.append((m, (beta[..., None] * k[idx]).sum(0), (beta[..., None] * v[idx]).sum(0)))
+    out = torch.zeros(n, H, D)
+    for i in range(n):
+        win = [j for j in range(n) if ((0 <= i - j < W) if conv.causal else abs(i - j) < W)]
+        for h in range(H):
+            vis = [(m, kt[h], vt[h]) for m, kt, vt in toks
+                   if not conv.causal or (m + 1) * b - 1 <= i]
+            keys = [k[j, h] for j in win] + [kt for _, kt, _ in vis]
+            vals = [v[j, h] for j in win] + [vt for _, _, vt in vis]
+            if conv.top_k and vis:
+                score = {}
+                for m, kt, _ in vis:
+                    score.setdefault(m, []).append(q[i, h] @ kt / D ** 0.5)
+                score = {m: torch.logsumexp(torch.stack(z), 0) for m, z in score.items()}
+                for m in sorted(score, key=lambda m: -score[m])[:conv.top_k]:
+                    for j in range(m * b, min(n, (m + 1) * b)):
+                        if j not in win:
+                            keys.append(k[j, h])
+                            vals.append(v[j, h])
+            a = torch.softmax(torch.stack(keys) @ q[i, h] / D ** 0.5, 0)
+            out[i, h] = a @ torch.stack(vals)
+    return conv.o_b(out.reshape(n, C))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("top_k,block_tokens", [(0, 1), (2, 2), (1, 3)])
+def test_blocks_mode_matches_node_by_node_reference(causal, top_k, block_tokens):
+    # no local conv: the layer is norm2(h + mlp(h)), h = norm1(x + global branch)
+    torch.manual_seed(0)
+    conv = make_blocks(causal=causal, top_k=top_k, block_tokens=block_tokens, conv=False,
+                       window=5).eval()
+    graphs = [rand_graph(n, 0, i) for i, n in enumerate([27, 3, 14])]  # padded to 27 together
+    b = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        out, tok = conv(b.x, b.edge_index, b.batch)
+        assert tok is None
+        for i, g in enumerate(graphs):
+            h = conv.norm1(g.x + blocks_branch_reference(conv, g.x))
+            torch.testing.assert_close(out[b.ptr[i]:b.ptr[i + 1]], conv.norm2(h + conv.mlp(h)),
+                                       atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("top_k", [0, 2])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_blocks_causal_no_leak_exact_zero_gradient(top_k, bf16):
+    torch.manual_seed(0)
+    layers = [make_blocks(top_k=top_k) for _ in range(2)]
+    graphs = [rand_graph(60, 200, 5), rand_graph(25, 60, 6)]
+    b = Batch.from_data_list(graphs)
+    x = b.x.clone().requires_grad_()
+    ea = b.edge_attr.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h, tok = x, None
+        for layer in layers:
+            h, tok = layer(h, b.edge_index, b.batch, tok, edge_attr=ea)
+    assert tok is None
+    for i in (0, 3, 4, 10, 59, 60, 75, 84):
+        x.grad = ea.grad = None
+        (h[i].float() * PROBE).sum().backward(retain_graph=True)
+        graph_start = 0 if i < 60 else 60
+        assert (x.grad[i + 1:] == 0).all(), f"node {i} sees later nodes"
+        assert (x.grad[:graph_start] == 0).all(), f"node {i} sees another graph"
+        later_edge = (b.edge_index[0] > i) | (b.edge_index[1] > i)
+        assert (ea.grad[later_edge] == 0).all()
+        assert x.grad[i].abs().sum() > 0
+
+
+def test_blocks_far_node_arrives_through_block_tokens_only():
+    # edgeless graph, window 4: node 39 reaches node 0 only through block 0's tokens
+    torch.manual_seed(0)
+    conv = make_blocks(top_k=0, conv=False)
+    x = torch.randn(40, C, requires_grad=True)
+    out, _ = conv(x, torch.empty(2, 0, dtype=torch.long))
+    (out[39] * PROBE).sum().backward()
+    assert x.grad[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_blocks_batch_isolation(causal):
+    torch.manual_seed(0)
+    conv = make_blocks(causal=causal, top_k=2).eval()
+    graphs = [rand_graph(n, 3 * n, i) for i, n in enumerate([1, 300, 2, 0, 7, 40])]
+    b = Batch.from_data_list(graphs)
+    out, _ = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    for i, g in enumerate(graphs):
+        if g.num_nodes == 0:
+            continue
+        o, _ = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        torch.testing.assert_close(o, out[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+
+
+def test_blocks_batch_isolation_with_grouped_padding():
+    conv = make_blocks(top_k=1).eval()
+    graphs = [rand_graph(600, 1200, 0)] + [rand_graph(3, 4, i + 1) for i in range(400)]
+    b = Batch.from_data_list(graphs)
+    out, _ = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    for i in (0, 1, 200, 400):
+        g = graphs[i]
+        o, _ = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        torch.testing.assert_close(o, out[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_blocks_padding_is_never_read(causal, monkeypatch):
+    # the dense layout's padding rows filled with huge garbage instead of zeros:
+    # no real node's output may change
+    import brl_graph.nn.brl_conv as mod
+    torch.manual_seed(0)
+    conv = make_blocks(causal=causal, top_k=2).eval()
+    graphs = [rand_graph(n, 2 * n, i) for i, n in enumerate([9, 30, 17])]
+    b = Batch.from_data_list(graphs)
+    clean, _ = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    real = mod.to_dense
+
+    def garbage_padding(x, group):
+        dense = real(x, group)
+        if group.mask is None:
+            return dense
+        noise = torch.randn_like(dense) * 1e4
+        return torch.where(group.mask.view(*group.mask.shape, *[1] * (x.dim() - 1)), dense, noise)
+
+    monkeypatch.setattr(mod, "to_dense", garbage_padding)
+    dirty, _ = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    torch.testing.assert_close(dirty, clean)
+
+
+def test_blocks_huge_logits_and_bf16_stay_finite():
+    for causal in (False, True):
+        conv = make_blocks(causal=causal, top_k=2)
+        with torch.no_grad():
+            conv.qkv.weight.mul_(1e2)  # attention logits around 1e4 and beyond
+            conv.pool.weight.mul_(1e4)
+        g = rand_graph(300, 600, 9)
+        out, _ = conv(g.x * 10, g.edge_index, edge_attr=g.edge_attr)
+        assert torch.isfinite(out).all()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = conv(g.x * 10, g.edge_index, edge_attr=g.edge_attr)
+        assert torch.isfinite(out.float()).all()
+        (out.float() * PROBE).sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in conv.parameters() if p.grad is not None)
+
+
+def test_blocks_arguments_repr_and_degenerate_inputs():
+    conv = make_blocks(top_k=2, conv=False)
+    assert repr(conv) == ("BRLConv(16, conv=None, mode=blocks, window=4, block_size=4, "
+                          "block_tokens=2, top_k=2, heads=4, causal=True, joint=False)")
+    assert conv.seeds is None and conv.num_tokens == 0
+    assert not any("reservoir" in n for n, _ in conv.named_parameters())
+    assert conv.o_b.bias.abs().sum() == 0  # the read-out starts small, as in reservoir mode
+    empty = torch.empty(2, 0, dtype=torch.long)
+    assert conv(torch.randn(0, C), empty)[1] is None
+    out, _ = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))  # graph 1 is empty
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="carries no tokens"):
+        conv(torch.randn(5, C), empty, tokens=torch.randn(5, 4, C))
+    with pytest.raises(ValueError, match="unknown mode"):
+        BRLConv(C, None, mode="landmark")
+    with pytest.raises(ValueError, match=r"window \(4\) >= block_size \(8\)"):
+        BRLConv(C, None, mode="blocks", window=4, block_size=8)
+    with pytest.raises(ValueError, match="top_k >= 0"):
+        BRLConv(C, None, mode="blocks", top_k=-1)
+    with pytest.raises(ValueError, match="joint=True"):
+        BRLConv(C, None, mode="blocks", joint=True)

@@ -102,6 +102,27 @@ def test_causal_model_has_no_leak():
     assert isinstance(model.layers[0], BRLConv) and model.layers[0].causal
 
 
+def test_causal_blocks_model_has_no_leak_and_keeps_the_default_parameters():
+    # brl_mode="blocks": every BRL layer reads block tokens; no reservoir is built
+    model = BRLGraphModel(2, channels=16, num_layers=2, in_channels=4, causal=True,
+                          task_level="node", brl_mode="blocks", window=4, block_size=4,
+                          block_tokens=2, top_k=1)
+    x = torch.randn(30, 4, requires_grad=True)
+    ei = torch.stack([torch.arange(29), torch.arange(1, 30)])
+    out = model(Data(x=x, edge_index=torch.cat([ei, ei.flip(0)], 1)))
+    out[12].sum().backward()
+    assert (x.grad[13:] == 0).all() and x.grad[:13].abs().sum() > 0
+    layer = model.layers[0]
+    assert layer.mode == "blocks" and layer.top_k == 1 and layer.seeds is None
+    assert "brl_mode='blocks'" in repr(model)
+    # the default model is untouched: the same parameter names as before the option existed
+    names = {n for n, _ in BRLGraphModel(1, channels=16, num_layers=2, in_channels=4).named_parameters()}
+    assert any("reservoir.seeds" in n for n in names)
+    assert not any(n.split(".")[2] in ("qkv", "pool") for n in names)
+    with pytest.raises(ValueError, match="brl_mode"):
+        BRLGraphModel(1, in_channels=4, brl_mode="landmark")
+
+
 def test_norm_choice_and_the_gin_mlp():
     from torch_geometric.nn.norm import BatchNorm
 

@@ -78,3 +78,41 @@ def test_errors_and_reset():
     res.reset_parameters()
     assert not torch.equal(before, res.seeds)
     assert repr(res) == "TokenReservoir(16, num_tokens=3, heads=2)"
+
+
+def explicit_compress_heads(res, x, T, P):
+    """P pooling heads per token, written out head by head."""
+    D = C // P
+    q = res.query(res.norm(T))
+    k, v = res.key_value(x).chunk(2, -1)
+    heads = []
+    for p in range(P):
+        sl = slice(p * D, (p + 1) * D)
+        w = torch.softmax(q[..., sl] @ k[..., sl].transpose(-1, -2) / math.sqrt(D), -1)
+        heads.append(w @ v[..., sl])
+    return res.mixer(T + res.out(torch.cat(heads, -1)))
+
+
+@pytest.mark.parametrize("P", [2, 4])
+def test_pool_heads_compress_and_causal_prefix(P):
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=2, pool_heads=P).eval()
+    assert repr(res) == f"TokenReservoir(16, num_tokens=3, heads=2, pool_heads={P})"
+    x = torch.randn(2, 9, C)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    bias = torch.zeros(2, 1, 9).masked_fill(~mask[:, None], NEG)
+    T = res.initial(2)
+    out = res.compress(x, T, bias)
+    torch.testing.assert_close(out[0], explicit_compress_heads(res, x[0], T[0], P), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1], explicit_compress_heads(res, x[1, :5], T[1], P),
+                               atol=1e-5, rtol=1e-5)
+    # causal: position i holds the reservoir of the prefix [0, i]
+    causal = res.compress_causal(x, mask=mask)
+    for i in (0, 4, 8):
+        torch.testing.assert_close(causal[0, i], explicit_compress_heads(res, x[0, :i + 1], T[0], P),
+                                   atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(causal[1, 4], explicit_compress_heads(res, x[1, :5], T[1], P),
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pool_heads"):
+        TokenReservoir(C, K, heads=2, pool_heads=3)

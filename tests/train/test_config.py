@@ -113,6 +113,18 @@ def test_config_differences_ignore_resumable_keys():
     assert len(diffs) == 1 and diffs[0].startswith("model.channels")
 
 
+
+def test_config_differences_take_a_key_missing_from_an_old_config_as_its_default():
+    # a checkpoint written before model.brl_mode existed resumes under the new code
+    new = load_config()
+    old = load_config()
+    for key in ("brl_mode", "window", "block_size", "block_tokens", "top_k"):
+        del old["model"][key]
+    assert config_differences(old, new) == []
+    blocks = load_config(overrides=["model.brl_mode=blocks"])
+    assert config_differences(old, blocks) == ["model.brl_mode: 'reservoir' -> 'blocks'"]
+
+
 @pytest.mark.parametrize("name", ["default", "ogbg-molhiv", "peptides-func", "peptides-struct",
                                   "tree-neighbors-match", "ring-transfer"])
 def test_shipped_configs_are_valid(name):
