@@ -114,7 +114,8 @@ def test_config_differences_ignore_resumable_keys():
 
 
 @pytest.mark.parametrize("name", ["default", "ogbg-molhiv", "peptides-func", "peptides-struct",
-                                  "tree-neighbors-match", "ring-transfer"])
+                                  "tree-neighbors-match", "tree-neighbors-match-published",
+                                  "ring-transfer"])
 def test_shipped_configs_are_valid(name):
     path = CONFIGS / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
