@@ -15,9 +15,14 @@ loop.
 Exact resume: the loader's shuffle comes from a generator re-seeded from
 ``(train.seed, epoch)`` at the start of every epoch, and the checkpoint written
 at the end of each epoch holds the model, optimiser, scheduler, best-so-far,
-history and every rank's Python, NumPy and torch generator states. A run
-killed at any moment and resumed therefore replays exactly the epochs an
-uninterrupted run would, and ends with the same metrics on CPU.
+history and every rank's Python, NumPy and torch generator states; the stop
+rule (:mod:`.stopping`) is rebuilt from the history. A run killed at any moment
+and resumed therefore replays exactly the epochs an uninterrupted run would,
+and ends with the same metrics on CPU.
+
+A logged epoch is ``train.passes_per_epoch`` passes over the training set; a
+plateau schedule is stepped, and the stop rule consulted, after each
+evaluation, on the split each one monitors.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ def fit(config: ConfigLike = None, bench=None, *, resume: bool = False, overwrit
     Returns:
         The contents of ``metrics.json``: ``best_epoch``, ``epochs_completed``,
         ``valid`` and ``test`` metrics at the best validation epoch,
+        ``train_best``, ``stopped``, ``passes``, ``optimizer_steps``,
         ``num_params``, ``world_size``, ``seconds``, ... With ``train.seeds``,
         the aggregate written to ``out_dir/summary.json`` instead, with
         ``mean``, ``std`` and ``values`` per metric and each seed's metrics
