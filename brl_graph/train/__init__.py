@@ -14,6 +14,7 @@ from .engine import fit
 from .loop import NonFiniteLossError, evaluate, make_scheduler, predict
 from .losses import task_loss
 from .optim import make_optimizer
+from .stopping import StopRule, stop_rule
 
 __all__ = [
     "fit",
@@ -33,6 +34,8 @@ __all__ = [
     "predict",
     "make_scheduler",
     "make_optimizer",
+    "StopRule",
+    "stop_rule",
     "load_checkpoint",
     "load_model_checkpoint",
     "save_checkpoint",

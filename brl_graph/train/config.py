@@ -79,7 +79,12 @@ DEFAULTS: Dict[str, Any] = {
         "warmup_epochs": 0,
         "min_lr": 0.0,
         "plateau_factor": 0.5,
-        "plateau_patience": 10,
+        "plateau_patience": 10,    # evaluations without a better monitored metric
+        "plateau_monitor": "valid",  # valid | train: the split whose metric the plateau watches
+        "passes_per_epoch": 1,     # passes over the training set per logged epoch
+        "stop_monitor": "valid",   # valid | train: the split whose metric the stop rule watches
+        "stop_target": None,       # stop once the monitored metric reaches this (e.g. 1.0)
+        "stop_patience": None,     # stop after this many evaluations without a gain
         "clip": 1.0,               # max gradient norm; None or 0 disables clipping
         "loss": "auto",            # regression only: auto | l1 | mse (auto: l1 for mae, else mse)
         "seed": 0,
@@ -89,8 +94,8 @@ DEFAULTS: Dict[str, Any] = {
         "num_workers": 0,
         "threads": None,           # torch CPU threads per process; None = torch's default
         "eval_every": 1,
-        "eval_train": False,       # also score the training split (train accuracy, as in Tree-NeighborsMatch)
-        "limit_batches": None,     # train on at most this many batches per epoch (smoke tests, timing)
+        "eval_train": False,       # also score the training split each evaluation (needed by a train monitor)
+        "limit_batches": None,     # train on at most this many batches per pass (smoke tests, timing)
         "progress": True,          # tqdm bar per epoch (rank 0 only)
     },
 }
@@ -106,6 +111,10 @@ RESUMABLE_CHANGES = {
     "train.eval_batch_size", "data.root", "data.cache_dir", "train.seeds",
 }
 
+# The splits a plateau schedule or the stop rule may watch. "train" is scored
+# by an evaluation pass over the training split (train.eval_train).
+MONITORS = ("valid", "train")
+
 # The model's choices are declared by the model; the engine's here.
 CHOICES: Dict[str, Iterable[Any]] = {
     "model.local": LOCAL_CONVS,
@@ -114,6 +123,8 @@ CHOICES: Dict[str, Iterable[Any]] = {
     "model.norm": NORMS,
     "model.brl_mode": BRL_MODES,
     "train.scheduler": ("cosine", "plateau", "none"),
+    "train.plateau_monitor": MONITORS,
+    "train.stop_monitor": MONITORS,
     "train.loss": ("auto", "l1", "mse"),
 }
 
@@ -225,7 +236,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
     pe_kinds(get("model.pe"))
     for path in ("model.num_layers", "model.channels", "model.heads", "model.window",
                  "model.block_size", "model.block_tokens", "train.epochs",
-                 "train.batch_size", "train.eval_every"):
+                 "train.batch_size", "train.eval_every", "train.passes_per_epoch"):
         need_int(path, 1)
     for path in ("model.num_tokens", "model.top_k", "model.pe_dim", "train.warmup_epochs",
                  "train.num_workers", "train.plateau_patience", "train.seed"):
@@ -233,6 +244,10 @@ def _validate(cfg: Dict[str, Any]) -> None:
     need_int("train.eval_batch_size", 1, allow_none=True)
     need_int("train.threads", 1, allow_none=True)
     need_int("train.limit_batches", 1, allow_none=True)
+    need_int("train.stop_patience", 1, allow_none=True)
+    target = get("train.stop_target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
+        raise ConfigError(f"train.stop_target must be null or a number, got {target!r}")
     for path in ("model.dropout", "model.attn_dropout"):
         need_float(path, 0.0)
         if get(path) >= 1.0:
@@ -265,6 +280,15 @@ def _validate(cfg: Dict[str, Any]) -> None:
                  "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
+    # A train monitor needs the train metric, which only an evaluation pass
+    # over the training split gives; say so rather than switch it on silently.
+    in_use = {"train.plateau_monitor": get("train.scheduler") == "plateau",
+              "train.stop_monitor": (get("train.stop_target") is not None
+                                     or get("train.stop_patience") is not None)}
+    for path, used in in_use.items():
+        if used and get(path) == "train" and not get("train.eval_train"):
+            raise ConfigError(f"{path}=train needs train.eval_train=true (the train metric "
+                              "is measured by an evaluation pass over the training split)")
     if not isinstance(get("data.name"), str) or not get("data.name"):
         raise ConfigError(f"data.name must be a dataset name, got {get('data.name')!r}")
     if not isinstance(cfg["out_dir"], (str, os.PathLike)) or not str(cfg["out_dir"]):

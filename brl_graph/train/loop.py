@@ -63,25 +63,34 @@ def eval_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext) -> DataLoader
 
 @dataclass
 class Loaders:
-    """The loaders of one run. ``train_eval`` is ``None`` unless ``train.eval_train``."""
+    """The loaders of one run. ``train_eval`` is ``None`` unless ``train.eval_train``.
+
+    A logged epoch is ``passes`` passes over the training set of
+    ``steps_per_pass`` optimizer steps each.
+    """
     train: DataLoader
     sampler: Optional[DistributedSampler]
     valid: DataLoader
     test: DataLoader
     train_eval: Optional[DataLoader]
-    steps_per_epoch: int
+    steps_per_pass: int
+    passes: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.steps_per_pass * self.passes
 
 
 def make_loaders(bench, cfg: Mapping[str, Any], ctx: DistContext,
                  generator: torch.Generator) -> Loaders:
-    """Every loader a run needs; ``steps_per_epoch`` honours ``train.limit_batches``."""
+    """Every loader a run needs; ``steps_per_pass`` honours ``train.limit_batches``."""
     t = cfg["train"]
     train, sampler = train_loader(bench.train, cfg, ctx, generator)
     steps = len(train) if t["limit_batches"] is None else min(len(train), t["limit_batches"])
     return Loaders(train=train, sampler=sampler, valid=eval_loader(bench.valid, cfg, ctx),
                    test=eval_loader(bench.test, cfg, ctx),
                    train_eval=eval_loader(bench.train, cfg, ctx) if t["eval_train"] else None,
-                   steps_per_epoch=steps)
+                   steps_per_pass=steps, passes=t["passes_per_epoch"])
 
 
 # ----------------------------------------------------------------------------
@@ -97,7 +106,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Mapping[str, Any
     decays to ``train.min_lr`` at the last step:
     :math:`\eta_t = \eta_{min} + \frac{1}{2}(\eta - \eta_{min})(1 + \cos(\pi t / T))`.
     ``plateau`` multiplies the rate by ``train.plateau_factor`` after
-    ``train.plateau_patience`` evaluations without a better validation metric.
+    ``train.plateau_patience`` evaluations without a better metric on the split
+    ``train.plateau_monitor`` names (:func:`step_on_evaluation` feeds it).
+    ``steps_per_epoch`` counts every pass of a logged epoch.
     """
     kind = train_cfg["scheduler"]
     if kind == "plateau":
@@ -123,6 +134,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Mapping[str, Any
 def steps_every_batch(scheduler) -> bool:
     """Whether ``scheduler`` steps after every batch (else once per evaluation)."""
     return not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def step_on_evaluation(scheduler, scores: Mapping[str, Mapping[str, float]], monitor: str,
+                       metric: str) -> None:
+    """Feeds a plateau schedule the ``metric`` of split ``monitor`` (``valid`` or
+    ``train``) after an evaluation; per-step schedules ignore evaluations."""
+    if not steps_every_batch(scheduler):
+        scheduler.step(scores[monitor][metric])
 
 
 # ----------------------------------------------------------------------------
@@ -151,13 +170,37 @@ def progress_bar(total: int, desc: str, enabled: bool):
                 disable=not (enabled and sys.stderr.isatty()))
 
 
-def train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler, bench,
-                cfg: Mapping[str, Any], ctx: DistContext, epoch: int, steps: int,
-                ckpt_dir: Path) -> Tuple[float, int, float]:
-    """Trains one epoch of at most ``steps`` batches (``ckpt_dir`` is named in errors).
+@dataclass
+class EpochStats:
+    """What one logged epoch of training did."""
+    loss: float      # mean training loss over every graph of every pass
+    graphs: int      # graphs seen, all ranks and passes together
+    steps: int       # optimizer steps taken
+    seconds: float
 
-    Returns:
-        (mean loss over graphs, graphs seen on all ranks, seconds).
+
+def epoch_batches(loaders: Loaders, epoch: int):
+    """The training batches of a logged epoch: ``loaders.passes`` passes of at
+    most ``loaders.steps_per_pass`` batches.
+
+    Each pass reshuffles: the loader draws its order from the generator the
+    caller seeded for this epoch, so the passes of an epoch are reproducible
+    and a resume (always at an epoch boundary) replays them exactly.
+    """
+    for index in range(loaders.passes):
+        if loaders.sampler is not None:  # DDP: the sampler's order is seeded by the pass
+            # Numbered from 1, so one pass per epoch keeps the old order (= epoch).
+            loaders.sampler.set_epoch((epoch - 1) * loaders.passes + index + 1)
+        for step, batch in enumerate(loaders.train):
+            if step == loaders.steps_per_pass:
+                break
+            yield batch
+
+
+def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, bench,
+                cfg: Mapping[str, Any], ctx: DistContext, epoch: int,
+                ckpt_dir: Path) -> EpochStats:
+    """Trains one logged epoch (``loaders.passes`` passes; ``ckpt_dir`` is named in errors).
 
     Raises:
         NonFiniteLossError: a non-finite loss or gradient norm, on every rank
@@ -167,13 +210,13 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler
     model.train()
     regression = regression_loss(t, bench)
     per_step_schedule = steps_every_batch(scheduler)
+    steps = loaders.steps_per_epoch
     bar = progress_bar(steps, f"epoch {epoch}", t["progress"] and ctx.is_main)
     loss_sum = torch.zeros((), dtype=torch.float64)
     graphs = 0
+    taken = 0
     start = time.perf_counter()
-    for step, batch in enumerate(loader, start=1):
-        if step > steps:
-            break
+    for step, batch in enumerate(epoch_batches(loaders, epoch), start=1):
         batch = batch.to(ctx.device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(ctx.device, t["bf16"]):
@@ -195,6 +238,7 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler
                     f"non-finite gradient norm at epoch {epoch}, step {step}: the run stopped "
                     f"and the checkpoints in {ckpt_dir} were left untouched.")
         optimizer.step()
+        taken += 1
         if per_step_schedule:
             scheduler.step()
         n = batch.num_graphs
@@ -211,7 +255,7 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler
     totals = all_reduce_sum(torch.tensor([loss_sum.item(), float(graphs)], dtype=torch.float64,
                                          device=ctx.device), ctx)
     mean_loss = totals[0].item() / max(totals[1].item(), 1.0)
-    return mean_loss, int(totals[1].item()), seconds
+    return EpochStats(loss=mean_loss, graphs=int(totals[1].item()), steps=taken, seconds=seconds)
 
 
 @torch.no_grad()

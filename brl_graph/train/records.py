@@ -6,7 +6,9 @@ Run folder ``out_dir/``::
     log.csv                  one row per epoch (plus TensorBoard events if installed)
     checkpoints/last.pt      state after the latest epoch (resume point)
     checkpoints/best.pt      state after the best validation epoch
-    metrics.json             best_epoch, epochs_completed, valid, test, num_params, world_size, seconds
+    metrics.json             best_epoch, epochs_completed, valid, test, num_params, world_size,
+                             seconds, the budget (passes, optimizer_steps), train_best and
+                             why the run stopped (stop)
 
 With ``train.seeds``, ``out_dir/`` holds ``config.yaml``, one such folder per
 seed (``seed_<s>/``) and ``summary.json``. Every file is written atomically.
@@ -18,7 +20,7 @@ import io
 import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -28,6 +30,8 @@ from brl_graph.io import atomic_write_text, write_json
 from .checkpoint import CheckpointError
 from .config import save_config
 from .distributed import DistContext
+from .loop import is_better
+from .stopping import EPOCHS, TARGET
 
 # Files of a run folder that a fresh run (with overwrite) removes first.
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.json", "log.csv",
@@ -85,6 +89,34 @@ def write_log(path: Path, history: List[Dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def budget_columns(history: List[Mapping[str, Any]], passes: int, steps: int) -> Dict[str, int]:
+    """The log columns ``passes`` and ``steps``: passes over the training set and
+    optimizer steps since the run began, after an epoch of ``passes`` passes
+    and ``steps`` steps that follows ``history``."""
+    last = history[-1] if history else {}
+    # A row logged before these columns existed (one pass per epoch) has neither.
+    done_passes = last.get("passes", len(history))
+    done_steps = last.get("steps", 0)
+    return {"passes": done_passes + passes, "steps": done_steps + steps}
+
+
+def best_train(history: List[Mapping[str, Any]], metric: str,
+               higher_is_better: bool) -> Optional[Dict[str, Any]]:
+    """The evaluation with the best train metric (``train.eval_train``): its
+    epoch and train scores, e.g. ``{"epoch": 40, "accuracy": 1.0}``; ``None``
+    when the train split was never scored."""
+    best: Optional[Mapping[str, Any]] = None
+    key = f"train_{metric}"
+    for row in history:
+        if key in row and is_better(row[key], best[key] if best else None, higher_is_better):
+            best = row
+    if best is None:
+        return None
+    return {"epoch": best["epoch"],
+            **{k[len("train_"):]: v for k, v in best.items()
+               if k.startswith("train_") and k != "train_loss"}}
+
+
 def peak_memory(ctx: DistContext) -> Dict[str, Any]:
     """This process's memory high-water mark so far, in MiB.
 
@@ -118,6 +150,10 @@ def run_metrics(state: Mapping[str, Any], bench, cfg: Mapping[str, Any], num_par
     """The content of ``metrics.json`` for the training ``state`` so far."""
     best = state["best"]
     history = state["history"]
+    t = cfg["train"]
+    stop = state.get("stop") or {}
+    stopped = stop.get("reason") or (EPOCHS if state["epoch"] >= t["epochs"] else None)
+    last = history[-1] if history else {}
     return {
         "dataset": getattr(bench, "name", cfg["data"]["name"]),
         "metric": bench.metric,
@@ -125,11 +161,21 @@ def run_metrics(state: Mapping[str, Any], bench, cfg: Mapping[str, Any], num_par
         "best_epoch": best["epoch"],
         "epochs_completed": state["epoch"],
         "epochs": cfg["train"]["epochs"],
-        "finished": state["epoch"] >= cfg["train"]["epochs"],
+        "finished": stopped is not None,
+        # Why the run ended ("target", "patience", "epochs"; None while it runs)
+        # and the stop rule's state: monitor, best, best_epoch, without_gain.
+        "stopped": stopped,
+        "stop": stop,
         "valid": best["valid"],
         "test": best["test"],
         **({"train": best["train"]} if "train" in best else {}),
+        # The best train metric of the run, whichever epoch valid selected.
+        "train_best": best_train(history, bench.metric, bool(bench.higher_is_better)),
         "train_loss": history[-1]["train_loss"] if history else None,
+        # The budget spent: passes over the training set and optimizer steps.
+        "passes_per_epoch": t["passes_per_epoch"],
+        "passes": last.get("passes", len(history)),
+        "optimizer_steps": last.get("steps"),
         "num_params": num_params,
         "world_size": ctx.world_size,
         "seed": cfg["train"]["seed"],
@@ -143,7 +189,7 @@ def summary_line(row: Mapping[str, Any], metric: str, epochs: int) -> str:
     """The line printed after each epoch (``*`` marks a new best)."""
     parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}",
              f"loss {row['train_loss']:.4f}"]
-    for split in ("valid", "test"):
+    for split in ("train", "valid", "test"):
         key = f"{split}_{metric}"
         if key in row:
             parts.append(f"{split} {metric} {row[key]:.4f}")
@@ -216,6 +262,12 @@ class RunRecords:
         """Prints the best epoch and returns the final metrics."""
         if self.ctx.is_main:
             best, metric = state["best"], self.bench.metric
+            stop = state.get("stop") or {}
+            if stop.get("reason"):
+                print(f"stopped after epoch {stop['epoch']}: {stop['monitor']} {metric} "
+                      + (f"reached {stop['target']}" if stop["reason"] == TARGET else
+                         f"without gain for {stop['without_gain']} evaluations")
+                      + f" (best {stop['best']} at epoch {stop['best_epoch']})", flush=True)
             if best["epoch"] is not None:
                 print(f"best epoch {best['epoch']}: valid {metric} {best['valid'][metric]:.4f}, "
                       f"test {metric} {best['test'][metric]:.4f}", flush=True)
@@ -254,7 +306,7 @@ def write_summary(root: Path, summary: Mapping[str, Any], num_seeds: int) -> Non
               f"{test['std']:.4f} (summary in {root / 'summary.json'})", flush=True)
 
 
-__all__ = ["RUN_FILES", "RunRecords", "aggregate", "peak_memory", "prepare_run_dir",
-           "prepare_seeds_root", "run_metrics", "run_peak_memory", "summary_line",
+__all__ = ["RUN_FILES", "RunRecords", "aggregate", "best_train", "budget_columns",
+           "peak_memory", "prepare_run_dir", "prepare_seeds_root", "run_metrics", "run_peak_memory", "summary_line",
            "write_log", "write_summary"]
 

@@ -126,7 +126,8 @@ def test_config_differences_take_a_key_missing_from_an_old_config_as_its_default
 
 
 @pytest.mark.parametrize("name", ["default", "ogbg-molhiv", "peptides-func", "peptides-struct",
-                                  "tree-neighbors-match", "ring-transfer"])
+                                  "tree-neighbors-match", "tree-neighbors-match-published",
+                                  "ring-transfer"])
 def test_shipped_configs_are_valid(name):
     path = CONFIGS / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
