@@ -107,7 +107,7 @@ class BRLConv(torch.nn.Module):
     its seeds decide what each token keeps before any query arrives, and one
     stored item is diluted by the whole prefix, so it *cannot recall* an
     arbitrary earlier node as the graph grows (on the sequence task of
-    ``benchmarks/causal_recall.py``, 8 key-value pairs: 0.62 at 2,048
+    ``experiments/causal_recall.py``, 8 key-value pairs: 0.62 at 2,048
     positions, 0.25 at 8,192, with :class:`~brl_graph.nn.BRLAttention`'s
     reservoir). :obj:`mode="blocks"` replaces the reservoir with the global
     branch of :class:`~brl_graph.nn.BRLAttention`'s blocks mode, applied to each

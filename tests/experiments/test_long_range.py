@@ -31,6 +31,20 @@ def test_budget_is_identical_across_models_and_named_in_the_run_dir(lr, tmp_path
         lr.budget_overrides("zinc", 3, args)
 
 
+def test_published_tree_rows_pass_only_the_authors_per_depth_settings(lr, tmp_path):
+    # The protocol (schedule, stop rule, passes, epochs) comes from the config: the
+    # driver must not override it with the fixed-budget variant's settings.
+    args = _args(lr, tmp_path)
+    r3 = lr.budget_overrides("tree-published", 3, args)
+    assert r3 == ["data.depth=3", "model.num_layers=4", "train.batch_size=64"]
+    assert "train.batch_size=1024" in lr.budget_overrides("tree-published", 4, args)
+    assert {"train.passes_per_epoch=1000", "train.epochs=50"} <= set(
+        lr.budget_overrides("tree-published", 2, args))
+    overrides = lr.row_overrides("tree-published", 5, "brl", 0, args)
+    assert not any(o.startswith(("train.scheduler=", "train.clip=")) for o in overrides)
+    assert lr.run_dir("tree-published", 3, "brl", 0, args) != lr.run_dir("tree", 3, "brl", 0, args)
+
+
 def test_max_train_accuracy_reads_the_best_epoch(lr, tmp_path):
     (tmp_path / "log.csv").write_text(
         "epoch,train_loss,train_accuracy\n1,2.0,0.25\n2,1.0,0.875\n3,1.5,0.5\n")
