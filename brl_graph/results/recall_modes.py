@@ -15,7 +15,7 @@ RECALL_MODELS = (("full", "full causal attention"), ("window", "sliding window")
 # Issue #13's bar for the blocks mode: accuracy at 2k and 8k, time against full attention.
 BLOCKS_TARGET = {"acc_2k": 0.95, "acc_8k": 0.90, "time_ratio": 0.5, "min_pairs": 8}
 # Config sections that must agree for files to be seed repeats of one configuration.
-SAME_CONFIG = ("task", "model", "eval")
+SAME_CONFIG = ("task", "model")
 
 
 def _seed(payload: Mapping[str, Any]) -> Any:
@@ -40,14 +40,19 @@ def merge_seed_repeats(payloads: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             (other than its seed), or two of them have the same seed.
     """
     first = payloads[0].get("config", {})
+
+    def unseeded(cfg: Mapping[str, Any], part: str) -> Dict[str, Any]:
+        # The driver derives the evaluation seed from the training seed (seed + 1),
+        # so both differ between repeats; everything else must match.
+        return {k: v for k, v in (cfg.get(part) or {}).items() if k != "seed"}
+
     seeds = [_seed(p) for p in payloads]
     if len(set(map(repr, seeds))) != len(seeds):
         raise ValueError(f"recall/cost seed repeats with the same seed: {seeds}")
     for p in payloads[1:]:
         cfg = p.get("config", {})
-        budget = {k: v for k, v in (cfg.get("budget") or {}).items() if k != "seed"}
         if (any(cfg.get(k) != first.get(k) for k in SAME_CONFIG)
-                or budget != {k: v for k, v in (first.get("budget") or {}).items() if k != "seed"}):
+                or any(unseeded(cfg, part) != unseeded(first, part) for part in ("budget", "eval"))):
             raise ValueError("recall/cost seed repeats must share task, model, eval and budget "
                              f"(seeds {seeds[0]} and {_seed(p)} differ in more)")
     cells: Dict[Tuple[str, int], List[Mapping[str, Any]]] = {}

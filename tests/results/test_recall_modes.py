@@ -8,7 +8,7 @@ from brl_graph.results import load_results, render
 from brl_graph.results.recall_modes import merge_seed_repeats
 
 
-def run(seed, blocks, full_ms=1000.0, steps=3000):
+def run(seed, blocks, full_ms=1000.0, steps=3000, eval_seqs=32):
     """A recall/cost file of ``experiments/causal_recall.py``: full and blocks at 2k and 8k."""
     rows = []
     for model, accs, ms in (("full", (1.0, 0.99), full_ms), ("blocks", blocks, 100.0 + seed)):
@@ -22,7 +22,8 @@ def run(seed, blocks, full_ms=1000.0, steps=3000):
                        "budget": {"steps": steps, "seed": seed},
                        "model": {"dim": 32, "layers": 2, "window": 32, "num_tokens": 8,
                                  "block_size": 32, "block_tokens": 2, "top_k": 1},
-                       "eval": {"num_seqs": 32}},
+                       # the driver evaluates with seed + 1, so repeats differ there too
+                       "eval": {"num_seqs": eval_seqs, "seed": seed + 1}},
             "rows": rows}
 
 
@@ -59,6 +60,8 @@ def test_seed_repeats_show_mean_range_and_count_and_the_verdict_uses_the_mean(tm
 def test_files_of_different_configurations_are_not_seed_repeats():
     with pytest.raises(ValueError, match="share task, model, eval and budget"):
         merge_seed_repeats([run(0, (1.0, 1.0)), run(1, (1.0, 1.0), steps=600)])
+    with pytest.raises(ValueError, match="share task, model, eval and budget"):
+        merge_seed_repeats([run(0, (1.0, 1.0)), run(1, (1.0, 1.0), eval_seqs=64)])
     with pytest.raises(ValueError, match="same seed"):
         merge_seed_repeats([run(0, (1.0, 1.0)), run(0, (0.5, 0.5))])
     one = merge_seed_repeats([run(0, (0.5, 0.25))])
