@@ -8,6 +8,7 @@ from brl_graph.runtime import prefer_passive_omp_wait
 prefer_passive_omp_wait()  # before the test modules import torch
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get(
@@ -60,3 +61,13 @@ def load_script(folder: str, name: str):
 def script_loader():
     """:func:`load_script`, for module-scoped fixtures of the script folders' tests."""
     return load_script
+
+
+@pytest.fixture
+def one_thread():
+    """Runs a test with one torch thread: several OpenMP threads per process
+    oversubscribe a shared machine and slow small ops down by an order of magnitude."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

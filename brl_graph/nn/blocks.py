@@ -23,6 +23,19 @@ from brl_graph.nn.functional import NEG
 CHUNK_ELEMS = 1 << 22
 
 
+def check_block_args(window: int, block_size: int, block_tokens: int, top_k: int,
+                     unit: str) -> None:
+    """Raises ``ValueError`` for block-mode settings that cannot work; ``unit`` names
+    what is in order (``"nodes"`` or ``"positions"``) in the message."""
+    if block_size < 1 or block_tokens < 1 or top_k < 0:
+        raise ValueError(f"blocks mode needs block_size >= 1, block_tokens >= 1 and "
+                         f"top_k >= 0, got {block_size}, {block_tokens} and {top_k}")
+    if window < block_size:
+        raise ValueError(f"blocks mode needs window ({window}) >= block_size ({block_size}): "
+                         f"{unit} of the current, unfinished block are reached through the "
+                         f"window only")
+
+
 def window_keys(t: Tensor, W: int, nb: int, causal: bool) -> Tensor:
     """``[B, L, ...]`` -> key tiles ``[B, nb, S, ...]`` for query tiles of ``W``
     positions: tile ``m`` sees positions ``[mW - W, mW + W)`` (causal) or

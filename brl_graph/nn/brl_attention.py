@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear
 
-from brl_graph.nn.blocks import block_attention, window_allowed, window_keys
+from brl_graph.nn.blocks import block_attention, check_block_args, window_allowed, window_keys
 from brl_graph.nn.functional import NEG
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -147,13 +147,7 @@ class BRLAttention(torch.nn.Module):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
         if mode == "blocks":
-            if block_size < 1 or block_tokens < 1 or top_k < 0:
-                raise ValueError(f"blocks mode needs block_size >= 1, block_tokens >= 1 and "
-                                 f"top_k >= 0, got {block_size}, {block_tokens} and {top_k}")
-            if window < block_size:
-                raise ValueError(f"blocks mode needs window ({window}) >= block_size "
-                                 f"({block_size}): positions of the current, unfinished block "
-                                 f"are reached through the window only")
+            check_block_args(window, block_size, block_tokens, top_k, "positions")
             num_tokens = 0  # the reservoir is not built in this mode
         self.dim, self.heads, self.window = dim, heads, window
         if attn_dropout is None:

@@ -13,7 +13,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.utils import scatter, softmax
 
-from brl_graph.nn.blocks import block_attention
+from brl_graph.nn.blocks import block_attention, check_block_args
 from brl_graph.nn.plan import BatchPlan, DenseGroup, check_shapes, from_dense, plan_batch, to_dense
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -236,13 +236,7 @@ class BRLConv(torch.nn.Module):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {list(MODES)}")
         if mode == "blocks":
-            if block_size < 1 or block_tokens < 1 or top_k < 0:
-                raise ValueError(f"blocks mode needs block_size >= 1, block_tokens >= 1 and "
-                                 f"top_k >= 0, got {block_size}, {block_tokens} and {top_k}")
-            if window < block_size:
-                raise ValueError(f"blocks mode needs window ({window}) >= block_size "
-                                 f"({block_size}): nodes of the current, unfinished block "
-                                 f"are reached through the window only")
+            check_block_args(window, block_size, block_tokens, top_k, "nodes")
             if joint:
                 raise ValueError("joint=True is a read of the reservoir; the blocks mode "
                                  "already reads its window and tokens under one softmax")

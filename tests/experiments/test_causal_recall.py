@@ -10,14 +10,7 @@ def cr(experiment_script):
     yield from experiment_script("causal_recall")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The machine is shared: several OpenMP threads per process oversubscribe it
-    # and slow these small ops down by an order of magnitude.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_generator_is_deterministic_from_seed(cr):

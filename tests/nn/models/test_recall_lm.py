@@ -9,14 +9,7 @@ from brl_graph.nn.models import (ATTENTION_KINDS, BOS, FullCausalAttention, Line
 VOCAB = 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Several OpenMP threads per process oversubscribe a shared machine and slow
-    # these small ops down by an order of magnitude.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tokens(batch: int, length: int, seed: int) -> torch.Tensor:
