@@ -90,7 +90,7 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     needed = list(p.targets) + ([MPNN] if p.clear_of_mpnn else [])
     if not stats:
         return ("untested", f"{p.stem}: no runs yet")
-    ev = "; ".join(f"{m} {s.mean_std[0]:.4f} ± {s.mean_std[1]:.4f} (n={s.n})"
+    ev = "; ".join(f"{m} {_mean_std_text(s)} (n={s.n})"
                    for m, s in stats.items())
     fewest = min((stats[m].n if m in stats else 0) for m in needed)
     if fewest < p.seeds:
@@ -103,11 +103,16 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     return (status, f"{p.metric} {ev}")
 
 
-def _model_line(s: ModelStats) -> List[str]:
+def _mean_std_text(s: ModelStats) -> str:
+    """``mean ± std``; one seed has no spread, so only its value is shown."""
     mean, std = s.mean_std
+    return f"{mean:.4f} ± {std:.4f}" if s.n > 1 else f"{mean:.4f} (one seed)"
+
+
+def _model_line(s: ModelStats) -> List[str]:
     seeds = ", ".join(f"s{seed} {test:.4f}" + (f" (ep {ep})" if ep is not None else "")
                       for seed, test, ep in s.per_seed)
-    return [f"{NAMES.get(s.model, s.model)} (`{s.model}`)", seeds, f"{mean:.4f} ± {std:.4f}",
+    return [f"{NAMES.get(s.model, s.model)} (`{s.model}`)", seeds, _mean_std_text(s),
             str(s.n), ", ".join(str(e) for e in s.epochs) or "—", fmt(s.num_params)]
 
 
