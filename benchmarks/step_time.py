@@ -69,6 +69,7 @@ def build(model: str, bench, args: argparse.Namespace) -> torch.nn.Module:
     cfg = load_config({"model": {"channels": args.channels, "num_layers": args.layers,
                                  "num_tokens": args.num_tokens, "heads": args.heads,
                                  "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
+                                 "dropout": args.dropout, "attn_dropout": args.attn_dropout,
                                  **MODELS[model]}})
     torch.manual_seed(0)
     return build_model(cfg, bench)
@@ -130,6 +131,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-tokens", type=int, default=8)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--norm", default="batch_norm")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="model.dropout (the shipped molhiv recipe: 0.05)")
+    p.add_argument("--attn-dropout", type=float, default=0.0,
+                   help="model.attn_dropout (the shipped molhiv recipe: 0.2)")
     p.add_argument("--pe", choices=["none", "rwse"], default="none")
     p.add_argument("--pe-dim", type=int, default=16)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -156,6 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
           f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}, "
+          f"dropout {args.dropout}/{args.attn_dropout}, "
           f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
     for m, r in result.items():
         ratio = r["ms_per_step"] / result[MPNN]["ms_per_step"] if MPNN in result else float("nan")
@@ -165,14 +171,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
-                 "norm": args.norm, "threads": args.threads, "torch": torch.__version__,
+                 "norm": args.norm, "dropout": args.dropout, "attn_dropout": args.attn_dropout,
+                 "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for m, r in result.items()]
 
+        def key(row: Dict[str, Any]) -> tuple:
+            # rows without dropout fields were timed without dropout
+            return (row["dataset"], row["model"], row["batch_size"], row.get("dropout", 0.0),
+                    row.get("attn_dropout", 0.0))
+
         def upsert(old: Any) -> List[Dict[str, Any]]:
-            keep = [row for row in (old or []) if (row["dataset"], row["model"], row["batch_size"])
-                    not in {(r["dataset"], r["model"], r["batch_size"]) for r in rows}]
-            return keep + rows
+            new = {key(r) for r in rows}
+            return [row for row in (old or []) if key(row) not in new] + rows
 
         update_json_locked(args.json, upsert)
         print(f"rows in {args.json}")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from brl_graph.nn.dropout import dropout
 from brl_graph.nn.functional import NEG
 
 # Largest number of score/gathered-key elements one query chunk may hold (about
@@ -180,7 +181,7 @@ def block_attention(q: Tensor, k: Tensor, v: Tensor, scores: Tensor, mask: Tenso
             ok = ok & real & sel_usable[..., None]
             parts.append(ls.masked_fill(~ok, NEG).flatten(-2))
         w = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
-        w = F.dropout(w, p=attn_dropout, training=training)
+        w = dropout(w, p=attn_dropout, training=training)
         out = torch.einsum("bmrhs,bmshd->bmrhd", w[..., :S], vw[:, m0:m1])
         out = out + torch.einsum("bmrhn,bnhd->bmrhd", w[..., S:S + nbc * c],
                                  vt_flat[:, :nbc * c])

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear
 
 from brl_graph.nn.blocks import block_attention, check_block_args, window_allowed, window_keys
+from brl_graph.nn.dropout import dropout
 from brl_graph.nn.functional import NEG
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -232,7 +233,7 @@ class BRLAttention(torch.nn.Module):
             tl = F.pad(tl / math.sqrt(D), (0, 0, 0, 0, 0, nb * W - L)).view(B, nb, W, H, K)
             logits = torch.cat([logits, tl.transpose(2, 3)], dim=-1)
         w = torch.softmax(logits, dim=-1)
-        w = F.dropout(w, p=self.attn_dropout, training=self.training)
+        w = dropout(w, p=self.attn_dropout, training=self.training)
         out = torch.einsum("bmhrs,bmshd->bmrhd", w[..., :S], vb).reshape(B, nb * W, H, D)[:, :L]
         if K > 0:
             wt = w[..., S:].transpose(2, 3).reshape(B, nb * W, H, K)[:, :L]
@@ -240,7 +241,7 @@ class BRLAttention(torch.nn.Module):
                 out = out + torch.einsum("blhk,blkhd->blhd", wt, vt)
             else:
                 out = out + torch.einsum("blhk,bkhd->blhd", wt, vt)
-        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
+        y = dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
         return y * mask.unsqueeze(-1)
 
     def _forward_blocks(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -250,7 +251,7 @@ class BRLAttention(torch.nn.Module):
         out = block_attention(q, k, v, scores, mask, window=self.window,
                               block_size=self.block_size, top_k=self.top_k, causal=self.causal,
                               attn_dropout=self.attn_dropout, training=self.training)
-        y = F.dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
+        y = dropout(self.out(out.reshape(B, L, C)), p=self.dropout, training=self.training)
         return y * mask.unsqueeze(-1)
 
     def __repr__(self) -> str:

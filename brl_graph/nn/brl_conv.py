@@ -7,13 +7,14 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Dropout, LayerNorm, Linear, Sequential
+from torch.nn import LayerNorm, Linear, Sequential
 
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.utils import scatter, softmax
 
 from brl_graph.nn.blocks import block_attention, check_block_args
+from brl_graph.nn.dropout import Dropout, dropout
 from brl_graph.nn.plan import BatchPlan, DenseGroup, check_shapes, from_dense, plan_batch, to_dense
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -385,7 +386,7 @@ class BRLConv(torch.nn.Module):
         # Logits as [G, K, L] and a softmax over the K tokens on axis 1: PyTorch's
         # CPU softmax over a last axis of length K is about 20x slower.
         logits = torch.baddbmm(shift, keys, x.transpose(1, 2))
-        w = F.dropout(torch.softmax(logits, dim=1), p=self._attn_p(), training=self.training)
+        w = dropout(torch.softmax(logits, dim=1), p=self._attn_p(), training=self.training)
         values = F.linear(v_t, self.o_b.weight)
         return torch.baddbmm(self.o_b.bias, w.transpose(1, 2), values)
 
@@ -396,7 +397,7 @@ class BRLConv(torch.nn.Module):
         q_n = self.q_b(x)  # [G, L, C]
         k_t, v_t = self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1)  # [G, L, K, C]
         w = torch.einsum("glc,glkc->gkl", q_n, k_t) / math.sqrt(C)
-        w = F.dropout(torch.softmax(w, dim=1), p=self._attn_p(), training=self.training)
+        w = dropout(torch.softmax(w, dim=1), p=self._attn_p(), training=self.training)
         return self.o_b(torch.einsum("gkl,glkc->glc", w, v_t))
 
     def _global_group(self, x: Tensor, group: DenseGroup, T: Optional[Tensor]
@@ -488,7 +489,7 @@ class BRLConv(torch.nn.Module):
         t_logit = torch.einsum("nhd,nkhd->nkh", q, k_t) / math.sqrt(D)  # [N, K, H]
         index = torch.cat([dst, loop.repeat_interleave(K)])
         alpha = softmax(torch.cat([e_logit, t_logit.reshape(N * K, H)]), index, num_nodes=N)
-        alpha = F.dropout(alpha, p=self._attn_p(), training=self.training)
+        alpha = dropout(alpha, p=self._attn_p(), training=self.training)
         a_e, a_t = alpha[:dst.numel()], alpha[dst.numel():].view(N, K, H)
         out = scatter(a_e.unsqueeze(-1) * v_n[src], dst, dim=0, dim_size=N, reduce="sum")
         out = out + torch.einsum("nkh,nkhd->nhd", a_t, v_t)
@@ -551,16 +552,16 @@ class BRLConv(torch.nn.Module):
 
         h = x
         if self.conv is not None:
-            h = h + F.dropout(self.conv(x, edge_index, **kwargs), p=self.dropout,
+            h = h + dropout(self.conv(x, edge_index, **kwargs), p=self.dropout,
                               training=self.training)
         new_tokens = None
         if self.mode == "blocks":
-            h = h + F.dropout(self._blocks(x, plan), p=self.dropout, training=self.training)
+            h = h + dropout(self._blocks(x, plan), p=self.dropout, training=self.training)
         elif K > 0:
             out, new_tokens = self._global(x, plan, tokens)
             if self.joint:
                 out = self._joint(x, edge_index, new_tokens if self.causal else new_tokens[batch])
-            h = h + F.dropout(out, p=self.dropout, training=self.training)
+            h = h + dropout(out, p=self.dropout, training=self.training)
         h = self._norm(self.norm1, h, batch, num_graphs)
         out = h + self.mlp(h)
         return self._norm(self.norm2, out, batch, num_graphs), new_tokens

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from brl_graph.nn.dropout import dropout
+
 # A finite stand-in for -inf: exp(NEG - x) underflows to exactly 0 for any real
 # logit, while NEG - NEG stays 0 instead of the NaN that -inf - -inf gives.
 NEG = -1e30
@@ -139,12 +141,12 @@ def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None
             w = w.masked_fill(~key_mask.transpose(-1, -2), NEG)
         w = torch.softmax(w, dim=-2)
         if dropout_p > 0:
-            w = torch.nn.functional.dropout(w, p=dropout_p)
+            w = dropout(w, p=dropout_p)
         return w.transpose(-1, -2) @ v
     w = (q @ k.transpose(-1, -2)) * scale
     if key_mask is not None:
         w = w.masked_fill(~key_mask, NEG)
     w = torch.softmax(w, dim=-1)
     if dropout_p > 0:
-        w = torch.nn.functional.dropout(w, p=dropout_p)
+        w = dropout(w, p=dropout_p)
     return w @ v

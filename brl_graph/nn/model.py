@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.nn import Dropout, Linear, ReLU, Sequential
+from torch.nn import Linear, ReLU, Sequential
 
 from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
                                 ResGatedGraphConv, global_add_pool, global_max_pool,
@@ -15,6 +15,7 @@ from torch_geometric.nn.norm import BatchNorm
 from brl_graph.attrs import LAP_PE, READOUT_MASK, RWSE
 from brl_graph.nn.brl_conv import MODES as BRL_MODES
 from brl_graph.nn.brl_conv import BRLConv
+from brl_graph.nn.dropout import Dropout
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 from brl_graph.nn.plan import plan_batch
 

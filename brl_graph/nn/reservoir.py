@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, Parameter
 
+from brl_graph.nn.dropout import dropout
 from brl_graph.nn.functional import prefix_softmax_pool
 from brl_graph.nn.token_mixer import TokenMixer
 
@@ -134,14 +135,14 @@ class TokenReservoir(torch.nn.Module):
         else:
             # the plan's bias is float32; a float64 (or half) model needs its own dtype
             logits = torch.baddbmm(mask_bias.to(q_nodes.dtype), q_nodes, x.transpose(1, 2))
-        w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
         # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j
         pooled = F.linear(torch.bmm(w, x), w_v)
         b_v = self.key_value.bias[C:]
         pooled = pooled + (b_v * w.sum(-1, keepdim=True) if self._attn_p() > 0 else b_v)
         if empty is not None:  # a graph without nodes pools nothing (its softmax saw padding only)
             pooled = pooled.masked_fill(empty[:, None, None], 0.0)
-        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        tokens = tokens + dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def _split(self, t: Tensor) -> Tensor:
@@ -157,11 +158,11 @@ class TokenReservoir(torch.nn.Module):
         logits = torch.einsum("gkpd,glpd->gpkl", q, k) / math.sqrt(q.size(-1))
         if mask_bias is not None:
             logits = logits + mask_bias.to(logits.dtype)[:, None]
-        w = F.dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
         pooled = torch.einsum("gpkl,glpd->gkpd", w, v).reshape(G, -1, C)
         if empty is not None:
             pooled = pooled.masked_fill(empty[:, None, None], 0.0)
-        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        tokens = tokens + dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def compress_causal(self, x: Tensor, tokens: Optional[Tensor] = None,
@@ -185,7 +186,7 @@ class TokenReservoir(torch.nn.Module):
                                          block=self.prefix_block).transpose(1, 2)  # [G, L, K, C]
         if tokens is None:
             tokens = self.initial(G, L)
-        tokens = tokens + F.dropout(self.out(pooled), p=self.dropout, training=self.training)
+        tokens = tokens + dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def __repr__(self) -> str:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, Sequential
 
+from brl_graph.nn.dropout import dropout
 
 
 class TokenMixer(torch.nn.Module):
@@ -58,10 +58,10 @@ class TokenMixer(torch.nn.Module):
         # Scores as [keys, queries] and a softmax over axis -2: PyTorch's CPU
         # softmax over a last axis of length K is several times slower.
         w = torch.softmax(torch.matmul(k, q.transpose(-1, -2)) * (D ** -0.5), dim=-2)
-        w = F.dropout(w, p=self.attn_dropout if self.training else 0.0, training=self.training)
+        w = dropout(w, p=self.attn_dropout if self.training else 0.0, training=self.training)
         a = torch.matmul(w.transpose(-1, -2), v).transpose(1, 2).reshape(*lead, K, C)
-        T = T + F.dropout(self.out(a), p=self.dropout, training=self.training)
-        return T + F.dropout(self.mlp(self.norm_mlp(T)), p=self.dropout, training=self.training)
+        T = T + dropout(self.out(a), p=self.dropout, training=self.training)
+        return T + dropout(self.mlp(self.norm_mlp(T)), p=self.dropout, training=self.training)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, heads={self.heads})"

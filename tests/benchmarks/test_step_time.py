@@ -25,6 +25,11 @@ def test_rows_for_every_model_with_the_command(st, tmp_path, capsys):
     # a second call replaces its rows instead of adding copies
     assert st.main(argv) == 0
     assert len(json.loads(out.read_text())) == 3
+    # the same models timed with dropout are rows of their own, beside those without
+    assert st.main(argv + ["--dropout", "0.1", "--attn-dropout", "0.2"]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 6
+    assert sorted((r["dropout"], r["attn_dropout"]) for r in rows) == [(0.0, 0.0)] * 3 + [(0.1, 0.2)] * 3
 
 
 def test_bad_option_is_a_clear_error(st):

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from brl_graph.nn.dropout import dropout
 from brl_graph.nn.functional import NEG
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -51,7 +52,7 @@ def test_attention_dropout_keeps_the_value_bias_weighting():
     torch.manual_seed(1)
     q = res.query(res.norm(T))
     k, v = res.key_value(x).chunk(2, -1)
-    w = torch.nn.functional.dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C), -1), 0.5)
+    w = dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C), -1), 0.5)
     torch.testing.assert_close(got, res.mixer(T + res.out(w @ v)), atol=1e-5, rtol=1e-5)
 
 

@@ -73,6 +73,23 @@ def test_resume_extends_a_run_exactly(tmp_path, regression_bench):
     assert len(_rows(tmp_path / "b" / "log.csv")) == 4
 
 
+def test_a_loader_worker_changes_nothing_but_where_batches_are_collated(tmp_path,
+                                                                          regression_bench):
+    # configs/ogbg-molhiv.yaml collates in one worker: the shuffle is drawn in
+    # the main process, so batches, dropout masks and results are the same.
+    cfg = dict(epochs=2, scheduler="none")
+    model = {"dropout": 0.2, "attn_dropout": 0.2}
+    main = fit({**tiny_config(tmp_path / "a", **cfg), "model": {
+        **tiny_config(tmp_path)["model"], **model}}, bench=regression_bench)
+    worker = fit({**tiny_config(tmp_path / "b", num_workers=1, **cfg), "model": {
+        **tiny_config(tmp_path)["model"], **model}}, bench=regression_bench)
+    for key in ("best_epoch", "valid", "test", "train_loss"):
+        assert worker[key] == main[key], key
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_of_a_run_written_with_the_old_key_names(tmp_path, regression_bench):
     # A run folder from before model.layers / model.global were renamed: its
     # config.yaml and checkpoint hold the old names. It resumes exactly.
