@@ -4,6 +4,8 @@ One label per concept, spelled as the config's ``model.global_attn`` value
 where there is one:
 
 - ``brl``: the BRL global branch (K learned tokens);
+- ``brl-k1``: BRL with a single token (``model.num_tokens=1``), the classic
+  virtual node with a content-addressed read and write;
 - ``mpnn``: the MPNN-only baseline, the same model without a global branch
   (``model.num_tokens=0``; prose calls it "the MPNN twin");
 - ``full``: GPS-style multihead full attention (PyG's ``GPSConv``);
@@ -17,6 +19,7 @@ This module imports nothing, so scripts and the package can share it.
 from typing import Dict
 
 BRL = "brl"
+BRL_K1 = "brl-k1"
 MPNN = "mpnn"
 FULL = "full"
 PERFORMER = "performer"

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from brl_graph.labels import BRL, canonical_model
+from brl_graph.labels import BRL, FULL, MPNN, canonical_model
 from brl_graph.runtime import prefer_passive_omp_wait
 from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
                                    run_folder, run_train, train_command)
@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="results file (rows are added or replaced)")
     p.add_argument("--root", default=None, help="data.root for the dataset")
     p.add_argument("--runs", default="runs/graph_property", help="run folders (relative to the repo)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, type=canonical_model,
-                   help="models to compare (legacy label: twin for mpnn)")
+    p.add_argument("--models", nargs="+", default=[BRL, MPNN, FULL], choices=MODELS,
+                   type=canonical_model, help="models to compare (legacy label: twin for mpnn)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--warmup-epochs", type=int, default=1)

@@ -1,12 +1,14 @@
 r"""Long-range benchmark: RingTransfer and Tree-NeighborsMatch, BRL vs its twins.
 
-Three models under one budget per table row (same data, epochs, batch size,
+The models under one budget per table row (same data, epochs, batch size,
 optimiser, width and depth; only the global branch differs):
 
 - ``brl``: :class:`~brl_graph.nn.BRLGraphModel` with its K learned tokens
   (``model.global_attn=brl``, ``model.num_tokens`` from the config);
 - ``mpnn``: the MPNN-only twin, ``model.num_tokens=0`` (GINE layers only);
-- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``.
+- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``;
+- ``brl-k1``: BRL with one token, ``model.num_tokens=1`` (the classic virtual
+  node, read and written by attention): does it take *several* tokens?
 
 Tasks, as in their papers:
 

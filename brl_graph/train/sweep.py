@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from brl_graph.io import update_json_locked
-from brl_graph.labels import BRL, FULL, LEGACY_MODEL_LABELS, MPNN, canonical_model
+from brl_graph.labels import BRL, BRL_K1, FULL, LEGACY_MODEL_LABELS, MPNN, canonical_model
 
 PathLike = Union[str, Path]
 
@@ -41,6 +41,7 @@ MODEL_OVERRIDES: Mapping[str, Tuple[str, ...]] = {
     BRL: (),
     MPNN: ("model.num_tokens=0",),
     FULL: ("model.global_attn=full",),
+    BRL_K1: ("model.num_tokens=1",),
 }
 #: The compared models, in table order.
 MODELS: Tuple[str, ...] = tuple(MODEL_OVERRIDES)

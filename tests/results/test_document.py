@@ -242,6 +242,34 @@ def test_tree_reading_names_a_twin_that_fails_where_gin_fits(mr, tmp_path, twin)
     assert ("The MPNN twin stays at chance too at r = 3" in text) == (twin < 0.5)
 
 
+def _published_row(size, model, acc, passes, stopped="target"):
+    return {"task": "tree-published", "size": size, "model": model, "seed": 0, "metric": acc,
+            "train_max": acc, "passes": passes, "seconds": 600.0, "stopped": stopped,
+            "finished": True, "num_params": 4321,
+            "command": f"python train.py --config p.yaml data.depth={size} {model}-{passes}"}
+
+
+@pytest.mark.parametrize("twin_r3, status", [(0.93, "partly hit"), (0.41, "missed")])
+def test_published_tree_table_and_target(mr, tmp_path, twin_r3, status):
+    rows = [_published_row(2, "brl", 1.0, 1000), _published_row(2, "twin", 1.0, 2000),
+            _published_row(2, "brl-k1", 0.987, 7000, stopped=None),
+            _published_row(3, "brl", 0.996, 100), _published_row(3, "twin", twin_r3, 1700)]
+    (tmp_path / "long_range.json").write_text(json.dumps({"rows": rows}))
+    text = mr.render(mr.load_results(tmp_path), docs_dir=None)
+    section = text.split("### Tree-NeighborsMatch under the published protocol")[1]
+    # BRL, K=1, twin, full, then the published GGNN and GIN
+    assert ("| 2 | 1.000 (1,000 passes, 10.0 min, stopped: target) | 0.987 (7,000 passes, "
+            "10.0 min, budget spent) | 1.000 (2,000 passes, 10.0 min, stopped: target) | "
+            "not run | 1.00 | 1.00 |") in section
+    assert "| 4 | not run | not run | not run | not run | 1.00 | 0.77 |" in section
+    assert "data.depth=3 twin-1700" in section  # every row's command
+    target = next(line for line in text.splitlines()
+                  if line.startswith("| Tree-NeighborsMatch, published protocol"))
+    assert f"**{status}" in target
+    assert "BRL r=3: 0.996" in target and f"twin r=3: {twin_r3:.3f} (GIN 1.00)" in target
+    assert "not run: r = 4, 5" in target
+
+
 def _modes_run(pairs, blocks_acc, blocks_ms, full_ms=1000.0):
     rows = []
     for model, acc, ms, state in [("full", (1.0, 0.99), full_ms, 524288),

@@ -9,7 +9,8 @@ from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_ove
 
 
 def test_models_and_their_overrides_legacy_labels_included():
-    assert MODELS == ("brl", "mpnn", "full")
+    assert MODELS == ("brl", "mpnn", "full", "brl-k1")
+    assert model_overrides("brl-k1") == ["model.num_tokens=1"]
     assert model_overrides("brl") == []
     assert model_overrides("mpnn") == model_overrides("twin") == ["model.num_tokens=0"]
     assert model_overrides("full") == ["model.global_attn=full"]
