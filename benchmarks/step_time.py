@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -62,14 +62,19 @@ def load_batches(dataset: str, root: Optional[str], batch_size: int, count: int,
     return batches, bench
 
 
-def build(model: str, bench, args: argparse.Namespace) -> torch.nn.Module:
+#: (model.dropout, model.attn_dropout): one timing setting.
+Setting = Tuple[float, float]
+
+
+def build(model: str, bench, args: argparse.Namespace, setting: Setting = (0.0, 0.0)
+          ) -> torch.nn.Module:
     """The model ``fit`` would build for this benchmark (``brl_graph.train.build_model``)."""
     from brl_graph.train import build_model, load_config
 
     cfg = load_config({"model": {"channels": args.channels, "num_layers": args.layers,
                                  "num_tokens": args.num_tokens, "heads": args.heads,
                                  "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
-                                 "dropout": args.dropout, "attn_dropout": args.attn_dropout,
+                                 "dropout": setting[0], "attn_dropout": setting[1],
                                  **MODELS[model]}})
     torch.manual_seed(0)
     return build_model(cfg, bench)
@@ -92,27 +97,39 @@ def make_step(model: torch.nn.Module, bench, lr: float):
     return step
 
 
-def time_models(models: Sequence[str], bench, batches: list, args: argparse.Namespace
-                ) -> Dict[str, Dict[str, Any]]:
-    steps = {m: make_step(build(m, bench, args), bench, 1e-3) for m in models}
-    params = {m: sum(p.numel() for p in build(m, bench, args).parameters()) for m in models}
-    for m in models:  # warm-up: allocator, first-call dispatch
+def settings_of(args: argparse.Namespace) -> List[Setting]:
+    """The dropout settings to time: ``--dropout`` and ``--attn-dropout`` zipped."""
+    if len(args.dropout) != len(args.attn_dropout):
+        raise SystemExit(f"--dropout has {len(args.dropout)} values and --attn-dropout "
+                         f"{len(args.attn_dropout)}: give one attention dropout per dropout")
+    return list(zip(args.dropout, args.attn_dropout))
+
+
+def time_models(models: Sequence[str], bench, batches: list, args: argparse.Namespace,
+                settings: Sequence[Setting] = ((0.0, 0.0),)
+                ) -> Dict[Tuple[str, Setting], Dict[str, Any]]:
+    """Every (model, dropout setting) cell, timed in turn within each round."""
+    cells = [(m, s) for s in settings for m in models]
+    models_of = {c: build(c[0], bench, args, c[1]) for c in cells}
+    steps = {c: make_step(models_of[c], bench, 1e-3) for c in cells}
+    params = {c: sum(p.numel() for p in models_of[c].parameters()) for c in cells}
+    for c in cells:  # warm-up: allocator, first-call dispatch
         for batch in batches[:args.warmup]:
-            steps[m](batch)
-    per_round: Dict[str, List[float]] = {m: [] for m in models}
+            steps[c](batch)
+    per_round: Dict[Tuple[str, Setting], List[float]] = {c: [] for c in cells}
     for _ in range(args.rounds):
-        for m in models:
+        for c in cells:
             start = time.perf_counter()
             for batch in batches:
-                steps[m](batch)
-            per_round[m].append((time.perf_counter() - start) / len(batches))
+                steps[c](batch)
+            per_round[c].append((time.perf_counter() - start) / len(batches))
     graphs = sum(b.num_graphs for b in batches) / len(batches)
     out = {}
-    for m in models:
-        ms = 1e3 * statistics.median(per_round[m])
-        out[m] = {"ms_per_step": ms, "graphs_per_s": graphs / (ms / 1e3),
-                  "min_ms": 1e3 * min(per_round[m]), "max_ms": 1e3 * max(per_round[m]),
-                  "num_params": params[m]}
+    for c in cells:
+        ms = 1e3 * statistics.median(per_round[c])
+        out[c] = {"ms_per_step": ms, "graphs_per_s": graphs / (ms / 1e3),
+                  "min_ms": 1e3 * min(per_round[c]), "max_ms": 1e3 * max(per_round[c]),
+                  "num_params": params[c]}
     return out
 
 
@@ -131,10 +148,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-tokens", type=int, default=8)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--norm", default="batch_norm")
-    p.add_argument("--dropout", type=float, default=0.0,
-                   help="model.dropout (the shipped molhiv recipe: 0.05)")
-    p.add_argument("--attn-dropout", type=float, default=0.0,
-                   help="model.attn_dropout (the shipped molhiv recipe: 0.2)")
+    p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
+                   help="model.dropout; several values are timed side by side, each with "
+                        "the --attn-dropout at the same position (molhiv's recipe: 0.05)")
+    p.add_argument("--attn-dropout", type=float, nargs="+", default=[0.0],
+                   help="model.attn_dropout (molhiv's recipe: 0.2)")
     p.add_argument("--pe", choices=["none", "rwse"], default="none")
     p.add_argument("--pe-dim", type=int, default=16)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -146,6 +164,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    settings = settings_of(args)  # before any data is loaded
     torch.set_num_threads(args.threads)
     from brl_graph.train.config_io import parse_value
 
@@ -157,24 +176,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options[key] = parse_value(raw)
     batches, bench = load_batches(args.dataset, args.root, args.batch_size, args.batches,
                                   args.pe, args.pe_dim, options=options)
-    result = time_models(args.models, bench, batches, args)
+    result = time_models(args.models, bench, batches, args, settings)
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
           f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}, "
-          f"dropout {args.dropout}/{args.attn_dropout}, "
           f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
-    for m, r in result.items():
-        ratio = r["ms_per_step"] / result[MPNN]["ms_per_step"] if MPNN in result else float("nan")
-        print(f"  {m:5s} {r['ms_per_step']:7.1f} ms/step  {r['graphs_per_s']:7.0f} graphs/s  "
-              f"({ratio:.2f}x mpnn, {r['num_params']:,} params)")
+    for (m, s), r in result.items():
+        twin = result.get((MPNN, s))
+        ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else float("nan")
+        print(f"  {m:5s} dropout {s[0]:.2f}/{s[1]:.2f} {r['ms_per_step']:7.1f} ms/step  "
+              f"{r['graphs_per_s']:7.0f} graphs/s  ({ratio:.2f}x mpnn, {r['num_params']:,} params)")
     if args.json is not None:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
-                 "norm": args.norm, "dropout": args.dropout, "attn_dropout": args.attn_dropout,
+                 "norm": args.norm, "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
-                for m, r in result.items()]
+                for (m, s), r in result.items()]
 
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout

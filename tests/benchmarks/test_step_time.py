@@ -25,11 +25,20 @@ def test_rows_for_every_model_with_the_command(st, tmp_path, capsys):
     # a second call replaces its rows instead of adding copies
     assert st.main(argv) == 0
     assert len(json.loads(out.read_text())) == 3
-    # the same models timed with dropout are rows of their own, beside those without
-    assert st.main(argv + ["--dropout", "0.1", "--attn-dropout", "0.2"]) == 0
+    # dropout settings are timed side by side, each a row of its own; rows of a
+    # setting timed again are replaced, the others kept
+    assert st.main(argv + ["--dropout", "0", "0.1", "--attn-dropout", "0", "0.2"]) == 0
     rows = json.loads(out.read_text())
     assert len(rows) == 6
     assert sorted((r["dropout"], r["attn_dropout"]) for r in rows) == [(0.0, 0.0)] * 3 + [(0.1, 0.2)] * 3
+    assert all("--dropout 0 0.1" in r["command"] for r in rows)
+    printed = capsys.readouterr().out
+    assert "dropout 0.10/0.20" in printed
+
+
+def test_dropout_settings_must_pair_up(st):
+    with pytest.raises(SystemExit, match="one attention dropout per dropout"):
+        st.main(["--dataset", "ring-transfer", "--dropout", "0", "0.1", "--attn-dropout", "0"])
 
 
 def test_bad_option_is_a_clear_error(st):
