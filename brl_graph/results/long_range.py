@@ -179,8 +179,9 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
             "prediction read at the root, r + 1 layers, Adam 1e-3 halved on a plateau of the "
             "*train* accuracy, 100 passes per logged epoch (1,000 at r = 2), stop at train "
             "accuracy 1.0 or after 20 logged epochs without gain; batch 64 up to r = 3 and "
-            "1,024 above. Cells: best train accuracy (passes over the training set, wall "
-            "minutes, why the run ended). GGNN and GIN are the published figures (Alon & "
+            "1,024 above. Cells: best train accuracy (passes over the training set, counted in "
+            "whole logged epochs since the stop rule is checked after each; wall minutes; why "
+            "the run ended). GGNN and GIN are the published figures (Alon & "
             "Yahav, ICLR 2021); the authors report the better of two seeds where one got stuck, "
             "and our rows are single seeds unless marked.\n\n"
             + table(["r"] + names, lines) + "\n\n")
