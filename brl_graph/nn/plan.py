@@ -186,8 +186,10 @@ def to_dense(x: Tensor, group: DenseGroup) -> Tensor:
     G, L = group.num_graphs, group.max_nodes
     if group.dense_index is None:
         return x.view(G, L, *x.shape[1:])
+    # in place into a fresh buffer: the out-of-place index_copy would copy the
+    # whole padded layout once more
     buf = x.new_zeros(G * L, *x.shape[1:])
-    return buf.index_copy(0, group.dense_index, x).view(G, L, *x.shape[1:])
+    return buf.index_copy_(0, group.dense_index, x).view(G, L, *x.shape[1:])
 
 
 def from_dense(x: Tensor, group: DenseGroup) -> Tensor:
