@@ -37,6 +37,9 @@ class Protocol:
     targets: Mapping[str, float]
     clear_of_mpnn: bool = False
     seeds: int = 4
+    # (stem, what differed): rows of an earlier recipe, shown below the table
+    # and never counted towards the verdict
+    earlier: Tuple[Tuple[str, str], ...] = ()
 
 
 MOLHIV = Protocol(
@@ -46,7 +49,8 @@ MOLHIV = Protocol(
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
-    "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True)
+    "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
+    earlier=(("peptides-func-e60-bs128", "batch 128, the config's value before batch 32"),))
 
 
 @dataclass
@@ -123,8 +127,10 @@ def _targets_text(p: Protocol) -> str:
     return f"Targets: {bars}{clear}; a verdict once every model named has {p.seeds} seeds."
 
 
-def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]]) -> Tuple[str, Verdict]:
-    """The protocol's table (our runs, then the published rows) and its verdict."""
+def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
+                     earlier: Optional[Mapping[str, Any]] = None) -> Tuple[str, Verdict]:
+    """The protocol's table (our runs, then the published rows) and its verdict;
+    ``earlier`` maps the stems of :attr:`Protocol.earlier` to their data."""
     stats = protocol_stats(data)
     command = (f"python experiments/graph_property.py --config {p.config} --root ../shared/datasets "
                f"--epochs {p.epochs} --warmup-epochs 0 --seeds 0 1 2 3 "
@@ -148,7 +154,23 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]]) -> Tuple[st
         text += ("Driver calls:\n\n" + commands_block(drivers or [command]) + "\n\n"
                  "Commands (one per model and seed):\n\n"
                  + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
+    for stem, what in p.earlier:
+        text += _earlier_text(stem, what, (earlier or {}).get(stem))
     return text, protocol_verdict(p, stats)
+
+
+def _earlier_text(stem: str, what: str, data: Optional[Mapping[str, Any]]) -> str:
+    """The rows of an earlier recipe: figures and commands, outside the verdict."""
+    stats = protocol_stats(data)
+    if not stats:
+        return ""
+    figures = "; ".join(f"{NAMES.get(m, m).split(' (')[0]} " + ", ".join(
+        f"s{seed} {test:.4f}" + (f" (ep {ep})" if ep is not None else "")
+        for seed, test, ep in s.per_seed) for m, s in stats.items())
+    rows = list((data or {}).get("rows") or [])
+    return (f"\nAn earlier recipe ({what}), `benchmarks/results/{stem}.json`, not counted "
+            f"above: {figures}. Commands:\n\n"
+            + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
 
 
 def target_line(p: Protocol) -> str:
@@ -162,4 +184,6 @@ def target_line(p: Protocol) -> str:
 def protocol_parts(results: Mapping[str, Any], protocols: Sequence[Protocol] = (MOLHIV, PEPTIDES)
                    ) -> Dict[str, Tuple[str, Verdict]]:
     """``{stem: (text, verdict)}`` for every protocol."""
-    return {p.stem: protocol_section(p, results.get(p.stem)) for p in protocols}
+    return {p.stem: protocol_section(p, results.get(p.stem),
+                                     {stem: results.get(stem) for stem, _ in p.earlier})
+            for p in protocols}

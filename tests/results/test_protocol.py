@@ -60,3 +60,18 @@ def test_peptides_needs_a_gap_larger_than_the_seed_spread(mpnn, status):
     # Without the twin's four seeds there is no verdict yet.
     _, (got, ev) = protocol_section(PEPTIDES, {"rows": rows[:4] + rows[4:6]})
     assert got == "partial" and ev.startswith("partial: 2 of 4 seeds")
+
+
+def test_an_earlier_recipe_is_shown_below_the_table_and_never_counted(tmp_path):
+    old = [row("brl", 0, 0.49, "ap", 60), row("mpnn", 0, 0.51, "ap", 60)]
+    (tmp_path / "peptides-func-e60-bs128.json").write_text(json.dumps({"rows": old}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full LRGB protocol")[1].split("## 5.")[0]
+    assert "Not run yet" in section  # the earlier rows are not this protocol's
+    assert "An earlier recipe (batch 128" in section and "peptides-func-e60-bs128.json" in section
+    assert "BRL s0 0.4900 (ep 40); MPNN twin s0 0.5100 (ep 40)" in section
+    assert "fake-mpnn-s0" in section
+    assert "peptides-func-e60: no runs yet" in text.split("## Targets")[1]
+    # without the file nothing is said about it
+    (tmp_path / "peptides-func-e60-bs128.json").unlink()
+    assert "An earlier recipe" not in render(load_results(tmp_path), docs_dir=None)
