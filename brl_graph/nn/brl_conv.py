@@ -194,6 +194,14 @@ class BRLConv(torch.nn.Module):
         top_k (int, optional): Blocks :math:`s` each node reads at full
             resolution (blocks mode); :obj:`0` reads the block tokens only.
             (default: :obj:`0`)
+        pre_norm (bool, optional): Normalise the input of each branch and of
+            the feed-forward block instead of each residual sum:
+            :math:`\mathbf{H} = \mathbf{X} + \mathrm{MPNN}(\mathrm{Norm}(\mathbf{X}))
+            + \ldots`, :math:`\mathbf{X}' = \mathbf{H} +
+            \mathrm{MLP}(\mathrm{Norm}(\mathbf{H}))`. The residual stream is
+            then never normalised, as in a plain residual GIN or a pre-norm
+            transformer; a model built of such layers normalises once after
+            the last. (default: :obj:`False`, post-norm as in GPS)
 
     Shapes:
         - **input:**
@@ -226,6 +234,7 @@ class BRLConv(torch.nn.Module):
         block_size: int = 32,
         block_tokens: int = 1,
         top_k: int = 0,
+        pre_norm: bool = False,
     ) -> None:
         super().__init__()
         if channels <= 0:
@@ -260,6 +269,7 @@ class BRLConv(torch.nn.Module):
         self.mode = mode
         self.window, self.block_size = window, block_size
         self.block_tokens, self.top_k = block_tokens, top_k
+        self.pre_norm = pre_norm
 
         self.mlp = Sequential(
             Linear(channels, channels * 2),
@@ -273,7 +283,8 @@ class BRLConv(torch.nn.Module):
             # PyG's LayerNorm defaults to graph-wise statistics; a transformer
             # layer normalises each node on its own.
             norm_kwargs.setdefault("mode", "node")
-        # norm1 after the local and global branches, norm2 after the feed-forward block.
+        # Post-norm: norm1 after the local and global branches, norm2 after the
+        # feed-forward block. Pre-norm: norm1 before the branches, norm2 before the block.
         self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
         self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
         self.norm_with_batch = (
@@ -550,18 +561,23 @@ class BRLConv(torch.nn.Module):
                     if name in kwargs and isinstance(kwargs[name], Tensor):
                         kwargs[name] = kwargs[name][keep]
 
+        # Post-norm normalises the sum of the residual and the branches; pre-norm
+        # normalises what the branches read and leaves the residual stream as is.
+        xb = self._norm(self.norm1, x, batch, num_graphs) if self.pre_norm else x
         h = x
         if self.conv is not None:
-            h = h + dropout(self.conv(x, edge_index, **kwargs), p=self.dropout,
+            h = h + dropout(self.conv(xb, edge_index, **kwargs), p=self.dropout,
                               training=self.training)
         new_tokens = None
         if self.mode == "blocks":
-            h = h + dropout(self._blocks(x, plan), p=self.dropout, training=self.training)
+            h = h + dropout(self._blocks(xb, plan), p=self.dropout, training=self.training)
         elif K > 0:
-            out, new_tokens = self._global(x, plan, tokens)
+            out, new_tokens = self._global(xb, plan, tokens)
             if self.joint:
-                out = self._joint(x, edge_index, new_tokens if self.causal else new_tokens[batch])
+                out = self._joint(xb, edge_index, new_tokens if self.causal else new_tokens[batch])
             h = h + dropout(out, p=self.dropout, training=self.training)
+        if self.pre_norm:
+            return h + self.mlp(self._norm(self.norm2, h, batch, num_graphs)), new_tokens
         h = self._norm(self.norm1, h, batch, num_graphs)
         out = h + self.mlp(h)
         return self._norm(self.norm2, out, batch, num_graphs), new_tokens
@@ -576,4 +592,5 @@ class BRLConv(torch.nn.Module):
         else:
             glob = f"num_tokens={self.num_tokens}"
         return (f"{self.__class__.__name__}({self.channels}, conv={conv}, "
-                f"{glob}, heads={self.heads}, causal={self.causal}, joint={self.joint})")
+                f"{glob}, heads={self.heads}, causal={self.causal}, joint={self.joint}"
+                + (", pre_norm=True" if self.pre_norm else "") + ")")

@@ -11,6 +11,7 @@ from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
                                 global_mean_pool)
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.norm import BatchNorm
+from torch_geometric.nn.resolver import normalization_resolver
 
 from brl_graph.attrs import LAP_PE, READOUT_MASK, RWSE
 from brl_graph.nn.brl_conv import MODES as BRL_MODES
@@ -140,6 +141,11 @@ class BRLGraphModel(torch.nn.Module):
             :obj:`causal=True`, since batch statistics mix positions in
             training. Batch norm is what makes GINE learn fast on molecules
             (see :func:`gin_mlp`). (default: :obj:`"auto"`)
+        pre_norm (bool, optional): Pre-norm BRL layers (see
+            :class:`~brl_graph.nn.BRLConv`): the residual stream is not
+            normalised inside the layers, and one normalisation follows the
+            last layer. Not available with :obj:`"full"` or
+            :obj:`"performer"`. (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -181,6 +187,7 @@ class BRLGraphModel(torch.nn.Module):
         block_size: int = 32,
         block_tokens: int = 1,
         top_k: int = 0,
+        pre_norm: bool = False,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -191,6 +198,9 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError(f"unknown pool {pool!r}; choose one of {tuple(POOLS)}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if pre_norm and global_attn in ("full", "performer"):
+            raise ValueError("pre_norm=True needs BRL layers (global_attn='brl' or 'none'): "
+                             "PyG's GPSConv is post-norm only")
         if causal and global_attn in ("full", "performer"):
             raise ValueError("causal=True is only available with global_attn='brl' or 'none'")
         if brl_mode not in BRL_MODES:
@@ -214,6 +224,7 @@ class BRLGraphModel(torch.nn.Module):
         self.validate = validate
         self.norm = norm
         self.brl_mode = brl_mode
+        self.pre_norm = pre_norm
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -233,7 +244,7 @@ class BRLGraphModel(torch.nn.Module):
                                 dropout=dropout, attn_dropout=attn_dropout, causal=causal,
                                 joint=joint, norm=norm,
                                 # later non-causal layers continue from the carried reservoir
-                                learn_seeds=causal or i == 0, **blocks)
+                                learn_seeds=causal or i == 0, pre_norm=pre_norm, **blocks)
             else:
                 norm_kwargs = {"mode": "node"} if norm == "layer_norm" else None
                 attn_kwargs = {"dropout": attn_dropout} if global_attn == "full" else None
@@ -242,6 +253,11 @@ class BRLGraphModel(torch.nn.Module):
                                 attn_type="multihead" if global_attn == "full" else "performer",
                                 attn_kwargs=attn_kwargs)
             self.layers.append(layer)
+        # Pre-norm layers leave the residual stream unnormalised: normalise it once
+        # before the head, as a pre-norm transformer does.
+        self.final_norm = (normalization_resolver(norm, channels,
+                                                  **({"mode": "node"} if norm == "layer_norm" else {}))
+                           if pre_norm else None)
         self.head = Sequential(Linear(channels, channels), ReLU(), Dropout(dropout),
                                Linear(channels, out_channels))
 
@@ -252,6 +268,8 @@ class BRLGraphModel(torch.nn.Module):
                 module.reset_parameters()
         for layer in self.layers:
             layer.reset_parameters()
+        if self.final_norm is not None:
+            self.final_norm.reset_parameters()
         for m in self.head:
             if isinstance(m, Linear):
                 m.reset_parameters()
@@ -296,6 +314,8 @@ class BRLGraphModel(torch.nn.Module):
                 x, tokens = layer(x, edge_index, tokens=tokens, plan=plan, **kwargs)
             else:
                 x = layer(x, edge_index, batch, **kwargs)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         return x
 
     def forward(self, data) -> Tensor:

@@ -61,6 +61,7 @@ DEFAULTS: Dict[str, Any] = {
         "pe_dim": 16,          # the loader's width of each PE kind
         "pool": "mean",
         "norm": "auto",        # see brl_graph.nn.model.NORMS
+        "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
         "joint": False,
         "causal": False,
         "brl_mode": "reservoir",  # reservoir | blocks: see brl_graph.nn.BRLConv (mode)
@@ -276,7 +277,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
-    for path in ("model.joint", "model.causal", "train.bf16", "train.progress",
+    for path in ("model.joint", "model.causal", "model.pre_norm", "train.bf16", "train.progress",
                  "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")

@@ -492,3 +492,61 @@ def test_blocks_arguments_repr_and_degenerate_inputs():
         BRLConv(C, None, mode="blocks", top_k=-1)
     with pytest.raises(ValueError, match="joint=True"):
         BRLConv(C, None, mode="blocks", joint=True)
+
+
+# ---------------------------------------------------------------- pre-norm
+def test_pre_norm_matches_its_closed_form_and_keeps_the_stream_unnormalised():
+    torch.manual_seed(0)
+    conv = make(K=0, pre_norm=True).eval()
+    g = rand_graph(25, 60, 8)
+    x = g.x * 5 + 3  # far from normalised: a post-norm layer would undo the offset
+    out, tok = conv(x, g.edge_index, edge_attr=g.edge_attr)
+    assert tok is None
+    h = x + conv.conv(conv.norm1(x), g.edge_index, edge_attr=g.edge_attr)
+    torch.testing.assert_close(out, h + conv.mlp(conv.norm2(h)))
+    assert "pre_norm=True" in repr(conv) and "pre_norm" not in repr(make())
+    # with tokens, the global branch reads the normalised input too
+    brl = make(K=4, pre_norm=True).eval()
+    xn = brl.norm1(x)
+    read, T = brl._global(xn, brl._check(x, g.edge_index, None, None, None), None)
+    h = x + brl.conv(xn, g.edge_index, edge_attr=g.edge_attr) + read
+    out, tok = brl(x, g.edge_index, edge_attr=g.edge_attr)
+    torch.testing.assert_close(out, h + brl.mlp(brl.norm2(h)))
+    torch.testing.assert_close(tok, T)
+
+
+@pytest.mark.parametrize("causal,joint", MODES)
+def test_pre_norm_batch_isolation_and_equivariance(causal, joint):
+    torch.manual_seed(1)
+    conv = make(causal=causal, joint=joint, pre_norm=True).eval()
+    graphs = [rand_graph(n, 3 * n, i) for i, n in enumerate([1, 40, 2, 7])]
+    b = Batch.from_data_list(graphs)
+    out, _ = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    for i, g in enumerate(graphs):
+        o, _ = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        torch.testing.assert_close(o, out[b.ptr[i]:b.ptr[i + 1]], atol=1e-5, rtol=1e-5)
+    if not causal:  # causal mode depends on the node order by design
+        g = graphs[1]
+        perm = torch.randperm(g.num_nodes)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(g.num_nodes)
+        o, _ = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+        o_p, _ = conv(g.x[perm], inv[g.edge_index], edge_attr=g.edge_attr)
+        torch.testing.assert_close(o_p, o[perm], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_pre_norm_causal_no_leak_exact_zero_gradient(joint):
+    torch.manual_seed(2)
+    layers = [make(causal=True, joint=joint, pre_norm=True) for _ in range(2)]
+    b = Batch.from_data_list([rand_graph(40, 120, 7), rand_graph(20, 50, 8)])
+    x = b.x.clone().requires_grad_()
+    h, tok = x, None
+    for layer in layers:
+        h, tok = layer(h, b.edge_index, b.batch, tok, edge_attr=b.edge_attr)
+    for i in (0, 17, 39, 40, 55):
+        x.grad = None
+        (h[i] * PROBE).sum().backward(retain_graph=True)
+        start = 0 if i < 40 else 40
+        assert (x.grad[i + 1:] == 0).all() and (x.grad[:start] == 0).all()
+        assert x.grad[i].abs().sum() > 0

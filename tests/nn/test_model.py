@@ -156,3 +156,30 @@ def test_validate_false_gives_the_same_output_and_skips_value_checks():
     bad.edge_index[0, 0] = 7  # node of graph 1 into graph 0
     with pytest.raises(ValueError, match="different graphs"):
         model(bad)
+
+
+def test_pre_norm_model_normalises_once_after_the_last_layer():
+    from torch_geometric.nn.norm import BatchNorm
+    model = BRLGraphModel(2, channels=16, num_layers=3, node_encoder="atom", edge_encoder="bond",
+                          pre_norm=True).eval()
+    assert all(layer.pre_norm for layer in model.layers)
+    assert isinstance(model.final_norm, BatchNorm)
+    assert BRLGraphModel(2, channels=16, node_encoder="atom").final_norm is None
+    graphs = [mol(n, i) for i, n in enumerate([3, 30, 1, 12])]
+    b = Batch.from_data_list(graphs)
+    out = model(b)
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+    # the node states leave the layers through the final norm
+    final, model.final_norm = model.final_norm, None
+    raw = model.node_states(b)
+    model.final_norm = final
+    with torch.no_grad():
+        final.module.bias.fill_(3.0)
+    torch.testing.assert_close(model.node_states(b), final(raw))
+    assert not torch.allclose(final(raw), raw)
+    model.train()
+    model(b).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    with pytest.raises(ValueError, match="pre_norm=True needs BRL layers"):
+        BRLGraphModel(1, in_channels=4, global_attn="full", pre_norm=True)

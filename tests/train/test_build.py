@@ -63,6 +63,9 @@ def test_model_kwargs_are_config_keys():
     assert kwargs["pool"] == "max" and kwargs["dropout"] == 0.25 and kwargs["task_level"] == "node"
     model = build_model(cfg, fake_bench())
     assert model.num_layers == 3 and model.num_tokens == 0 and model.task_level == "graph"
+    assert not model.pre_norm
+    pre = build_model(load_config(overrides=["model.pre_norm=true"]), fake_bench())
+    assert pre.pre_norm and all(layer.pre_norm for layer in pre.layers)
 
 
 def test_build_model_names_a_level_without_a_head():

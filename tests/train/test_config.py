@@ -72,6 +72,7 @@ def test_free_form_dataset_options():
     ("train.seeds=3", "train.seeds"),
     ("train.device=tpu", "train.device"),
     ("train.bf16=maybe", "train.bf16"),
+    ("model.pre_norm=sometimes", "model.pre_norm"),
     ("train.scheduler=step", "train.scheduler"),
     ("train", "key=value"),
     ("train.epochs=1.5", "train.epochs"),
