@@ -45,7 +45,10 @@ class Protocol:
 MOLHIV = Protocol(
     "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
-    "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77})
+    "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77},
+    earlier=(("ogbg-molhiv-e100-postnorm",
+              "post-norm layers, the config's value before `pre_norm: true`; the commands "
+              "below reproduce it with `model.pre_norm=false`"),))
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),

@@ -75,3 +75,15 @@ def test_an_earlier_recipe_is_shown_below_the_table_and_never_counted(tmp_path):
     # without the file nothing is said about it
     (tmp_path / "peptides-func-e60-bs128.json").unlink()
     assert "An earlier recipe" not in render(load_results(tmp_path), docs_dir=None)
+
+
+def test_molhiv_post_norm_rows_are_an_earlier_recipe(tmp_path):
+    old = [row("mpnn", 0, 0.7533), row("brl", 0, 0.76)]
+    (tmp_path / "ogbg-molhiv-e100-postnorm.json").write_text(json.dumps({"rows": old}))
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(json.dumps({"rows": [row("brl", 0, 0.79)]}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full OGB protocol")[1].split("## 4.")[0]
+    assert "An earlier recipe (post-norm layers" in section
+    assert "BRL s0 0.7600 (ep 40); MPNN twin s0 0.7533 (ep 40)" in section
+    assert "| BRL (`brl`) | s0 0.7900 (ep 40) |" in section and "MPNN twin (K=0, widened) (`" not in section
+    assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
