@@ -75,7 +75,7 @@ def build(model: str, bench, args: argparse.Namespace, setting: Setting = (0.0, 
                                  "num_tokens": args.num_tokens, "heads": args.heads,
                                  "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
                                  "dropout": setting[0], "attn_dropout": setting[1],
-                                 **MODELS[model]}})
+                                 "pre_norm": args.pre_norm, **MODELS[model]}})
     torch.manual_seed(0)
     return build_model(cfg, bench)
 
@@ -148,6 +148,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-tokens", type=int, default=8)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--norm", default="batch_norm")
+    p.add_argument("--pre-norm", action="store_true",
+                   help="pre-norm layers (model.pre_norm, molhiv's recipe); not with 'full'")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="model.dropout; several values are timed side by side, each with "
                         "the --attn-dropout at the same position (molhiv's recipe: 0.05)")
@@ -179,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = time_models(args.models, bench, batches, args, settings)
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
-          f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}, "
+          f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}"
+          f"{' (pre-norm)' if args.pre_norm else ''}, "
           f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
     for (m, s), r in result.items():
         twin = result.get((MPNN, s))
@@ -190,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
-                 "norm": args.norm, "dropout": s[0], "attn_dropout": s[1],
+                 "norm": args.norm, "pre_norm": args.pre_norm, "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for (m, s), r in result.items()]
@@ -198,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout
             return (row["dataset"], row["model"], row["batch_size"], row.get("dropout", 0.0),
-                    row.get("attn_dropout", 0.0))
+                    row.get("attn_dropout", 0.0), row.get("pre_norm", False))
 
         def upsert(old: Any) -> List[Dict[str, Any]]:
             new = {key(r) for r in rows}

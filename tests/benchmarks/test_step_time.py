@@ -44,3 +44,16 @@ def test_dropout_settings_must_pair_up(st):
 def test_bad_option_is_a_clear_error(st):
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         st.main(["--dataset", "ring-transfer", "--option", "nodes"])
+
+
+def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
+    out = tmp_path / "step_time.json"
+    argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
+            "--batches", "2", "--rounds", "1", "--warmup", "1", "--layers", "1",
+            "--channels", "16", "--heads", "2", "--batch-size", "4",
+            "--models", "brl", "mpnn", "--json", str(out)]
+    assert st.main(argv) == 0 and st.main(argv + ["--pre-norm"]) == 0
+    rows = json.loads(out.read_text())
+    assert sorted((r["model"], r["pre_norm"]) for r in rows) == [
+        ("brl", False), ("brl", True), ("mpnn", False), ("mpnn", True)]
+    assert "(pre-norm)" in capsys.readouterr().out
