@@ -75,7 +75,8 @@ def build(model: str, bench, args: argparse.Namespace, setting: Setting = (0.0, 
                                  "num_tokens": args.num_tokens, "heads": args.heads,
                                  "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
                                  "dropout": setting[0], "attn_dropout": setting[1],
-                                 "pre_norm": args.pre_norm, **MODELS[model]}})
+                                 # GPSConv is post-norm only
+                                 "pre_norm": args.pre_norm and model != FULL, **MODELS[model]}})
     torch.manual_seed(0)
     return build_model(cfg, bench)
 
@@ -149,7 +150,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--norm", default="batch_norm")
     p.add_argument("--pre-norm", action="store_true",
-                   help="pre-norm layers (model.pre_norm, molhiv's recipe); not with 'full'")
+                   help="pre-norm BRL and twin layers (model.pre_norm, molhiv's recipe); "
+                        "'full' stays post-norm, as PyG's GPSConv has no pre-norm form")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="model.dropout; several values are timed side by side, each with "
                         "the --attn-dropout at the same position (molhiv's recipe: 0.05)")
@@ -193,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
-                 "norm": args.norm, "pre_norm": args.pre_norm, "dropout": s[0], "attn_dropout": s[1],
+                 "norm": args.norm, "pre_norm": args.pre_norm and m != FULL, "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for (m, s), r in result.items()]

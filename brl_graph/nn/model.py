@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import torch
@@ -258,6 +259,10 @@ class BRLGraphModel(torch.nn.Module):
         self.final_norm = (normalization_resolver(norm, channels,
                                                   **({"mode": "node"} if norm == "layer_norm" else {}))
                            if pre_norm else None)
+        # a graph-wise norm needs each node's graph to keep graphs apart
+        self._final_norm_takes_batch = (
+            self.final_norm is not None
+            and "batch" in inspect.signature(self.final_norm.forward).parameters)
         self.head = Sequential(Linear(channels, channels), ReLU(), Dropout(dropout),
                                Linear(channels, out_channels))
 
@@ -315,7 +320,8 @@ class BRLGraphModel(torch.nn.Module):
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         if self.final_norm is not None:
-            x = self.final_norm(x)
+            x = (self.final_norm(x, batch=plan.batch, batch_size=plan.num_graphs)
+                 if self._final_norm_takes_batch else self.final_norm(x))
         return x
 
     def forward(self, data) -> Tensor:

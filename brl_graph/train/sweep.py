@@ -40,7 +40,8 @@ PathLike = Union[str, Path]
 MODEL_OVERRIDES: Mapping[str, Tuple[str, ...]] = {
     BRL: (),
     MPNN: ("model.num_tokens=0",),
-    FULL: ("model.global_attn=full",),
+    # PyG's GPSConv is post-norm only: a pre-norm config's full-attention row is post-norm.
+    FULL: ("model.global_attn=full", "model.pre_norm=false"),
     BRL_K1: ("model.num_tokens=1",),
 }
 #: The compared models, in table order.

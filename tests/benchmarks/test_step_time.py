@@ -57,3 +57,6 @@ def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
     assert sorted((r["model"], r["pre_norm"]) for r in rows) == [
         ("brl", False), ("brl", True), ("mpnn", False), ("mpnn", True)]
     assert "(pre-norm)" in capsys.readouterr().out
+    # GPSConv has no pre-norm form: under --pre-norm the full-attention row stays post-norm
+    assert st.main(argv + ["--pre-norm", "--models", "full"]) == 0
+    assert [r["pre_norm"] for r in json.loads(out.read_text()) if r["model"] == "full"] == [False]

@@ -183,3 +183,13 @@ def test_pre_norm_model_normalises_once_after_the_last_layer():
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
     with pytest.raises(ValueError, match="pre_norm=True needs BRL layers"):
         BRLGraphModel(1, in_channels=4, global_attn="full", pre_norm=True)
+
+
+def test_pre_norm_layer_norm_model_keeps_graphs_apart_in_training():
+    # per-node layer norm after the last layer, in training mode (no running statistics)
+    model = BRLGraphModel(2, channels=16, num_layers=2, in_channels=4, norm="layer_norm",
+                          pre_norm=True).train()
+    graphs = [Data(x=torch.randn(n, 4), edge_index=torch.randint(0, n, (2, 2 * n))) for n in (5, 9)]
+    out = model(Batch.from_data_list(graphs))
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)

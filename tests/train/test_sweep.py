@@ -13,7 +13,7 @@ def test_models_and_their_overrides_legacy_labels_included():
     assert model_overrides("brl-k1") == ["model.num_tokens=1"]
     assert model_overrides("brl") == []
     assert model_overrides("mpnn") == model_overrides("twin") == ["model.num_tokens=0"]
-    assert model_overrides("full") == ["model.global_attn=full"]
+    assert model_overrides("full") == ["model.global_attn=full", "model.pre_norm=false"]
     with pytest.raises(ValueError, match="unknown model 'gat'"):
         model_overrides("gat")
 
