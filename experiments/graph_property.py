@@ -5,7 +5,8 @@ schedule, depth), at matched parameter counts:
 
 - ``brl``: the config's :class:`~brl_graph.nn.BRLGraphModel`, K learned tokens;
 - ``mpnn``: the MPNN-only twin, ``model.num_tokens=0``, widened;
-- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``, widened (post-norm: PyG's GPSConv has no pre-norm form).
+- ``full``: GPSConv-style multihead full attention, ``model.global_attn=full``, widened
+  (post-norm: PyG's GPSConv has no pre-norm form).
 
 The twins' width (``model.channels``, a multiple of ``model.heads``) is the one
 whose parameter count is closest to BRL's, found by building the models (no
