@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Dict, Optional, Tuple
@@ -28,6 +29,36 @@ READ_INIT_SCALE = 0.1
 # What the global branch holds: a carried reservoir of K tokens, or the
 # compressed tokens of blocks of consecutive nodes (see the class docs).
 MODES = ("reservoir", "blocks")
+
+
+def node_norm(norm: Optional[str], channels: int,
+              norm_kwargs: Optional[Dict[str, Any]] = None) -> Optional[torch.nn.Module]:
+    """PyG's normalisation named ``norm`` (``None``: no module), with layer norm
+    taken per node.
+
+    PyG's :class:`~torch_geometric.nn.norm.LayerNorm` defaults to graph-wise
+    statistics; a transformer layer normalises each node on its own.
+    """
+    norm_kwargs = dict(norm_kwargs or {})
+    if norm == "layer_norm":
+        norm_kwargs.setdefault("mode", "node")
+    return normalization_resolver(norm, channels, **norm_kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_batch(norm_type: type) -> bool:
+    return "batch" in inspect.signature(norm_type.forward).parameters
+
+
+def apply_norm(norm: Optional[torch.nn.Module], h: Tensor, batch: Tensor,
+               num_graphs: int) -> Tensor:
+    """``norm(h)``, given each node's graph when ``norm`` takes one (a graph-wise
+    norm needs it to keep graphs apart); ``h`` itself when ``norm`` is ``None``."""
+    if norm is None:
+        return h
+    if _takes_batch(type(norm)):
+        return norm(h, batch=batch, batch_size=num_graphs)
+    return norm(h)
 
 
 class BRLConv(torch.nn.Module):
@@ -278,18 +309,10 @@ class BRLConv(torch.nn.Module):
             Linear(channels * 2, channels),
             Dropout(dropout),
         )
-        norm_kwargs = dict(norm_kwargs or {})
-        if norm == "layer_norm":
-            # PyG's LayerNorm defaults to graph-wise statistics; a transformer
-            # layer normalises each node on its own.
-            norm_kwargs.setdefault("mode", "node")
         # Post-norm: norm1 after the local and global branches, norm2 after the
         # feed-forward block. Pre-norm: norm1 before the branches, norm2 before the block.
-        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
-        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
-        self.norm_with_batch = (
-            self.norm1 is not None
-            and "batch" in inspect.signature(self.norm1.forward).parameters)
+        self.norm1 = node_norm(norm, channels, norm_kwargs)
+        self.norm2 = node_norm(norm, channels, norm_kwargs)
 
         if num_tokens > 0:
             C = channels
@@ -506,13 +529,6 @@ class BRLConv(torch.nn.Module):
         out = out + torch.einsum("nkh,nkhd->nhd", a_t, v_t)
         return self.o_b(out.reshape(N, C))
 
-    def _norm(self, norm, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        if norm is None:
-            return h
-        if self.norm_with_batch:
-            return norm(h, batch=batch, batch_size=num_graphs)
-        return norm(h)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -563,7 +579,7 @@ class BRLConv(torch.nn.Module):
 
         # Post-norm normalises the sum of the residual and the branches; pre-norm
         # normalises what the branches read and leaves the residual stream as is.
-        xb = self._norm(self.norm1, x, batch, num_graphs) if self.pre_norm else x
+        xb = apply_norm(self.norm1, x, batch, num_graphs) if self.pre_norm else x
         h = x
         if self.conv is not None:
             h = h + dropout(self.conv(xb, edge_index, **kwargs), p=self.dropout,
@@ -577,10 +593,10 @@ class BRLConv(torch.nn.Module):
                 out = self._joint(xb, edge_index, new_tokens if self.causal else new_tokens[batch])
             h = h + dropout(out, p=self.dropout, training=self.training)
         if self.pre_norm:
-            return h + self.mlp(self._norm(self.norm2, h, batch, num_graphs)), new_tokens
-        h = self._norm(self.norm1, h, batch, num_graphs)
+            return h + self.mlp(apply_norm(self.norm2, h, batch, num_graphs)), new_tokens
+        h = apply_norm(self.norm1, h, batch, num_graphs)
         out = h + self.mlp(h)
-        return self._norm(self.norm2, out, batch, num_graphs), new_tokens
+        return apply_norm(self.norm2, out, batch, num_graphs), new_tokens
 
     def __repr__(self) -> str:
         conv = repr(self.conv)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import inspect
 from typing import Optional
 
 import torch
@@ -12,11 +11,10 @@ from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
                                 global_mean_pool)
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.norm import BatchNorm
-from torch_geometric.nn.resolver import normalization_resolver
 
 from brl_graph.attrs import LAP_PE, READOUT_MASK, RWSE
 from brl_graph.nn.brl_conv import MODES as BRL_MODES
-from brl_graph.nn.brl_conv import BRLConv
+from brl_graph.nn.brl_conv import BRLConv, apply_norm, node_norm
 from brl_graph.nn.dropout import Dropout
 from brl_graph.nn.encoders import FeatureEncoder, PEEncoder
 from brl_graph.nn.plan import plan_batch
@@ -256,13 +254,7 @@ class BRLGraphModel(torch.nn.Module):
             self.layers.append(layer)
         # Pre-norm layers leave the residual stream unnormalised: normalise it once
         # before the head, as a pre-norm transformer does.
-        self.final_norm = (normalization_resolver(norm, channels,
-                                                  **({"mode": "node"} if norm == "layer_norm" else {}))
-                           if pre_norm else None)
-        # a graph-wise norm needs each node's graph to keep graphs apart
-        self._final_norm_takes_batch = (
-            self.final_norm is not None
-            and "batch" in inspect.signature(self.final_norm.forward).parameters)
+        self.final_norm = node_norm(norm, channels) if pre_norm else None
         self.head = Sequential(Linear(channels, channels), ReLU(), Dropout(dropout),
                                Linear(channels, out_channels))
 
@@ -319,9 +311,7 @@ class BRLGraphModel(torch.nn.Module):
                 x, tokens = layer(x, edge_index, tokens=tokens, plan=plan, **kwargs)
             else:
                 x = layer(x, edge_index, batch, **kwargs)
-        if self.final_norm is not None:
-            x = (self.final_norm(x, batch=plan.batch, batch_size=plan.num_graphs)
-                 if self._final_norm_takes_batch else self.final_norm(x))
+        x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
         return x
 
     def forward(self, data) -> Tensor:

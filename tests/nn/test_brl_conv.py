@@ -550,3 +550,28 @@ def test_pre_norm_causal_no_leak_exact_zero_gradient(joint):
         start = 0 if i < 40 else 40
         assert (x.grad[i + 1:] == 0).all() and (x.grad[:start] == 0).all()
         assert x.grad[i].abs().sum() > 0
+
+
+def test_node_norm_takes_layer_norm_per_node_and_apply_norm_keeps_graphs_apart():
+    from torch_geometric.nn.norm import LayerNorm as PygLayerNorm
+
+    from brl_graph.nn.brl_conv import apply_norm, node_norm
+
+    assert node_norm(None, 8) is None
+    assert node_norm("layer_norm", 8).mode == "node"
+    assert node_norm("layer_norm", 8, {"mode": "graph"}).mode == "graph"
+    torch.manual_seed(0)
+    h = torch.randn(7, 8)
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    assert apply_norm(None, h, batch, 2) is h
+    # a graph-wise norm sees each graph on its own: the batch equals the graphs alone
+    graph_norm = node_norm("layer_norm", 8, {"mode": "graph"})
+    assert isinstance(graph_norm, PygLayerNorm)
+    out = apply_norm(graph_norm, h, batch, 2)
+    alone = [apply_norm(graph_norm, h[batch == g], torch.zeros(int((batch == g).sum()),
+                                                                dtype=torch.long), 1)
+             for g in (0, 1)]
+    torch.testing.assert_close(out, torch.cat(alone))
+    # a norm whose forward takes no batch is called on the nodes alone
+    plain = torch.nn.LayerNorm(8)
+    torch.testing.assert_close(apply_norm(plain, h, batch, 2), plain(h))
