@@ -73,7 +73,7 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
             "longer, so these are short-budget results, not the full protocol). Widths are "
             "chosen so the parameter counts match BRL's (closest multiple of the head count). "
             "Peak memory: the training process's maximum resident set (dataset included), "
-            "largest over seeds.\n\n"
+            "largest over seeds." + _made_at_text(cfg) + "\n\n"
             + table(["model", f"test {metric}", f"valid {metric}", "width", "parameters",
                      "s / epoch", "peak MB"], out) + "\n\n" + anchor_text
             + (("\nDriver calls (each matches the widths, runs its models and seeds, and adds "
@@ -82,6 +82,18 @@ def graph_property_section(data: Optional[Mapping[str, Any]], number: int, title
             + "\nCommands (one per model and seed):\n\n"
             + "\n".join(f"    {r['command']}" for r in rows) + "\n")
     return text, stats, metric
+
+
+def _made_at_text(cfg: Mapping[str, Any]) -> str:
+    """Where rows made by older code say so: the JSON's ``config.made_at``
+    (``{"commit", "date", "changed"}``) names the checkout that reproduces them."""
+    made = cfg.get("made_at")
+    if not made:
+        return ""
+    return (f" These rows were made with the code and configs of commit `{made['commit']}` "
+            f"({made['date']}); {made['changed']}, so the commands below reproduce them from "
+            f"a checkout of that commit (`git checkout {made['commit']}`), not from today's "
+            "tree.")
 
 
 def molhiv_verdict(stats: Stats) -> Verdict:
