@@ -82,7 +82,7 @@ def build(model: str, bench, args: argparse.Namespace, setting: Setting = (0.0, 
 
 
 def make_step(model: torch.nn.Module, bench, lr: float):
-    from brl_graph.train import clip_grad_norm, make_optimizer
+    from brl_graph.train import make_optimizer
     from brl_graph.train.losses import task_loss
 
     optimizer = make_optimizer(model, lr=lr, weight_decay=0.0)
@@ -92,7 +92,7 @@ def make_step(model: torch.nn.Module, bench, lr: float):
         optimizer.zero_grad(set_to_none=True)
         loss = task_loss(model(batch), batch.y, bench.task, "mse")
         loss.backward()
-        clip_grad_norm(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
     return step

@@ -140,6 +140,16 @@ def row_from_metrics(config: str, dataset: str, model: str, seed: int, width: Di
             "threads": args.threads, "command": train_command(config, overrides)}
 
 
+def machine_text(device: str, threads: int) -> str:
+    """What the rows ran on, for the JSON's ``config.machine``."""
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "a CUDA GPU"
+        return f"{gpu}, {os.cpu_count()} CPU cores"
+    return f"{os.cpu_count()}-core CPU, no GPU, {threads} thread(s) per run"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="the benchmark's YAML config (BRL model)")
@@ -178,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for m, w in widths.items():
         print(f"{m}: channels={w['channels']}, {w['num_params']:,} parameters", flush=True)
     given = list(argv) if argv is not None else sys.argv[1:]
-    meta = {"machine": f"2-core shared CPU VM, no GPU, {args.threads} thread(s) per run",
+    meta = {"machine": machine_text(args.device, args.threads),
             "command": " ".join(["python experiments/graph_property.py"]
                                 + [shlex.quote(a) for a in given]),
             "script": "python experiments/graph_property.py", "config": config,

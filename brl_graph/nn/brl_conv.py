@@ -46,19 +46,26 @@ def node_norm(norm: Optional[str], channels: int,
 
 
 @functools.lru_cache(maxsize=None)
-def _takes_batch(norm_type: type) -> bool:
-    return "batch" in inspect.signature(norm_type.forward).parameters
+def _batch_args(norm_type: type) -> Tuple[bool, bool]:
+    """Whether ``norm_type.forward`` takes ``batch`` and ``batch_size``; read once
+    per class, since a signature costs more than a small norm."""
+    params = inspect.signature(norm_type.forward).parameters
+    return "batch" in params, "batch_size" in params
 
 
 def apply_norm(norm: Optional[torch.nn.Module], h: Tensor, batch: Tensor,
                num_graphs: int) -> Tensor:
-    """``norm(h)``, given each node's graph when ``norm`` takes one (a graph-wise
-    norm needs it to keep graphs apart); ``h`` itself when ``norm`` is ``None``."""
+    """``norm(h)``, given each node's graph (and the graph count, where it takes
+    one) when ``norm`` takes it: a graph-wise norm needs it to keep graphs
+    apart. ``h`` itself when ``norm`` is ``None``."""
     if norm is None:
         return h
-    if _takes_batch(type(norm)):
+    takes_batch, takes_size = _batch_args(type(norm))
+    if not takes_batch:
+        return norm(h)
+    if takes_size:
         return norm(h, batch=batch, batch_size=num_graphs)
-    return norm(h)
+    return norm(h, batch=batch)
 
 
 class BRLConv(torch.nn.Module):

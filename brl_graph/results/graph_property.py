@@ -91,9 +91,9 @@ def _made_at_text(cfg: Mapping[str, Any]) -> str:
     if not made:
         return ""
     return (f" These rows were made with the code and configs of commit `{made['commit']}` "
-            f"({made['date']}); {made['changed']}, so the commands below reproduce them from "
-            f"a checkout of that commit (`git checkout {made['commit']}`), not from today's "
-            "tree.")
+            f"({made['date']}); {made['changed']}, so the per-row `train.py` commands below "
+            f"reproduce them from a checkout of that commit (`git checkout {made['commit']}`), "
+            "not from today's tree.")
 
 
 def molhiv_verdict(stats: Stats) -> Verdict:

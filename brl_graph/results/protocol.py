@@ -11,12 +11,18 @@ model it names has :attr:`Protocol.seeds` seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from brl_graph.labels import BRL, FULL, MPNN
 from brl_graph.results.common import Verdict, commands_block, fmt, mean_std, table
 
 NAMES = {BRL: "BRL", MPNN: "MPNN twin (K=0, widened)", FULL: "GPSConv multihead (widened)"}
+
+
+class GpuRun(NamedTuple):
+    """The whole published protocol on a CUDA GPU, as one driver call."""
+    what: str  # what the call runs, for the text
+    options: str  # driver options beyond config, root, runs and JSON file
 
 
 @dataclass(frozen=True)
@@ -40,22 +46,20 @@ class Protocol:
     # (stem, what differed): rows of an earlier recipe, shown below the table
     # and never counted towards the verdict
     earlier: Tuple[Tuple[str, str], ...] = ()
-    # The whole published protocol on a CUDA GPU, as one driver call: what it
-    # runs, and the driver options beyond config, root, runs and JSON file.
-    gpu: Tuple[str, str] = ("", "")
+    gpu: Optional[GpuRun] = None
 
     def gpu_command(self) -> str:
         """The one ``graph_property.py`` call that runs :attr:`gpu` (``""``: none)."""
-        if not self.gpu[1]:
+        if self.gpu is None:
             return ""
         return (f"python experiments/graph_property.py --config {self.config} --root DATA "
-                f"--runs $BRL_RUNS/graph_property_gpu {self.gpu[1]} "
-                f"--json benchmarks/results/{self.stem.split('-e')[0]}-gpu.json")
+                f"--runs $BRL_RUNS/graph_property_gpu {self.gpu.options} "
+                f"--json benchmarks/results/{self.stem.rsplit('-e', 1)[0]}-gpu.json")
 
 
 # Both GPU calls run BRL, the widened twin and GPSConv for seeds 0-3, one run
 # after another; calling again resumes killed runs and skips finished rows.
-_GPU = "--models brl mpnn full --seeds 0 1 2 3 --device cuda --threads 4"
+_GPU = "--models brl mpnn full --seeds 0 1 2 3 --device cuda"
 MOLHIV = Protocol(
     "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
@@ -63,15 +67,16 @@ MOLHIV = Protocol(
     earlier=(("ogbg-molhiv-e100-postnorm",
               "post-norm layers, the config's value before `pre_norm: true`; the commands "
               "below reproduce it with `model.pre_norm=false`"),),
-    gpu=("OGB's protocol as above (100 epochs) for all three models",
-         f"--epochs 100 --warmup-epochs 0 {_GPU}"))
+    gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
+               f"--epochs 100 --warmup-epochs 0 {_GPU}"))
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
     earlier=(("peptides-func-e60-bs128", "batch 128, the config's value before batch 32"),),
-    gpu=("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs) for all three models",
-         f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
+    gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
+               "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
+               "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
 
 
 @dataclass
@@ -175,9 +180,11 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
         text += ("Driver calls:\n\n" + commands_block(drivers or [command]) + "\n\n"
                  "Commands (one per model and seed):\n\n"
                  + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
-    if p.gpu_command():
-        text += (f"\nOn a CUDA GPU, {p.gpu[0]}, four seeds each, in one command (`DATA`: the "
-                 "folder holding the dataset; calling it again resumes killed runs):\n\n"
+    if p.gpu is not None:
+        text += (f"\nOn a CUDA GPU, {p.gpu.what}, four seeds each, in one command (`DATA`: the "
+                 "folder holding the dataset; `$BRL_RUNS`: a folder outside the work tree for "
+                 "the run folders, e.g. `~/.cache/brl_graph/runs`; calling it again resumes "
+                 "killed runs):\n\n"
                  f"    {p.gpu_command()}\n")
     for stem, what in p.earlier:
         text += _earlier_text(stem, what, (earlier or {}).get(stem))

@@ -13,7 +13,7 @@ from .config import DEFAULTS, ConfigError, load_config, parse_overrides, save_co
 from .engine import fit
 from .loop import NonFiniteLossError, evaluate, make_scheduler, predict
 from .losses import task_loss
-from .optim import clip_grad_norm, make_optimizer
+from .optim import make_optimizer
 from .stopping import StopRule, stop_rule
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "predict",
     "make_scheduler",
     "make_optimizer",
-    "clip_grad_norm",
     "StopRule",
     "stop_rule",
     "load_checkpoint",

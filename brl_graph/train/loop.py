@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, shard_range
 from .losses import task_loss
-from .optim import clip_grad_norm
 
 
 class NonFiniteLossError(RuntimeError):
@@ -233,7 +232,7 @@ def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, 
                 "untouched. Lower train.lr, set train.clip, or look for inf/NaN in the data.")
         loss.backward()
         if t["clip"]:
-            norm = clip_grad_norm(model.parameters(), t["clip"])
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
             if not torch.isfinite(norm):
                 raise NonFiniteLossError(
                     f"non-finite gradient norm at epoch {epoch}, step {step}: the run stopped "

@@ -1,10 +1,7 @@
-"""The optimiser :func:`~brl_graph.train.fit` trains with, and its gradient clipping."""
+"""The optimiser :func:`~brl_graph.train.fit` trains with."""
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
-from torch import Tensor
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -20,36 +17,3 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     # Fused AdamW exists for CPU and CUDA tensors; anything else takes the default.
     fused = bool(params) and devices <= {"cpu", "cuda"} and len(devices) == 1
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
-
-
-def clip_grad_norm(parameters: Iterable[Tensor], max_norm: float) -> Tensor:
-    r"""Scales the gradients so that their joint 2-norm is at most
-    :obj:`max_norm`, and returns the norm they had: the same norm and the same
-    scale as :func:`torch.nn.utils.clip_grad_norm_`.
-
-    Two things differ, both for CPU speed on models of many small tensors
-    (about 200 in a 4-layer BRL model): on CPU the norm is taken with the
-    multi-tensor (``foreach``) kernels, where PyTorch's default takes one norm
-    per tensor; and gradients that need no clipping are left as they are
-    rather than multiplied by 1.0, which is bit-identical. On CPU a
-    non-finite norm leaves the gradients untouched, for the caller to stop on.
-
-    Raises:
-        ValueError: :obj:`max_norm` is not positive.
-    """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be positive, got {max_norm}")
-    params = [p for p in parameters if p.grad is not None]
-    if not params:
-        return torch.zeros(())
-    grads = [p.grad for p in params]
-    # foreach=None would take the per-tensor path on CPU; True is refused on
-    # devices without foreach kernels, which then keep PyTorch's own choice.
-    on_cpu = all(g.device.type == "cpu" for g in grads)
-    norm = torch.nn.utils.get_total_norm(grads, foreach=True if on_cpu else None)
-    if not on_cpu:  # as PyTorch: always scale, so that no host sync is needed
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-    # PyTorch's coefficient; reading it on the host is free on CPU.
-    elif bool(torch.isfinite(norm)) and bool(max_norm / (norm + 1e-6) < 1.0):
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm, foreach=True)
-    return norm

@@ -99,3 +99,10 @@ def test_end_to_end_rows_commands_and_resume_skip(gp, tmp_path, capsys):
     capsys.readouterr()
     assert gp.main(argv[:-1] + ["mpnn"]) == 0  # everything already in the JSON: nothing is trained again
     assert capsys.readouterr().out.count("already in") == 2
+
+
+def test_the_rows_name_the_machine_they_ran_on(gp):
+    cpu = gp.machine_text("cpu", 1)
+    assert "no GPU" in cpu and "1 thread(s) per run" in cpu
+    gpu = gp.machine_text("cuda", 4)
+    assert "no GPU" not in gpu and "CPU cores" in gpu

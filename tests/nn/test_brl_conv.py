@@ -575,3 +575,8 @@ def test_node_norm_takes_layer_norm_per_node_and_apply_norm_keeps_graphs_apart()
     # a norm whose forward takes no batch is called on the nodes alone
     plain = torch.nn.LayerNorm(8)
     torch.testing.assert_close(apply_norm(plain, h, batch, 2), plain(h))
+    # one that takes the batch but no batch_size gets the batch alone
+    from torch_geometric.nn.norm import MeanSubtractionNorm
+    centred = apply_norm(MeanSubtractionNorm(), h, batch, 2)
+    for g in (0, 1):
+        torch.testing.assert_close(centred[batch == g], h[batch == g] - h[batch == g].mean(0))

@@ -22,8 +22,8 @@ def test_rows_of_older_code_name_the_commit_that_reproduces_them():
     made = {"commit": "abc1234", "date": "2026-11-28", "changed": "the config has changed since"}
     text = _section(_data(made))
     assert ("These rows were made with the code and configs of commit `abc1234` (2026-11-28); "
-            "the config has changed since, so the commands below reproduce them from a checkout "
-            "of that commit (`git checkout abc1234`)") in text
+            "the config has changed since, so the per-row `train.py` commands below reproduce "
+            "them from a checkout of that commit (`git checkout abc1234`)") in text
     assert "fake-brl-s1" in text and "| BRL | 0.6050 ± 0.0071 (n=2: 0.6000, 0.6100) |" in text
 
 
