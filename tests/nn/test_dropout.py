@@ -92,3 +92,18 @@ def test_matches_torch_dropout_in_distribution_of_the_output_mean():
     theirs = torch.stack([F.dropout(x, 0.2) for _ in range(4000)]).mean(0)
     tol = 4 * x.abs() * (0.2 / 0.8 / 4000) ** 0.5 + 1e-6  # 4 std of the mean
     assert ((ours - x).abs() <= tol).all() and ((theirs - x).abs() <= tol).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_the_mask_is_the_documented_slice_comparison_in_every_dtype(dtype):
+    # The definition: 64 random bits per four elements, element i keeps when its
+    # 16-bit slice (signed) is >= round(p * 2**16) - 2**15; kept values scale by 1/(1-p).
+    p = 0.2
+    x = torch.randn(37, 5).to(dtype).t()  # odd size, not contiguous
+    torch.manual_seed(4)
+    out = dropout(x, p=p, training=True)
+    torch.manual_seed(4)
+    bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2 ** 63), None)
+    keep = bits.view(torch.int16)[:x.numel()].view(x.shape) >= round(p * 2 ** 16) - 2 ** 15
+    assert out.dtype == dtype
+    assert torch.equal(out, x * keep.to(dtype).mul_(1.0 / (1.0 - p)))
