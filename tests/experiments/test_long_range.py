@@ -69,3 +69,25 @@ def test_tree_row_end_to_end_and_rerun_skip(lr, tmp_path, capsys):
     assert "already in" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="MODEL:TASK:SIZE=REASON"):
         lr.main(argv + ["--skip", "full:tree"])
+
+
+def test_published_tree_can_log_more_often_with_the_protocol_kept_in_passes(lr, tmp_path):
+    args = _args(lr, tmp_path, "--tree-log-passes", "25")
+    r5 = lr.budget_overrides("tree-published", 5, args)
+    assert r5 == ["data.depth=5", "model.num_layers=6", "train.batch_size=1024",
+                  "train.passes_per_epoch=25", "train.epochs=2000",
+                  "train.plateau_patience=40", "train.stop_patience=80"]
+    # r = 2 logs every 1,000 passes in the protocol: patiences scale from there
+    assert {"train.passes_per_epoch=250", "train.epochs=200", "train.plateau_patience=40",
+            "train.stop_patience=80"} <= set(lr.budget_overrides(
+                "tree-published", 2, _args(lr, tmp_path, "--tree-log-passes", "250")))
+    # another budget, another run folder: a run never resumes under a different budget
+    assert lr.run_dir("tree-published", 5, "brl", 0, args) != lr.run_dir(
+        "tree-published", 5, "brl", 0, _args(lr, tmp_path))
+    assert "-log25" in lr.run_dir("tree-published", 5, "brl", 0, args)
+    with pytest.raises(SystemExit, match="must divide"):
+        lr.budget_overrides("tree-published", 5, _args(lr, tmp_path, "--tree-log-passes", "30"))
+    # the overrides are valid config keys and values
+    from brl_graph.train.config import load_config
+    cfg = load_config("configs/tree-neighbors-match-published.yaml", r5)
+    assert cfg["train"]["passes_per_epoch"] * cfg["train"]["epochs"] == 50_000
