@@ -143,7 +143,12 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     minutes = (r.get("seconds") or 0.0) / 60
     why = "stopped: " + str(r["stopped"]) if r.get("stopped") else (
         "budget spent" if r.get("finished") else "unfinished")
-    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why})"
+    # A run logged more often than the protocol (long_range.py --tree-log-passes)
+    # checks its stop rule more often too: say so where it happened.
+    log = r.get("passes_per_epoch")
+    protocol_log = 1000 if r.get("size") == 2 else 100
+    often = f", logged every {fmt(log)} passes" if log and log != protocol_log else ""
+    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often})"
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:
