@@ -148,7 +148,9 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     log = r.get("passes_per_epoch")
     protocol_log = 1000 if r.get("size") == 2 else 100
     often = f", logged every {fmt(log)} passes" if log and log != protocol_log else ""
-    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often})"
+    # The authors trained in float32; a bf16 row (long_range.py --bf16) says so.
+    bf16 = ", bf16 autocast" if "train.bf16=true" in (r.get("budget") or []) else ""
+    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often}{bf16})"
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:

@@ -91,3 +91,20 @@ def test_published_tree_can_log_more_often_with_the_protocol_kept_in_passes(lr, 
     from brl_graph.train.config import load_config
     cfg = load_config("configs/tree-neighbors-match-published.yaml", r5)
     assert cfg["train"]["passes_per_epoch"] * cfg["train"]["epochs"] == 50_000
+
+
+def test_bf16_is_part_of_the_budget_and_of_the_run_folder(lr, tmp_path):
+    fp32, bf16 = _args(lr, tmp_path), _args(lr, tmp_path, "--bf16")
+    assert "train.bf16=true" not in lr.budget_overrides("tree-published", 5, fp32)
+    assert lr.budget_overrides("tree-published", 5, bf16) == (
+        lr.budget_overrides("tree-published", 5, fp32) + ["train.bf16=true"])
+    # every model of a row runs at the same precision
+    assert all("train.bf16=true" in lr.row_overrides("ring", 100, m, 0, bf16) for m in lr.MODELS)
+    # an fp32 run never resumes as bf16, nor the reverse
+    assert lr.run_dir("tree-published", 5, "brl", 0, bf16).endswith("-published-bf16")
+    assert lr.run_dir("tree-published", 5, "brl", 0, bf16) != lr.run_dir(
+        "tree-published", 5, "brl", 0, fp32)
+    from brl_graph.train.config import load_config
+    cfg = load_config("configs/tree-neighbors-match-published.yaml",
+                      lr.budget_overrides("tree-published", 5, bf16))
+    assert cfg["train"]["bf16"] is True

@@ -322,14 +322,16 @@ def test_causal_modes_table_and_blocks_target(mr, tmp_path):
         assert got == status, ev
 
 
-def test_published_tree_cell_says_when_a_run_logged_more_often(mr, tmp_path):
+def test_published_tree_cell_says_when_a_run_logged_more_often_or_in_bf16(mr, tmp_path):
     often = _published_row(5, "brl", 0.995, 160)
     often["passes_per_epoch"] = 20
+    often["budget"] = ["data.depth=5", "train.passes_per_epoch=20", "train.bf16=true"]
     rows = [often, {**_published_row(4, "brl", 1.0, 100), "passes_per_epoch": 100},
             {**_published_row(2, "brl", 1.0, 1000), "passes_per_epoch": 1000}]
     (tmp_path / "long_range.json").write_text(json.dumps({"rows": rows}))
     section = mr.render(mr.load_results(tmp_path), docs_dir=None).split(
         "### Tree-NeighborsMatch under the published protocol")[1]
-    assert "| 5 | 0.995 (160 passes, 10.0 min, stopped: target, logged every 20 passes) |" in section
+    assert ("| 5 | 0.995 (160 passes, 10.0 min, stopped: target, logged every 20 passes, "
+            "bf16 autocast) |") in section
     assert "| 4 | 1.000 (100 passes, 10.0 min, stopped: target) |" in section
     assert "| 2 | 1.000 (1,000 passes, 10.0 min, stopped: target) |" in section
