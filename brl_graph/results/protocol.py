@@ -73,7 +73,12 @@ PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(("peptides-func-e60-bs128", "batch 128, the config's value before batch 32"),),
+    earlier=(("peptides-func-e60-postnorm",
+              "post-norm layers, the config's value before `pre_norm: true`; the commands "
+              "below reproduce it with `model.pre_norm=false`"),
+             ("peptides-func-e60-bs128",
+              "batch 128 and post-norm layers, the config's values before batch 32 and "
+              "`pre_norm: true`; the commands below reproduce it with `model.pre_norm=false`")),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
                "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))

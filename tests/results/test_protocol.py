@@ -89,6 +89,24 @@ def test_molhiv_post_norm_rows_are_an_earlier_recipe(tmp_path):
     assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
 
 
+def test_peptides_post_norm_rows_are_an_earlier_recipe_beside_the_batch_128_ones(tmp_path):
+    post = [row("brl", 0, 0.532, "ap", 60), row("mpnn", 0, 0.5187, "ap", 60)]
+    (tmp_path / "peptides-func-e60-postnorm.json").write_text(json.dumps({"rows": post}))
+    (tmp_path / "peptides-func-e60-bs128.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.49, "ap", 60)]}))
+    (tmp_path / "peptides-func-e60.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.58, "ap", 60)]}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full LRGB protocol")[1].split("## 5.")[0]
+    assert "| BRL (`brl`) | s0 0.5800 (ep 40) |" in section
+    assert "An earlier recipe (post-norm layers" in section
+    assert "BRL s0 0.5320 (ep 40); MPNN twin s0 0.5187 (ep 40)" in section
+    assert "An earlier recipe (batch 128 and post-norm layers" in section
+    # only this protocol's rows count towards the verdict
+    assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
+    assert "0.5320" not in text.split("## Targets")[1]
+
+
 @pytest.mark.parametrize("protocol, epochs", [(MOLHIV, 100), (PEPTIDES, 200)])
 def test_the_gpu_command_is_shown_and_parses_as_a_driver_call(protocol, epochs, script_loader):
     import shlex
