@@ -63,8 +63,9 @@ KEY_FIELDS = ("task", "size", "model", "seed")
 
 
 def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
-    """The training budget of one table row: identical for every model."""
-    # The precision is part of the budget: the row stores it, and its cell says so.
+    """The training budget of one table row: identical for every model of one call."""
+    # The precision is part of the budget: the row stores it, and its cell says so
+    # (a table may then mix fp32 and bf16 cells, each labelled).
     return task_budget(task, size, args) + (["train.bf16=true"] if args.bf16 else [])
 
 
@@ -215,15 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "or 1000 at r = 2), the patiences and the 50,000-pass cap kept in "
                         "passes; for runs whose 100 passes outlast a session")
     p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast (train.bf16=true): on a CPU with AVX-512 BF16 a "
-                        "batch of 1,024 trees at r = 5 trains about 2x faster; the row's "
-                        "budget and its RESULTS cell say so")
+                   help="bfloat16 autocast (train.bf16=true): on a CPU with AVX-512 BF16, "
+                        "1.6-1.8x the training throughput of fp32 at r = 4 (docs/RECIPE.md); "
+                        "the row's budget and its RESULTS cell say so")
     p.add_argument("--skip", action="append", default=[], metavar="MODEL:TASK:SIZE=REASON",
                    help="record a row as skipped with REASON instead of running it")
     p.add_argument("--rerun", action="store_true",
                    help="run rows again (e.g. under a new budget) even if already in the JSON")
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
     return p
+
+
+def precision_note(results: ResultsFile, key: tuple, args: argparse.Namespace) -> str:
+    """Says when the stored row was trained at another precision than asked for
+    (the row key has no precision: ``--rerun`` replaces the stored row)."""
+    stored = [r for r in results.rows() if results.key(r) == key]
+    if not stored:
+        return ""
+    was_bf16 = "train.bf16=true" in (stored[0].get("budget") or [])
+    if was_bf16 == args.bf16:
+        return ""
+    return (f" (stored in {'bf16' if was_bf16 else 'fp32'}, asked for "
+            f"{'bf16' if args.bf16 else 'fp32'}: --rerun replaces it)")
 
 
 def parse_skips(items: List[str]) -> Dict[tuple, str]:
@@ -252,7 +266,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for model in args.models:
                 for seed in args.seeds:
                     if (task, size, model, seed) in results.done() and not args.rerun:
-                        print(f"skip {task} {size} {model} s{seed}: already in {results.path}",
+                        print(f"skip {task} {size} {model} s{seed}: already in {results.path}"
+                              + precision_note(results, (task, size, model, seed), args),
                               flush=True)
                         continue
                     if (task, size, model) in skips:

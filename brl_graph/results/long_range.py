@@ -25,7 +25,8 @@ def task_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, An
 def budget_of(command: str) -> str:
     """The budget overrides of a row's ``train.py`` command."""
     keep = ("train.epochs", "train.batch_size", "train.scheduler", "data.options.num_train",
-            "data.options.num_valid", "data.options.num_test", "model.layers", "model.num_layers")
+            "data.options.num_valid", "data.options.num_test", "model.layers", "model.num_layers",
+            "train.bf16")
     return " ".join(p for p in command.split() if p.split("=")[0] in keep)
 
 
@@ -44,7 +45,8 @@ def cells(data: Mapping[str, Any], task: str) -> Cells:
         ran = [r for r in rs if not r.get("skipped") and r.get("metric") is not None]
         if ran:
             merged[key] = dict(ran[0], metric=sum(r["metric"] for r in ran) / len(ran),
-                               nseeds=len(ran), values=[r["metric"] for r in ran])
+                               nseeds=len(ran), values=[r["metric"] for r in ran],
+                               bf16_seeds=sum(_bf16(r) for r in ran))
         else:
             merged[key] = rs[0]
     return merged
@@ -131,6 +133,11 @@ def _tree_reading(tree: Cells, sizes: Sequence[int]) -> str:
     return text + "\n\n"
 
 
+def _bf16(row: Mapping[str, Any]) -> bool:
+    """Whether a row trained under bf16 autocast (``long_range.py --bf16``)."""
+    return "train.bf16=true" in (row.get("budget") or [])
+
+
 def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     if r is None:
         return NOT_RUN
@@ -148,8 +155,10 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     log = r.get("passes_per_epoch")
     protocol_log = 1000 if r.get("size") == 2 else 100
     often = f", logged every {fmt(log)} passes" if log and log != protocol_log else ""
-    # The authors trained in float32; a bf16 row (long_range.py --bf16) says so.
-    bf16 = ", bf16 autocast" if "train.bf16=true" in (r.get("budget") or []) else ""
+    # The authors trained in float32; a bf16 cell (long_range.py --bf16) says so, and
+    # how many of its seeds were bf16 when they differ.
+    n, k = r.get("nseeds", 1), r.get("bf16_seeds", int(_bf16(r)))
+    bf16 = "" if not k else (", bf16 autocast" if k == n else f", bf16 autocast in {k} of {n} seeds")
     return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often}{bf16})"
 
 

@@ -19,6 +19,15 @@ from brl_graph.results.common import Verdict, commands_block, fmt, mean_std, tab
 NAMES = {BRL: "BRL", MPNN: "MPNN twin (K=0, widened)", FULL: "GPSConv multihead (widened)"}
 
 
+class Earlier(NamedTuple):
+    """Rows of an earlier recipe, shown below a protocol's table and never counted."""
+    stem: str  # the results file, ``benchmarks/results/<stem>.json``
+    what: str  # what differed, for the text
+    # Overrides that make the rows' stored commands run the earlier recipe under
+    # today's config; they are appended to each printed command.
+    overrides: Tuple[str, ...] = ()
+
+
 class GpuRun(NamedTuple):
     """The whole published protocol on a CUDA GPU, as one driver call."""
     what: str  # what the call runs, for the text
@@ -43,9 +52,7 @@ class Protocol:
     targets: Mapping[str, float]
     clear_of_mpnn: bool = False
     seeds: int = 4
-    # (stem, what differed): rows of an earlier recipe, shown below the table
-    # and never counted towards the verdict
-    earlier: Tuple[Tuple[str, str], ...] = ()
+    earlier: Tuple[Earlier, ...] = ()
     gpu: Optional[GpuRun] = None
 
     def gpu_command(self) -> str:
@@ -64,21 +71,21 @@ MOLHIV = Protocol(
     "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
     "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77},
-    earlier=(("ogbg-molhiv-e100-postnorm",
-              "post-norm layers, the config's value before `pre_norm: true`; the commands "
-              "below reproduce it with `model.pre_norm=false`"),),
+    earlier=(Earlier("ogbg-molhiv-e100-postnorm",
+                     "post-norm layers, the config's value before `pre_norm: true`",
+                     ("model.pre_norm=false",)),),
     gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
                f"--epochs 100 --warmup-epochs 0 {_GPU}"))
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(("peptides-func-e60-postnorm",
-              "post-norm layers, the config's value before `pre_norm: true`; the commands "
-              "below reproduce it with `model.pre_norm=false`"),
-             ("peptides-func-e60-bs128",
-              "batch 128 and post-norm layers, the config's values before batch 32 and "
-              "`pre_norm: true`; the commands below reproduce it with `model.pre_norm=false`")),
+    earlier=(Earlier("peptides-func-e60-postnorm",
+                     "post-norm layers, the config's value before `pre_norm: true`",
+                     ("model.pre_norm=false",)),
+             Earlier("peptides-func-e60-bs128",
+                     "batch 128 and post-norm layers, the config's values before batch 32 "
+                     "and `pre_norm: true`", ("model.pre_norm=false",))),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
                "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
@@ -191,12 +198,12 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
                  "the run folders, e.g. `~/.cache/brl_graph/runs`; calling it again resumes "
                  "killed runs):\n\n"
                  f"    {p.gpu_command()}\n")
-    for stem, what in p.earlier:
-        text += _earlier_text(stem, what, (earlier or {}).get(stem))
+    for e in p.earlier:
+        text += _earlier_text(e, (earlier or {}).get(e.stem))
     return text, protocol_verdict(p, stats)
 
 
-def _earlier_text(stem: str, what: str, data: Optional[Mapping[str, Any]]) -> str:
+def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
     """The rows of an earlier recipe: figures and commands, outside the verdict."""
     stats = protocol_stats(data)
     if not stats:
@@ -205,9 +212,12 @@ def _earlier_text(stem: str, what: str, data: Optional[Mapping[str, Any]]) -> st
         f"s{seed} {test:.4f}" + (f" (ep {ep})" if ep is not None else "")
         for seed, test, ep in s.per_seed) for m, s in stats.items())
     rows = list((data or {}).get("rows") or [])
-    return (f"\nAn earlier recipe ({what}), `benchmarks/results/{stem}.json`, not counted "
-            f"above: {figures}. Commands:\n\n"
-            + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
+    extra = "".join(f" {o}" for o in e.overrides)
+    how = (f" (each ends in `{extra.strip()}`, which runs the earlier recipe under today's "
+           f"config)" if extra else "")
+    return (f"\nAn earlier recipe ({e.what}), `benchmarks/results/{e.stem}.json`, not counted "
+            f"above: {figures}. Commands{how}:\n\n"
+            + commands_block([r["command"] + extra for r in rows if r.get("command")]) + "\n")
 
 
 def target_line(p: Protocol) -> str:
@@ -222,5 +232,5 @@ def protocol_parts(results: Mapping[str, Any], protocols: Sequence[Protocol] = (
                    ) -> Dict[str, Tuple[str, Verdict]]:
     """``{stem: (text, verdict)}`` for every protocol."""
     return {p.stem: protocol_section(p, results.get(p.stem),
-                                     {stem: results.get(stem) for stem, _ in p.earlier})
+                                     {e.stem: results.get(e.stem) for e in p.earlier})
             for p in protocols}

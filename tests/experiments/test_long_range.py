@@ -108,3 +108,15 @@ def test_bf16_is_part_of_the_budget_and_of_the_run_folder(lr, tmp_path):
     cfg = load_config("configs/tree-neighbors-match-published.yaml",
                       lr.budget_overrides("tree-published", 5, bf16))
     assert cfg["train"]["bf16"] is True
+
+
+def test_a_stored_row_of_another_precision_is_named_when_skipped(lr, tmp_path):
+    results = lr.ResultsFile(tmp_path / "lr.json", lr.KEY_FIELDS)
+    key = ("tree-published", 4, "brl", 0)
+    results.add({"task": "tree-published", "size": 4, "model": "brl", "seed": 0,
+                 "budget": ["data.depth=4"], "metric": 1.0})
+    note = lr.precision_note(results, key, _args(lr, tmp_path, "--bf16"))
+    assert "stored in fp32, asked for bf16" in note and "--rerun" in note
+    assert lr.precision_note(results, key, _args(lr, tmp_path)) == ""
+    assert lr.precision_note(results, ("tree-published", 5, "brl", 0),
+                             _args(lr, tmp_path, "--bf16")) == ""

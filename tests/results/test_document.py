@@ -335,3 +335,9 @@ def test_published_tree_cell_says_when_a_run_logged_more_often_or_in_bf16(mr, tm
             "bf16 autocast) |") in section
     assert "| 4 | 1.000 (100 passes, 10.0 min, stopped: target) |" in section
     assert "| 2 | 1.000 (1,000 passes, 10.0 min, stopped: target) |" in section
+    # a cell whose seeds differ in precision says how many were bf16
+    mixed = [often, {**often, "seed": 1, "budget": ["data.depth=5"]}]
+    (tmp_path / "long_range.json").write_text(json.dumps({"rows": mixed}))
+    section = mr.render(mr.load_results(tmp_path), docs_dir=None).split(
+        "### Tree-NeighborsMatch under the published protocol")[1]
+    assert "logged every 20 passes, bf16 autocast in 1 of 2 seeds) |" in section
