@@ -212,12 +212,19 @@ def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
         f"s{seed} {test:.4f}" + (f" (ep {ep})" if ep is not None else "")
         for seed, test, ep in s.per_seed) for m, s in stats.items())
     rows = list((data or {}).get("rows") or [])
-    extra = "".join(f" {o}" for o in e.overrides)
-    how = (f" (each ends in `{extra.strip()}`, which runs the earlier recipe under today's "
-           f"config)" if extra else "")
+    overrides = " ".join(e.overrides)
+    how = (f" (each with `{overrides}`, which runs the earlier recipe under today's config)"
+           if overrides else "")
     return (f"\nAn earlier recipe ({e.what}), `benchmarks/results/{e.stem}.json`, not counted "
             f"above: {figures}. Commands{how}:\n\n"
-            + commands_block([r["command"] + extra for r in rows if r.get("command")]) + "\n")
+            + commands_block([_with_overrides(r["command"], e.overrides)
+                              for r in rows if r.get("command")]) + "\n")
+
+
+def _with_overrides(command: str, overrides: Sequence[str]) -> str:
+    """``command`` with each of ``overrides`` appended unless it already holds it."""
+    words = command.split()
+    return " ".join(words + [o for o in overrides if o not in words])
 
 
 def target_line(p: Protocol) -> str:
