@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from brl_graph.labels import canonical_model
+from brl_graph.results.long_range import BF16_OVERRIDE, trained_in_bf16
 from brl_graph.runtime import prefer_passive_omp_wait
 from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
                                    run_folder, run_train, train_command)
@@ -66,7 +67,7 @@ def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str
     """The training budget of one table row: identical for every model of one call."""
     # The precision is part of the budget: the row stores it, and its cell says so
     # (a table may then mix fp32 and bf16 cells, each labelled).
-    return task_budget(task, size, args) + (["train.bf16=true"] if args.bf16 else [])
+    return task_budget(task, size, args) + ([BF16_OVERRIDE] if args.bf16 else [])
 
 
 def task_budget(task: str, size: int, args: argparse.Namespace) -> List[str]:
@@ -233,7 +234,7 @@ def precision_note(results: ResultsFile, key: tuple, args: argparse.Namespace) -
     stored = [r for r in results.rows() if results.key(r) == key]
     if not stored:
         return ""
-    was_bf16 = "train.bf16=true" in (stored[0].get("budget") or [])
+    was_bf16 = trained_in_bf16(stored[0])
     if was_bf16 == args.bf16:
         return ""
     return (f" (stored in {'bf16' if was_bf16 else 'fp32'}, asked for "

@@ -46,7 +46,7 @@ def cells(data: Mapping[str, Any], task: str) -> Cells:
         if ran:
             merged[key] = dict(ran[0], metric=sum(r["metric"] for r in ran) / len(ran),
                                nseeds=len(ran), values=[r["metric"] for r in ran],
-                               bf16_seeds=sum(_bf16(r) for r in ran))
+                               bf16_seeds=sum(trained_in_bf16(r) for r in ran))
         else:
             merged[key] = rs[0]
     return merged
@@ -133,9 +133,13 @@ def _tree_reading(tree: Cells, sizes: Sequence[int]) -> str:
     return text + "\n\n"
 
 
-def _bf16(row: Mapping[str, Any]) -> bool:
-    """Whether a row trained under bf16 autocast (``long_range.py --bf16``)."""
-    return "train.bf16=true" in (row.get("budget") or [])
+#: The budget override of a row trained under bf16 autocast (``long_range.py --bf16``).
+BF16_OVERRIDE = "train.bf16=true"
+
+
+def trained_in_bf16(row: Mapping[str, Any]) -> bool:
+    """Whether a row's budget holds :data:`BF16_OVERRIDE`."""
+    return BF16_OVERRIDE in (row.get("budget") or [])
 
 
 def _published_cell(r: Optional[Dict[str, Any]]) -> str:
@@ -157,7 +161,7 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     often = f", logged every {fmt(log)} passes" if log and log != protocol_log else ""
     # The authors trained in float32; a bf16 cell (long_range.py --bf16) says so, and
     # how many of its seeds were bf16 when they differ.
-    n, k = r.get("nseeds", 1), r.get("bf16_seeds", int(_bf16(r)))
+    n, k = r.get("nseeds", 1), r.get("bf16_seeds", int(trained_in_bf16(r)))
     bf16 = "" if not k else (", bf16 autocast" if k == n else f", bf16 autocast in {k} of {n} seeds")
     return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often}{bf16})"
 
