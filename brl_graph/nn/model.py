@@ -59,6 +59,15 @@ def gin_mlp(channels: int, norm: Optional[str] = "batch_norm") -> Sequential:
     return Sequential(Linear(channels, 2 * channels), inner, ReLU(), Linear(2 * channels, channels))
 
 
+def make_head(channels: int, out_channels: int, num_layers: int, dropout: float) -> Sequential:
+    """The prediction head: ``num_layers`` linear layers at width ``channels``,
+    with ReLU and dropout between them (none after the last)."""
+    modules = []
+    for _ in range(num_layers - 1):
+        modules += [Linear(channels, channels), ReLU(), Dropout(dropout)]
+    return Sequential(*modules, Linear(channels, out_channels))
+
+
 def make_local_conv(name: str, channels: int, heads: int, edge_channels: Optional[int],
                     norm: Optional[str] = "batch_norm") -> MessagePassing:
     """The local MPNN of one layer; ``edge_channels`` is the embedded edge width or
@@ -145,6 +154,10 @@ class BRLGraphModel(torch.nn.Module):
             normalised inside the layers, and one normalisation follows the
             last layer. Not available with :obj:`"full"` or
             :obj:`"performer"`. (default: :obj:`False`)
+        head_layers (int, optional): Linear layers in the prediction head,
+            with ReLU and dropout between them; :obj:`1` is a linear readout.
+            A deeper head is the setting that mattered most in Tönshoff et
+            al.'s re-tuning of the LRGB baselines. (default: :obj:`2`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -187,6 +200,7 @@ class BRLGraphModel(torch.nn.Module):
         block_tokens: int = 1,
         top_k: int = 0,
         pre_norm: bool = False,
+        head_layers: int = 2,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -197,6 +211,8 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError(f"unknown pool {pool!r}; choose one of {tuple(POOLS)}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if head_layers < 1:
+            raise ValueError(f"head_layers must be >= 1, got {head_layers}")
         if pre_norm and global_attn in ("full", "performer"):
             raise ValueError("pre_norm=True needs BRL layers (global_attn='brl' or 'none'): "
                              "PyG's GPSConv is post-norm only")
@@ -224,6 +240,7 @@ class BRLGraphModel(torch.nn.Module):
         self.norm = norm
         self.brl_mode = brl_mode
         self.pre_norm = pre_norm
+        self.head_layers = head_layers
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -255,8 +272,7 @@ class BRLGraphModel(torch.nn.Module):
         # Pre-norm layers leave the residual stream unnormalised: normalise it once
         # before the head, as a pre-norm transformer does.
         self.final_norm = node_norm(norm, channels) if pre_norm else None
-        self.head = Sequential(Linear(channels, channels), ReLU(), Dropout(dropout),
-                               Linear(channels, out_channels))
+        self.head = make_head(channels, out_channels, head_layers, dropout)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -338,5 +354,6 @@ class BRLGraphModel(torch.nn.Module):
         return (f"{self.__class__.__name__}(out_channels={self.out_channels}, "
                 f"channels={self.channels}, num_layers={self.num_layers}, local={self.local!r}, "
                 f"global_attn={self.global_attn!r}, num_tokens={self.num_tokens}, "
-                + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "") +
+                + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "")
+                + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "") +
                 f"task_level={self.task_level!r})")

@@ -62,6 +62,7 @@ DEFAULTS: Dict[str, Any] = {
         "pool": "mean",
         "norm": "auto",        # see brl_graph.nn.model.NORMS
         "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
+        "head_layers": 2,      # linear layers in the prediction head
         "joint": False,
         "causal": False,
         "brl_mode": "reservoir",  # reservoir | blocks: see brl_graph.nn.BRLConv (mode)
@@ -235,7 +236,8 @@ def _validate(cfg: Dict[str, Any]) -> None:
             raise ConfigError(f"{path} must be a number >= {low}, got {value!r}")
 
     pe_kinds(get("model.pe"))
-    for path in ("model.num_layers", "model.channels", "model.heads", "model.window",
+    for path in ("model.num_layers", "model.channels", "model.heads", "model.head_layers",
+                 "model.window",
                  "model.block_size", "model.block_tokens", "train.epochs",
                  "train.batch_size", "train.eval_every", "train.passes_per_epoch"):
         need_int(path, 1)

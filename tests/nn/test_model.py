@@ -185,6 +185,28 @@ def test_pre_norm_model_normalises_once_after_the_last_layer():
         BRLGraphModel(1, in_channels=4, global_attn="full", pre_norm=True)
 
 
+@pytest.mark.parametrize("head_layers", [1, 2, 3])
+def test_head_depth(head_layers):
+    model = BRLGraphModel(3, channels=16, num_layers=2, node_encoder="atom", edge_encoder="bond",
+                          dropout=0.5, head_layers=head_layers)
+    linears = [m for m in model.head if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == head_layers
+    assert [(m.in_features, m.out_features) for m in linears][-1] == (16, 3)
+    # ReLU and dropout between the linear layers, nothing after the last
+    assert isinstance(model.head[-1], torch.nn.Linear)
+    assert len(model.head) == 3 * (head_layers - 1) + 1
+    assert ("head_layers=" in repr(model)) == (head_layers != 2)
+    b = Batch.from_data_list([mol(5, 0), mol(8, 1)])
+    model(b).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # the head acts on each graph alone: batching leaves a graph's output unchanged
+    model.eval()
+    torch.testing.assert_close(model(Batch.from_data_list([mol(8, 1)]))[0], model(b)[1],
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="head_layers must be >= 1"):
+        BRLGraphModel(1, in_channels=4, head_layers=0)
+
+
 def test_pre_norm_layer_norm_model_keeps_graphs_apart_in_training():
     # per-node layer norm after the last layer, in training mode (no running statistics)
     model = BRLGraphModel(2, channels=16, num_layers=2, in_channels=4, norm="layer_norm",

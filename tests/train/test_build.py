@@ -3,6 +3,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 from torch_geometric.loader import DataLoader
 
 from brl_graph.train import (ConfigError, build_bench, build_model, dataset_options, load_config,
@@ -66,6 +67,10 @@ def test_model_kwargs_are_config_keys():
     assert not model.pre_norm
     pre = build_model(load_config(overrides=["model.pre_norm=true"]), fake_bench())
     assert pre.pre_norm and all(layer.pre_norm for layer in pre.layers)
+    deep = build_model(load_config(overrides=["model.head_layers=3"]), fake_bench())
+    assert sum(isinstance(m, torch.nn.Linear) for m in deep.head) == 3
+    with pytest.raises(ConfigError, match="model.head_layers must be an integer >= 1"):
+        load_config(overrides=["model.head_layers=0"])
 
 
 def test_build_model_names_a_level_without_a_head():
