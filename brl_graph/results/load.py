@@ -28,6 +28,11 @@ MOVED_SCRIPTS = {f"python benchmarks/{name}.py": f"python experiments/{name}.py"
                  for name in ("causal_recall", "graph_property", "long_range", "oversquashing",
                               "make_results")}
 COMMAND_KEYS = ("command", "commands", "driver")
+#: Machine-specific absolute paths in stored commands, shown portably: run folders under
+#: the default ``$BRL_RUNS`` (``~/.cache/brl_graph/runs``) as ``$BRL_RUNS``, and results
+#: files of a checkout by their path in the repository.
+PORTABLE_PATHS = ((re.compile(r"(?<![\w$])/\S*?/\.cache/brl_graph/runs(?=/|\s|$)"), "$BRL_RUNS"),
+                  (re.compile(r"(?<![\w$])/\S*?/(benchmarks/results/[^\s/]+\.json)"), r"\1"))
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 
@@ -84,7 +89,9 @@ def _numbered(results_dir: Path, prefix: str) -> Optional[Dict[int, Any]]:
 
 def current_commands(data: Any) -> Any:
     """``data`` with every stored command (``command``, ``commands``, ``driver`` at any
-    depth) naming a moved script by its current path."""
+    depth) naming a moved script by its current path, and the run folders and
+    results files of the machine that ran it as ``$BRL_RUNS/...`` and
+    ``benchmarks/results/...`` (:data:`PORTABLE_PATHS`)."""
     if isinstance(data, dict):
         return {k: _moved(v) if k in COMMAND_KEYS else current_commands(v) for k, v in data.items()}
     if isinstance(data, list):
@@ -99,6 +106,8 @@ def _moved(value: Any) -> Any:
         return value
     for old, new in MOVED_SCRIPTS.items():
         value = value.replace(old, new)
+    for pattern, portable in PORTABLE_PATHS:
+        value = pattern.sub(portable, value)
     return value
 
 

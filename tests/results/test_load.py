@@ -54,3 +54,21 @@ def test_stored_commands_of_moved_scripts_show_the_current_path(tmp_path):
     new = "python experiments/causal_recall.py --steps 3"
     assert data["config"] == {"command": new, "commands": [new, "python benchmarks/scaling.py"]}
     assert data["rows"][0] == {"model": "brl", "command": new, "driver": new, "note": old}
+
+
+def test_stored_commands_show_machine_paths_portably(tmp_path):
+    cmd = ("python experiments/graph_property.py --runs /root/.cache/brl_graph/runs/graph_property "
+           "--json /work/main/benchmarks/results/peptides-func-e60.json")
+    row = {"model": "brl", "command": "python train.py out_dir=/home/u/.cache/brl_graph/runs/x/s0",
+           "driver": cmd, "note": cmd}
+    (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [row]}))
+    got = load_results(tmp_path)["peptides-func-e60"]["rows"][0]
+    assert got["driver"] == ("python experiments/graph_property.py --runs $BRL_RUNS/graph_property "
+                             "--json benchmarks/results/peptides-func-e60.json")
+    assert got["command"] == "python train.py out_dir=$BRL_RUNS/x/s0"
+    assert got["note"] == cmd  # only commands are rewritten
+    # relative paths, other folders and an already portable $BRL_RUNS stay as they are
+    kept = ("python train.py out_dir=runs/x --json benchmarks/results/a.json "
+            "--runs $BRL_RUNS/y data.root=/data/.cache/other")
+    (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [{"command": kept}]}))
+    assert load_results(tmp_path)["peptides-func-e60"]["rows"][0]["command"] == kept
