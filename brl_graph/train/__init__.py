@@ -11,7 +11,7 @@ from .build import build_bench, build_model, count_parameters, dataset_options, 
 from .checkpoint import CheckpointError, load_checkpoint, load_model_checkpoint, save_checkpoint
 from .config import DEFAULTS, ConfigError, load_config, parse_overrides, save_config
 from .engine import fit
-from .loop import NonFiniteLossError, evaluate, make_scheduler, predict
+from .loop import ConstantPredictionWarning, NonFiniteLossError, evaluate, make_scheduler, predict
 from .losses import task_loss
 from .optim import make_optimizer
 from .stopping import StopRule, stop_rule
@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "NonFiniteLossError",
+    "ConstantPredictionWarning",
     "build_bench",
     "build_model",
     "count_parameters",

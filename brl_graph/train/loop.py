@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ from .losses import task_loss
 
 class NonFiniteLossError(RuntimeError):
     """The loss or gradient norm became NaN or infinite; the run stopped."""
+
+
+class ConstantPredictionWarning(UserWarning):
+    """Every graph of an evaluated split got the same prediction: the model's
+    output no longer depends on its input."""
 
 
 # ----------------------------------------------------------------------------
@@ -282,7 +288,20 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, bench, ctx: DistContext
              bf16: bool = False) -> Dict[str, float]:
     """The benchmark's metrics on a whole split (every rank gets the same dict)."""
     pred, y = predict(model, loader, ctx, bf16)
+    if is_constant(pred):
+        # Seen at Tree-NeighborsMatch r = 5: every ReLU unit of the head was negative on every
+        # graph, so the gradient to all earlier layers was exactly zero and the run could never
+        # leave chance. Say so instead of logging chance-level metrics in silence.
+        warnings.warn(f"all {pred.size(0)} predictions of this split are identical: the model's "
+                      "output no longer depends on its input (e.g. every ReLU unit of the head is "
+                      "dead), so no gradient reaches the layers before it",
+                      ConstantPredictionWarning, stacklevel=2)
     return {key: float(value) for key, value in bench.evaluate(y, pred).items()}
+
+
+def is_constant(pred: Tensor) -> bool:
+    """Whether ``pred`` holds at least two rows and all of them are equal."""
+    return pred.size(0) > 1 and bool((pred == pred[:1]).all())
 
 
 def is_better(value: Optional[float], best: Optional[float], higher_is_better: bool) -> bool:

@@ -1,0 +1,40 @@
+import warnings
+
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from brl_graph.train import ConstantPredictionWarning, build_model, evaluate, load_config
+from brl_graph.train.distributed import DistContext
+from brl_graph.train.loop import is_constant
+
+from .conftest import tiny_config
+
+CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def test_is_constant():
+    assert is_constant(torch.ones(3, 2))
+    assert not is_constant(torch.tensor([[1.0, 2.0], [1.0, 2.5]]))
+    assert not is_constant(torch.ones(1, 2))  # one graph says nothing
+
+
+def test_a_dead_head_is_reported_and_blocks_every_gradient(tmp_path, readout_bench):
+    model = build_model(load_config(tiny_config(tmp_path)), readout_bench)
+    loader = DataLoader(readout_bench.valid, batch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantPredictionWarning)  # a healthy model: no warning
+        evaluate(model, loader, readout_bench, CPU)
+    # Every ReLU unit of the head negative on every input, as the r = 5 tree run ended.
+    with torch.no_grad():
+        model.head[0].bias.fill_(-1e3)
+    with pytest.warns(ConstantPredictionWarning, match="all 36 predictions of this split"):
+        evaluate(model, loader, readout_bench, CPU)
+    # Why it matters: nothing before the head's last layer gets a gradient, so training
+    # cannot bring the model back.
+    model.train()
+    torch.nn.functional.cross_entropy(model(next(iter(loader))), next(iter(loader)).y).backward()
+    last = {f"head.{len(model.head) - 1}.{n}" for n, _ in model.head[-1].named_parameters()}
+    assert all(p.grad is None or not p.grad.any()
+               for n, p in model.named_parameters() if n not in last)
+    assert model.head[-1].bias.grad.abs().sum() > 0
