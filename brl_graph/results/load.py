@@ -5,7 +5,9 @@ files written before the labels were fixed, and drivers still running from an
 older checkout, write ``twin``, ``local``, ``gps`` or ``gps-multihead``. No
 section sees those spellings. Likewise the stored commands of scripts that have
 since moved from ``benchmarks/`` to ``experiments/`` are shown under their
-current path, so every command in the document runs in this tree; the files
+current path, so every command in the document runs in this tree; their absolute
+run folders under ``~/.cache/brl_graph/runs`` read ``$BRL_RUNS/...``, their results
+files ``benchmarks/results/...`` (under the file's current name); the files
 themselves keep what was run.
 """
 from __future__ import annotations
@@ -31,8 +33,16 @@ COMMAND_KEYS = ("command", "commands", "driver")
 #: Machine-specific absolute paths in stored commands, shown portably: run folders under
 #: the default ``$BRL_RUNS`` (``~/.cache/brl_graph/runs``) as ``$BRL_RUNS``, and results
 #: files of a checkout by their path in the repository.
-PORTABLE_PATHS = ((re.compile(r"(?<![\w$])/\S*?/\.cache/brl_graph/runs(?=/|\s|$)"), "$BRL_RUNS"),
-                  (re.compile(r"(?<![\w$])/\S*?/(benchmarks/results/[^\s/]+\.json)"), r"\1"))
+# A path is rewritten only where it starts a token (after a space, `=` or a quote) and is
+# absolute, so relative paths and paths inside longer values are left alone.
+_START = r"(?:(?<=[\s=\"'])|^)"
+_PATH = r"/[^\s,;:\"'=]*?"
+PORTABLE_PATHS = ((re.compile(_START + _PATH + r"/\.cache/brl_graph/runs(?![^/\s\"'])"), "$BRL_RUNS"),
+                  (re.compile(_START + _PATH + r"/(benchmarks/results/[^\s\"']+?\.json)(?![^\s\"'])"),
+                   r"\1"))
+#: Results files renamed since their rows were written: a stored command names the old file.
+RENAMED_RESULTS = {"benchmarks/results/peptides-func-e60-prenorm.json":
+                   "benchmarks/results/peptides-func-e60.json"}
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 
@@ -93,21 +103,24 @@ def current_commands(data: Any) -> Any:
     results files of the machine that ran it as ``$BRL_RUNS/...`` and
     ``benchmarks/results/...`` (:data:`PORTABLE_PATHS`)."""
     if isinstance(data, dict):
-        return {k: _moved(v) if k in COMMAND_KEYS else current_commands(v) for k, v in data.items()}
+        return {k: _current_command(v) if k in COMMAND_KEYS else current_commands(v)
+                for k, v in data.items()}
     if isinstance(data, list):
         return [current_commands(v) for v in data]
     return data
 
 
-def _moved(value: Any) -> Any:
+def _current_command(value: Any) -> Any:
     if isinstance(value, list):
-        return [_moved(v) for v in value]
+        return [_current_command(v) for v in value]
     if not isinstance(value, str):
         return value
     for old, new in MOVED_SCRIPTS.items():
         value = value.replace(old, new)
     for pattern, portable in PORTABLE_PATHS:
         value = pattern.sub(portable, value)
+    for old, new in RENAMED_RESULTS.items():
+        value = re.sub(re.escape(old) + r"(?![^\s\"'])", new, value)
     return value
 
 

@@ -128,15 +128,18 @@ def protocol_stats(data: Optional[Mapping[str, Any]]) -> Dict[str, ModelStats]:
 
 def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     """Holds when every target is met over :attr:`Protocol.seeds` seeds; "partial:
-    N of 4 seeds" while the fewest-run model named by a target has fewer."""
+    <model> N, ... of 4 seeds" (each model named by a target that has fewer)
+    while any of them has fewer."""
     needed = list(p.targets) + ([MPNN] if p.clear_of_mpnn else [])
     if not stats:
         return ("untested", f"{p.stem}: no runs yet")
     ev = "; ".join(f"{m} {_mean_std_text(s)} (n={s.n})"
                    for m, s in stats.items())
-    fewest = min((stats[m].n if m in stats else 0) for m in needed)
+    counts = {m: stats[m].n if m in stats else 0 for m in needed}
+    fewest = min(counts.values())
     if fewest < p.seeds:
-        return ("partial", f"partial: {fewest} of {p.seeds} seeds; {p.metric} {ev}")
+        short = ", ".join(f"{m} {n}" for m, n in counts.items() if n < p.seeds)
+        return ("partial", f"partial: {short} of {p.seeds} seeds; {p.metric} {ev}")
     ok = [stats[m].mean_std[0] >= bar for m, bar in p.targets.items()]
     if p.clear_of_mpnn:
         (b, sb), (t, st) = stats[BRL].mean_std, stats[MPNN].mean_std

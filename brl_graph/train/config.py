@@ -237,8 +237,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
 
     pe_kinds(get("model.pe"))
     for path in ("model.num_layers", "model.channels", "model.heads", "model.head_layers",
-                 "model.window",
-                 "model.block_size", "model.block_tokens", "train.epochs",
+                 "model.window", "model.block_size", "model.block_tokens", "train.epochs",
                  "train.batch_size", "train.eval_every", "train.passes_per_epoch"):
         need_int(path, 1)
     for path in ("model.num_tokens", "model.top_k", "model.pe_dim", "train.warmup_epochs",

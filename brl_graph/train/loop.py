@@ -285,17 +285,22 @@ def predict(model: torch.nn.Module, loader: DataLoader, ctx: DistContext,
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, bench, ctx: DistContext,
-             bf16: bool = False) -> Dict[str, float]:
-    """The benchmark's metrics on a whole split (every rank gets the same dict)."""
+             bf16: bool = False, split: str = "the") -> Dict[str, float]:
+    """The benchmark's metrics on a whole split (every rank gets the same dict).
+
+    Warns (:class:`ConstantPredictionWarning`, on rank 0) when every prediction
+    of the split is the same. Under :obj:`bf16` the predictions are compared as
+    rounded to bfloat16, so a spread below its precision counts as none.
+    """
     pred, y = predict(model, loader, ctx, bf16)
-    if is_constant(pred):
+    if ctx.is_main and is_constant(pred):
         # Seen at Tree-NeighborsMatch r = 5: every ReLU unit of the head was negative on every
         # graph, so the gradient to all earlier layers was exactly zero and the run could never
         # leave chance. Say so instead of logging chance-level metrics in silence.
-        warnings.warn(f"all {pred.size(0)} predictions of this split are identical: the model's "
-                      "output no longer depends on its input (e.g. every ReLU unit of the head is "
-                      "dead), so no gradient reaches the layers before it",
-                      ConstantPredictionWarning, stacklevel=2)
+        warnings.warn(f"all {pred.size(0)} predictions of {split} split are identical: the "
+                      "model's output no longer depends on its input. If every ReLU unit of the "
+                      "head is dead, no gradient reaches the layers before it and training "
+                      "cannot recover", ConstantPredictionWarning, stacklevel=2)
     return {key: float(value) for key, value in bench.evaluate(y, pred).items()}
 
 

@@ -191,7 +191,7 @@ def test_head_depth(head_layers):
                           dropout=0.5, head_layers=head_layers)
     linears = [m for m in model.head if isinstance(m, torch.nn.Linear)]
     assert len(linears) == head_layers
-    assert [(m.in_features, m.out_features) for m in linears][-1] == (16, 3)
+    assert [(m.in_features, m.out_features) for m in linears] == [(16, 16)] * (head_layers - 1) + [(16, 3)]
     # ReLU and dropout between the linear layers, nothing after the last
     assert isinstance(model.head[-1], torch.nn.Linear)
     assert len(model.head) == 3 * (head_layers - 1) + 1
@@ -203,6 +203,9 @@ def test_head_depth(head_layers):
     model.eval()
     torch.testing.assert_close(model(Batch.from_data_list([mol(8, 1)]))[0], model(b)[1],
                                atol=1e-5, rtol=1e-5)
+
+
+def test_head_depth_must_be_positive():
     with pytest.raises(ValueError, match="head_layers must be >= 1"):
         BRLGraphModel(1, in_channels=4, head_layers=0)
 

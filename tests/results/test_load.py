@@ -67,8 +67,19 @@ def test_stored_commands_show_machine_paths_portably(tmp_path):
                              "--json benchmarks/results/peptides-func-e60.json")
     assert got["command"] == "python train.py out_dir=$BRL_RUNS/x/s0"
     assert got["note"] == cmd  # only commands are rewritten
-    # relative paths, other folders and an already portable $BRL_RUNS stay as they are
+    # relative paths, paths inside longer values, other folders and an already portable
+    # $BRL_RUNS stay as they are
     kept = ("python train.py out_dir=runs/x --json benchmarks/results/a.json "
-            "--runs $BRL_RUNS/y data.root=/data/.cache/other")
+            "--runs $BRL_RUNS/y data.root=/data/.cache/other --json ../main/benchmarks/results/a.json "
+            "./out/benchmarks/results/b.json out_dir=../home/.cache/brl_graph/runs/x "
+            "C:/Users/u/benchmarks/results/c.json /root/.cache/brl_graph/runs_old/x")
     (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [{"command": kept}]}))
     assert load_results(tmp_path)["peptides-func-e60"]["rows"][0]["command"] == kept
+    # quoted paths, and a results file renamed since (its current name is shown)
+    quoted = ("x --runs '/root/.cache/brl_graph/runs' a=/x/y,b=/root/.cache/brl_graph/runs/z "
+              "/w/benchmarks/results/sub/d.json "
+              '--json "/w/benchmarks/results/peptides-func-e60-prenorm.json"')
+    (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [{"command": quoted}]}))
+    assert load_results(tmp_path)["peptides-func-e60"]["rows"][0]["command"] == (
+        "x --runs '$BRL_RUNS' a=/x/y,b=$BRL_RUNS/z benchmarks/results/sub/d.json "
+        '--json "benchmarks/results/peptides-func-e60.json"')

@@ -38,7 +38,7 @@ def test_rows_of_an_older_driver_count_as_mpnn_and_fewer_seeds_are_partial(tmp_p
     assert "twin`" not in section and "fake-brl-s3" in section
     targets = text.split("## Targets")[1]
     assert "brl >= 0.785, mpnn >= 0.77 test ROC-AUC | **partly hit" in targets
-    assert "| partial: 2 of 4 seeds; ROC-AUC brl 0.7915 ± 0.0013 (n=4); mpnn 0.7750" in targets
+    assert "| partial: mpnn 2 of 4 seeds; ROC-AUC brl 0.7915 ± 0.0013 (n=4); mpnn 0.7750" in targets
 
 
 @pytest.mark.parametrize("brl, mpnn, status", [(0.79, 0.775, "holds"), (0.78, 0.775, "partial"),
@@ -59,7 +59,7 @@ def test_peptides_needs_a_gap_larger_than_the_seed_spread(mpnn, status):
     assert "| tuned GCN (published) | — | 0.6860 ± 0.0050 |" in text and "test AP per seed" in text
     # Without the twin's four seeds there is no verdict yet.
     _, (got, ev) = protocol_section(PEPTIDES, {"rows": rows[:4] + rows[4:6]})
-    assert got == "partial" and ev.startswith("partial: 2 of 4 seeds")
+    assert got == "partial" and ev.startswith("partial: mpnn 2 of 4 seeds")
 
 
 def test_an_earlier_recipe_is_shown_below_the_table_and_never_counted(tmp_path):
@@ -88,7 +88,7 @@ def test_molhiv_post_norm_rows_are_an_earlier_recipe(tmp_path):
     assert "An earlier recipe (post-norm layers" in section
     assert "BRL s0 0.7600 (ep 40); MPNN twin s0 0.7533 (ep 40)" in section
     assert "| BRL (`brl`) | s0 0.7900 (ep 40) |" in section and "MPNN twin (K=0, widened) (`" not in section
-    assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
+    assert "partial: brl 1, mpnn 0 of 4 seeds" in text.split("## Targets")[1]
     commands = [line.split() for line in section.split("An earlier recipe")[1].splitlines()
                 if line.startswith("    ")]
     assert len(commands) == 2 and all(c.count("model.pre_norm=false") == 1 for c in commands)
@@ -112,7 +112,7 @@ def test_peptides_post_norm_rows_are_an_earlier_recipe_beside_the_batch_128_ones
                 .split("An earlier recipe (batch")[0].splitlines() if line.startswith("    ")]
     assert commands and all(c.split().count("model.pre_norm=false") == 1 for c in commands)
     # only this protocol's rows count towards the verdict
-    assert "partial: 0 of 4 seeds" in text.split("## Targets")[1]
+    assert "partial: brl 1, mpnn 0 of 4 seeds" in text.split("## Targets")[1]
     assert "0.5320" not in text.split("## Targets")[1]
 
 

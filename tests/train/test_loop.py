@@ -28,8 +28,14 @@ def test_a_dead_head_is_reported_and_blocks_every_gradient(tmp_path, readout_ben
     # Every ReLU unit of the head negative on every input, as the r = 5 tree run ended.
     with torch.no_grad():
         model.head[0].bias.fill_(-1e3)
-    with pytest.warns(ConstantPredictionWarning, match="all 36 predictions of this split"):
-        evaluate(model, loader, readout_bench, CPU)
+    n = len(readout_bench.valid)
+    with pytest.warns(ConstantPredictionWarning, match=f"all {n} predictions of the valid split"):
+        evaluate(model, loader, readout_bench, CPU, split="the valid")
+    # Only rank 0 warns: every rank holds the same gathered predictions.
+    rank1 = DistContext(rank=1, world_size=1, local_rank=0, device=torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantPredictionWarning)
+        evaluate(model, loader, readout_bench, rank1)
     # Why it matters: nothing before the head's last layer gets a gradient, so training
     # cannot bring the model back.
     model.train()
