@@ -23,7 +23,7 @@ from brl_graph.labels import canonical_model
 FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
          "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "peptides-func-e60", "peptides-func-e60-postnorm",
-         "peptides-func-e60-bs128")
+         "peptides-func-e60-bs128", "peptides-func-e60-dropout01")
 MODES_PREFIX = "causal_recall_modes"
 #: Scripts moved out of ``benchmarks/`` (issue #14): their stored commands name the old path.
 MOVED_SCRIPTS = {f"python benchmarks/{name}.py": f"python experiments/{name}.py"
@@ -42,7 +42,7 @@ PORTABLE_PATHS = ((re.compile(_START + _PATH + r"/\.cache/brl_graph/runs(?![^/\s
                    r"\1"))
 #: Results files renamed since their rows were written: a stored command names the old file.
 RENAMED_RESULTS = {"benchmarks/results/peptides-func-e60-prenorm.json":
-                   "benchmarks/results/peptides-func-e60.json"}
+                   "benchmarks/results/peptides-func-e60-dropout01.json"}
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 

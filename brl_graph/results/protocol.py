@@ -80,12 +80,17 @@ PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(Earlier("peptides-func-e60-postnorm",
-                     "post-norm layers, the config's value before `pre_norm: true`",
-                     ("model.pre_norm=false",)),
+    earlier=(Earlier("peptides-func-e60-dropout01",
+                     "dropout 0.1, the config's value before `dropout: 0.0`",
+                     ("model.dropout=0.1",)),
+             Earlier("peptides-func-e60-postnorm",
+                     "post-norm layers and dropout 0.1, the config's values before "
+                     "`pre_norm: true` and `dropout: 0.0`",
+                     ("model.pre_norm=false", "model.dropout=0.1")),
              Earlier("peptides-func-e60-bs128",
-                     "batch 128 and post-norm layers, the config's values before batch 32 "
-                     "and `pre_norm: true`", ("model.pre_norm=false",))),
+                     "batch 128, post-norm layers and dropout 0.1, the config's values before "
+                     "batch 32, `pre_norm: true` and `dropout: 0.0`",
+                     ("model.pre_norm=false", "model.dropout=0.1"))),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
                "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))

@@ -82,4 +82,4 @@ def test_stored_commands_show_machine_paths_portably(tmp_path):
     (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [{"command": quoted}]}))
     assert load_results(tmp_path)["peptides-func-e60"]["rows"][0]["command"] == (
         "x --runs '$BRL_RUNS' a=/x/y,b=$BRL_RUNS/z benchmarks/results/sub/d.json "
-        '--json "benchmarks/results/peptides-func-e60.json"')
+        '--json "benchmarks/results/peptides-func-e60-dropout01.json"')

@@ -106,7 +106,7 @@ def test_peptides_post_norm_rows_are_an_earlier_recipe_beside_the_batch_128_ones
     assert "| BRL (`brl`) | s0 0.5800 (ep 40) |" in section
     assert "An earlier recipe (post-norm layers" in section
     assert "BRL s0 0.5320 (ep 40); MPNN twin s0 0.5187 (ep 40)" in section
-    assert "An earlier recipe (batch 128 and post-norm layers" in section
+    assert "An earlier recipe (batch 128, post-norm layers" in section
     # the printed commands reproduce the earlier recipe under today's config
     commands = [line.strip() for line in section.split("An earlier recipe (post-norm")[1]
                 .split("An earlier recipe (batch")[0].splitlines() if line.startswith("    ")]
