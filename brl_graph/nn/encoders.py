@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.nn import Linear
+from torch_geometric.nn.norm import BatchNorm
 
 
 class FeatureEncoder(torch.nn.Module):
@@ -70,14 +71,33 @@ class PEEncoder(torch.nn.Module):
     r"""Adds a linear embedding of a positional encoding (RWSE or LapPE) to the
     node states. For Laplacian eigenvectors, whose sign is arbitrary, each
     eigenvector's sign is flipped at random per graph in training.
+
+    With :obj:`norm=True` the raw encoding is batch-normalised, column by
+    column, before the linear map (GraphGPS's ``raw_norm_type: BatchNorm``).
+    RWSE columns are return probabilities of very different scales (zero for
+    odd steps on bipartite graphs, a few hundredths for long walks), which a
+    plain linear map sees as nearly constant inputs.
+
+    Args:
+        in_channels (int): Width of the encoding.
+        channels (int): Width of the node states.
+        sign_flip (bool, optional): Flip each column's sign at random per
+            graph in training (Laplacian eigenvectors). (default: :obj:`False`)
+        norm (bool, optional): Batch-normalise the raw encoding.
+            (default: :obj:`False`)
     """
-    def __init__(self, in_channels: int, channels: int, sign_flip: bool = False) -> None:
+    def __init__(self, in_channels: int, channels: int, sign_flip: bool = False,
+                 norm: bool = False) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.sign_flip = sign_flip
+        # PyG's batch norm: a batch of a single node in training is not an error
+        self.norm = BatchNorm(in_channels, allow_single_element=True) if norm else None
         self.lin = Linear(in_channels, channels)
 
     def reset_parameters(self) -> None:
+        if self.norm is not None:
+            self.norm.reset_parameters()
         self.lin.reset_parameters()
 
     def forward(self, pe: Tensor, batch: Optional[Tensor] = None) -> Tensor:
@@ -89,4 +109,11 @@ class PEEncoder(torch.nn.Module):
             num_graphs = int(batch.max()) + 1 if batch is not None and batch.numel() else 1
             sign = torch.randint(0, 2, (num_graphs, self.in_channels), device=pe.device) * 2 - 1
             pe = pe * (sign[batch] if batch is not None else sign[0])
+        if self.norm is not None:
+            pe = self.norm(pe)
         return self.lin(pe)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.lin.out_features}"
+                + (", sign_flip=True" if self.sign_flip else "")
+                + (", norm=True" if self.norm is not None else "") + ")")

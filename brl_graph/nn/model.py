@@ -160,6 +160,9 @@ class BRLGraphModel(torch.nn.Module):
             with ReLU and dropout between them; :obj:`1` is a linear readout.
             (Tönshoff et al.'s tuned LRGB configs use 3 for GCN and 2 for GPS
             on Peptides-func.) (default: :obj:`2`)
+        pe_norm (bool, optional): Batch-normalise each raw positional
+            encoding before its linear embedding (see
+            :class:`~brl_graph.nn.PEEncoder`). (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -203,6 +206,7 @@ class BRLGraphModel(torch.nn.Module):
         top_k: int = 0,
         pre_norm: bool = False,
         head_layers: int = 2,
+        pe_norm: bool = False,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -243,6 +247,7 @@ class BRLGraphModel(torch.nn.Module):
         self.brl_mode = brl_mode
         self.pre_norm = pre_norm
         self.head_layers = head_layers
+        self.pe_norm = pe_norm
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -250,8 +255,9 @@ class BRLGraphModel(torch.nn.Module):
         # GCN has no use for edge features: build no encoder that nothing would train.
         self.edge_encoder = (FeatureEncoder(edge_encoder, channels, edge_dim)
                              if edge_encoder is not None and local != "gcn" else None)
-        self.rwse_encoder = PEEncoder(rwse_dim, channels) if rwse_dim > 0 else None
-        self.lap_encoder = PEEncoder(lap_pe_dim, channels, sign_flip=True) if lap_pe_dim > 0 else None
+        self.rwse_encoder = PEEncoder(rwse_dim, channels, norm=pe_norm) if rwse_dim > 0 else None
+        self.lap_encoder = (PEEncoder(lap_pe_dim, channels, sign_flip=True, norm=pe_norm)
+                            if lap_pe_dim > 0 else None)
         edge_channels = channels if self.edge_encoder is not None else None
 
         self.layers = torch.nn.ModuleList()

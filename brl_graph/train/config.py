@@ -59,6 +59,7 @@ DEFAULTS: Dict[str, Any] = {
         "attn_dropout": 0.0,
         "pe": "none",          # none | rwse | lap | [rwse, lap]: computed by the loader, encoded by the model
         "pe_dim": 16,          # the loader's width of each PE kind
+        "pe_norm": False,      # batch-normalise the raw PE before its embedding
         "pool": "mean",
         "norm": "auto",        # see brl_graph.nn.model.NORMS
         "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
@@ -278,7 +279,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
-    for path in ("model.joint", "model.causal", "model.pre_norm", "train.bf16", "train.progress",
+    for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "train.bf16", "train.progress",
                  "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")

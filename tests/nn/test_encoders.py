@@ -95,3 +95,27 @@ def test_lap_sign_flip_is_per_graph_and_per_eigenvector_in_training_only():
     torch.manual_seed(0)
     ratio = enc(graphs[0].pe) / graphs[0].pe
     assert torch.equal(ratio, ratio[:1].expand_as(ratio))
+
+
+def test_pe_norm_standardises_each_raw_column_before_the_embedding():
+    torch.manual_seed(0)
+    enc = PEEncoder(4, 8, norm=True).train()
+    plain = PEEncoder(4, 8).train()
+    pe = torch.rand(10, 4) * torch.tensor([1.0, 10.0, 100.0, 0.0])  # very different scales
+    # In training, each column is standardised by its batch statistics: the
+    # embedding of a column is then blind to its scale and offset ...
+    scaled = pe * torch.tensor([3.0, 0.5, 0.1, 1.0]) + torch.tensor([1.0, -2.0, 5.0, 0.0])
+    torch.testing.assert_close(enc(scaled), enc(pe), atol=1e-3, rtol=1e-3)
+    # ... which a plain linear embedding is not
+    assert not torch.allclose(plain(scaled), plain(pe), atol=1e-2)
+    normed = enc.norm(pe)
+    torch.testing.assert_close(normed[:, :3].mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    # a constant column stays at zero rather than dividing by its zero spread
+    assert torch.equal(normed[:, 3], torch.zeros(10))
+    assert "norm=True" in repr(enc) and "norm" not in repr(plain)
+    # a batch of one node is not an error in training
+    assert enc(pe[:1]).shape == (1, 8)
+    with torch.no_grad():
+        enc.norm.module.weight.fill_(7.0)
+    enc.reset_parameters()
+    assert torch.all(enc.norm.module.weight == 1.0)

@@ -73,6 +73,18 @@ def test_model_kwargs_are_config_keys():
         load_config(overrides=["model.head_layers=0"])
 
 
+def test_pe_norm_key_reaches_every_pe_encoder():
+    bench = fake_bench(pe={"rwse": 7, "lap_pe": 4})
+    plain = build_model(load_config(overrides=["model.pe=[rwse,lap]"]), bench)
+    assert plain.rwse_encoder.norm is None and plain.lap_encoder.norm is None
+    normed = build_model(load_config(overrides=["model.pe=[rwse,lap]", "model.pe_norm=true"]),
+                         bench)
+    assert normed.rwse_encoder.norm is not None and normed.lap_encoder.norm is not None
+    assert normed.rwse_encoder.in_channels == 7 and normed.lap_encoder.sign_flip
+    with pytest.raises(ConfigError, match="model.pe_norm must be true or false"):
+        load_config(overrides=["model.pe_norm=1"])
+
+
 def test_build_model_names_a_level_without_a_head():
     cfg = load_config()
     with pytest.raises(ConfigError, match="level 'link'.*graph, node, readout"):
