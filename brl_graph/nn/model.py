@@ -363,5 +363,6 @@ class BRLGraphModel(torch.nn.Module):
                 f"channels={self.channels}, num_layers={self.num_layers}, local={self.local!r}, "
                 f"global_attn={self.global_attn!r}, num_tokens={self.num_tokens}, "
                 + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "")
-                + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "") +
+                + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "")
+                + ("pe_norm=True, " if self.pe_norm else "") +
                 f"task_level={self.task_level!r})")

@@ -218,3 +218,25 @@ def test_pre_norm_layer_norm_model_keeps_graphs_apart_in_training():
     out = model(Batch.from_data_list(graphs))
     for i, g in enumerate(graphs):
         torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+
+
+def test_pe_norm_model_uses_running_statistics_in_eval():
+    torch.manual_seed(0)
+    graphs = [Data(x=torch.randn(n, 3), edge_index=torch.tensor([[0, 1], [1, 0]]),
+                   rwse=torch.rand(n, 4) * 0.1, num_nodes=n) for n in (3, 5, 4)]
+    batch = Batch.from_data_list(graphs)
+    model = BRLGraphModel(2, channels=8, num_layers=1, num_tokens=2, heads=2, in_channels=3,
+                          rwse_dim=4, pe_norm=True)
+    assert "pe_norm=True" in repr(model)
+    assert "pe_norm" not in repr(BRLGraphModel(2, channels=8, num_layers=1, heads=2,
+                                               in_channels=3))
+    model.train()(batch)  # one training pass moves the running statistics off their start
+    stats = model.rwse_encoder.norm.module.running_mean.clone()
+    assert not torch.equal(stats, torch.zeros(4))
+    model.eval()
+    # in eval a graph's output does not depend on the graphs batched with it
+    alone = model(Batch.from_data_list(graphs[:1]))
+    torch.testing.assert_close(model(batch)[:1], alone)
+    assert torch.equal(model.rwse_encoder.norm.module.running_mean, stats)
+    model.reset_parameters()
+    assert torch.equal(model.rwse_encoder.norm.module.running_mean, torch.zeros(4))
