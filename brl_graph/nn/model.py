@@ -217,8 +217,6 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError(f"unknown pool {pool!r}; choose one of {tuple(POOLS)}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if head_layers < 1:
-            raise ValueError(f"head_layers must be >= 1, got {head_layers}")
         if pre_norm and global_attn in ("full", "performer"):
             raise ValueError("pre_norm=True needs BRL layers (global_attn='brl' or 'none'): "
                              "PyG's GPSConv is post-norm only")

@@ -279,8 +279,8 @@ def _validate(cfg: Dict[str, Any]) -> None:
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
-    for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "train.bf16", "train.progress",
-                 "train.eval_train"):
+    for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "train.bf16",
+                 "train.progress", "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
     # A train monitor needs the train metric, which only an evaluation pass

@@ -189,9 +189,9 @@ def _evaluate_splits(model: torch.nn.Module, loaders: Loaders, bench, ctx: DistC
     """
     scores: Dict[str, Dict[str, float]] = {}
     if loaders.train_eval is not None:
-        scores["train"] = evaluate(model, loaders.train_eval, bench, ctx, bf16, "the train")
-    scores["valid"] = evaluate(model, loaders.valid, bench, ctx, bf16, "the valid")
-    scores["test"] = evaluate(model, loaders.test, bench, ctx, bf16, "the test")
+        scores["train"] = evaluate(model, loaders.train_eval, bench, ctx, bf16, "train")
+    scores["valid"] = evaluate(model, loaders.valid, bench, ctx, bf16, "valid")
+    scores["test"] = evaluate(model, loaders.test, bench, ctx, bf16, "test")
     return scores
 
 

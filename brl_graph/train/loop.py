@@ -285,11 +285,11 @@ def predict(model: torch.nn.Module, loader: DataLoader, ctx: DistContext,
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, bench, ctx: DistContext,
-             bf16: bool = False, split: str = "the") -> Dict[str, float]:
+             bf16: bool = False, split: Optional[str] = None) -> Dict[str, float]:
     """The benchmark's metrics on a whole split (every rank gets the same dict).
 
     Warns (:class:`ConstantPredictionWarning`, on rank 0) when every prediction
-    of the split is the same. Under :obj:`bf16` the predictions are compared as
+    of the split is the same, naming :obj:`split` (e.g. ``"valid"``). Under :obj:`bf16` the predictions are compared as
     rounded to bfloat16, so a spread below its precision counts as none.
     """
     pred, y = predict(model, loader, ctx, bf16)
@@ -297,7 +297,8 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, bench, ctx: DistContext
         # Seen at Tree-NeighborsMatch r = 5: every ReLU unit of the head was negative on every
         # graph, so the gradient to all earlier layers was exactly zero and the run could never
         # leave chance. Say so instead of logging chance-level metrics in silence.
-        warnings.warn(f"all {pred.size(0)} predictions of {split} split are identical: the "
+        which = f"the {split}" if split else "this"
+        warnings.warn(f"all {pred.size(0)} predictions of {which} split are identical: the "
                       "model's output no longer depends on its input. If every ReLU unit of the "
                       "head is dead, no gradient reaches the layers before it and training "
                       "cannot recover", ConstantPredictionWarning, stacklevel=2)

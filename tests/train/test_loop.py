@@ -30,7 +30,7 @@ def test_a_dead_head_is_reported_and_blocks_every_gradient(tmp_path, readout_ben
         model.head[0].bias.fill_(-1e3)
     n = len(readout_bench.valid)
     with pytest.warns(ConstantPredictionWarning, match=f"all {n} predictions of the valid split"):
-        evaluate(model, loader, readout_bench, CPU, split="the valid")
+        evaluate(model, loader, readout_bench, CPU, split="valid")
     # Only rank 0 warns: every rank holds the same gathered predictions.
     rank1 = DistContext(rank=1, world_size=1, local_rank=0, device=torch.device("cpu"))
     with warnings.catch_warnings():
