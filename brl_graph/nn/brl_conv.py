@@ -240,6 +240,18 @@ class BRLConv(torch.nn.Module):
             then never normalised, as in a plain residual GIN or a pre-norm
             transformer; a model built of such layers normalises once after
             the last. (default: :obj:`False`, post-norm as in GPS)
+        fold (bool, optional): Fold each pair of projections that the
+            reservoir applies in sequence into one matrix: query and key,
+            value and output, in the compress step
+            (:class:`~brl_graph.nn.TokenReservoir`'s :obj:`fold`) and in the
+            broadcast. Each token is one head there, so a product of two
+            :math:`C \times C` maps is any :math:`C \times C` map: the layer
+            computes the same family of functions with :math:`4C^2` instead
+            of :math:`8C^2` projection parameters, and fewer products per
+            step. Fresh folded maps are products of fresh unfolded ones, small
+            read-out included; :func:`~brl_graph.nn.reservoir.fold_pool` and :func:`fold_read` fold
+            trained weights. Needs the reservoir mode and :obj:`joint=False`.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:**
@@ -273,6 +285,7 @@ class BRLConv(torch.nn.Module):
         block_tokens: int = 1,
         top_k: int = 0,
         pre_norm: bool = False,
+        fold: bool = False,
     ) -> None:
         super().__init__()
         if channels <= 0:
@@ -295,6 +308,10 @@ class BRLConv(torch.nn.Module):
             raise ValueError("joint=True needs num_tokens > 0")
         if causal and not learn_seeds and mode == "reservoir":
             raise ValueError("causal layers need learned seeds (they supply the pooling queries)")
+        if fold and (joint or num_tokens == 0):
+            raise ValueError("fold=True folds the reservoir's projections: it needs num_tokens > 0, "
+                             "mode='reservoir' and joint=False (the joint softmax splits its "
+                             "projections into heads, which do not fold)")
         self.channels = channels
         self.conv = conv
         self.num_tokens = num_tokens
@@ -308,6 +325,7 @@ class BRLConv(torch.nn.Module):
         self.window, self.block_size = window, block_size
         self.block_tokens, self.top_k = block_tokens, top_k
         self.pre_norm = pre_norm
+        self.fold = fold
 
         self.mlp = Sequential(
             Linear(channels, channels * 2),
@@ -327,12 +345,19 @@ class BRLConv(torch.nn.Module):
             self.reservoir = TokenReservoir(C, num_tokens, heads,
                                             activation_resolver(act, **(act_kwargs or {})),
                                             dropout=dropout, attn_dropout=attn_dropout,
-                                            learn_seeds=learn_seeds, prefix_block=prefix_block)
-            # broadcast (or joint): node queries, token keys/values, output.
-            self.q_b = Linear(C, C)
+                                            learn_seeds=learn_seeds, prefix_block=prefix_block,
+                                            fold=fold)
             self.tok_norm_b = LayerNorm(C)
-            self.kv_b = Linear(C, 2 * C)
-            self.o_b = Linear(C, C)
+            if fold:
+                # broadcast, folded: token keys in node space plus a logit shift, and values
+                # already through the output map (see the class docs).
+                self.read_keys = Linear(C, C + 1)
+                self.read_values = Linear(C, C)
+            else:
+                # broadcast (or joint): node queries, token keys/values, output.
+                self.q_b = Linear(C, C)
+                self.kv_b = Linear(C, 2 * C)
+                self.o_b = Linear(C, C)
             if joint:
                 self.kv_n = Linear(C, 2 * C)
         elif mode == "blocks":
@@ -357,11 +382,35 @@ class BRLConv(torch.nn.Module):
                 norm.reset_parameters()
         if self.num_tokens > 0:
             self.reservoir.reset_parameters()
-        if self.has_global:
-            # A fresh layer is nearly its MPNN twin: the read-out starts small (see the class docs).
-            with torch.no_grad():
-                self.o_b.weight.mul_(READ_INIT_SCALE)
-            torch.nn.init.zeros_(self.o_b.bias)
+        if self.fold:
+            # products of fresh unfolded projections, the read-out's small start included
+            C = self.channels
+            o_b = Linear(C, C)
+            small_read_out(o_b)
+            fold_read(self, Linear(C, C), Linear(C, 2 * C), o_b)
+        elif self.has_global:
+            small_read_out(self.o_b)
+
+    def _read_maps(self, T: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The broadcast's token-side maps of ``T`` ``[*, K, C]``: keys in node
+        space (scaled by :math:`1/\sqrt{C}`) ``[*, K, C]``, the logit shift of each
+        token ``[*, K, 1]``, and the values after the output map ``[*, K, C]``.
+
+        :math:`(\mathbf{W}_Q\mathbf{x} + \mathbf{b}_Q)^\top\mathbf{k} =
+        \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k}) + \mathbf{b}_Q^\top\mathbf{k}`,
+        and since the read weights sum to one, :math:`\mathbf{W}_O` applies to
+        the :math:`K` token values, so no :math:`C \times C` product runs per node.
+        The output bias is left out here: it is added once per node.
+        """
+        C = self.channels
+        t = self.tok_norm_b(T)
+        if self.fold:
+            k = self.read_keys(t) * (1.0 / math.sqrt(C))
+            return k[..., :C], k[..., C:], self.read_values(t)
+        k_t, v_t = self.kv_b(t).chunk(2, dim=-1)
+        k_t = k_t * (1.0 / math.sqrt(C))
+        shift = (k_t @ self.q_b.bias).unsqueeze(-1)
+        return k_t @ self.q_b.weight, shift, F.linear(v_t, self.o_b.weight)
 
     @property
     def has_global(self) -> bool:
@@ -419,21 +468,23 @@ class BRLConv(torch.nn.Module):
         + \mathbf{b}_Q^\top\mathbf{k}` and :math:`\mathbf{W}_O` is applied to the
         :math:`K` token values, so no :math:`C \times C` product runs per node.
         """
-        C = x.size(-1)
-        k_t, v_t = self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1)  # [G, K, C]
-        k_t = k_t * (1.0 / math.sqrt(C))
-        keys = k_t @ self.q_b.weight
-        shift = (k_t @ self.q_b.bias).unsqueeze(-1)  # [G, K, 1]
+        keys, shift, values = self._read_maps(T)  # [G, K, C], [G, K, 1], [G, K, C]
         # Logits as [G, K, L] and a softmax over the K tokens on axis 1: PyTorch's
         # CPU softmax over a last axis of length K is about 20x slower.
         logits = torch.baddbmm(shift, keys, x.transpose(1, 2))
         w = dropout(torch.softmax(logits, dim=1), p=self._attn_p(), training=self.training)
-        values = F.linear(v_t, self.o_b.weight)
+        if self.fold:
+            return torch.bmm(w.transpose(1, 2), values)
         return torch.baddbmm(self.o_b.bias, w.transpose(1, 2), values)
 
     def _read_causal(self, x: Tensor, T: Tensor) -> Tensor:
         """Broadcast in causal mode: position ``l`` of ``x`` ``[G, L, C]`` reads its
         own reservoir ``T[:, l]`` ``[G, L, K, C]``; returns ``[G, L, C]``."""
+        if self.fold:
+            keys, shift, values = self._read_maps(T)  # [G, L, K, C], [G, L, K, 1], [G, L, K, C]
+            w = torch.einsum("glc,glkc->gkl", x, keys) + shift.squeeze(-1).transpose(1, 2)
+            w = dropout(torch.softmax(w, dim=1), p=self._attn_p(), training=self.training)
+            return torch.einsum("gkl,glkc->glc", w, values)
         C = x.size(-1)
         q_n = self.q_b(x)  # [G, L, C]
         k_t, v_t = self.kv_b(self.tok_norm_b(T)).chunk(2, dim=-1)  # [G, L, K, C]
@@ -616,4 +667,39 @@ class BRLConv(torch.nn.Module):
             glob = f"num_tokens={self.num_tokens}"
         return (f"{self.__class__.__name__}({self.channels}, conv={conv}, "
                 f"{glob}, heads={self.heads}, causal={self.causal}, joint={self.joint}"
-                + (", pre_norm=True" if self.pre_norm else "") + ")")
+                + (", pre_norm=True" if self.pre_norm else "")
+                + (", fold=True" if self.fold else "") + ")")
+
+
+@torch.no_grad()
+def small_read_out(o_b: Linear) -> None:
+    """The read-out's start: a tenth of the default init, bias zero (see
+    :class:`BRLConv`'s docs)."""
+    o_b.weight.mul_(READ_INIT_SCALE)
+    o_b.bias.zero_()
+
+
+@torch.no_grad()
+def fold_read(layer: BRLConv, q_b: Linear, kv_b: Linear, o_b: Linear) -> None:
+    r"""Sets a folded layer's broadcast maps (not its reservoir's pooling maps:
+    see :func:`~brl_graph.nn.reservoir.fold_pool`) to those of the unfolded projections :obj:`q_b`, :obj:`kv_b`
+    (:math:`[\mathbf{W}_K; \mathbf{W}_V]`) and :obj:`o_b`, so that the read
+    computes what an unfolded layer with these weights computes.
+
+    Keys (before the :math:`1/\sqrt{C}`): :math:`\mathbf{W}_Q^\top(\mathbf{W}_K
+    \mathbf{t} + \mathbf{b}_K)` and the shift :math:`\mathbf{b}_Q^\top(\mathbf{W}_K
+    \mathbf{t} + \mathbf{b}_K)`, one :obj:`Linear(C, C + 1)`; values:
+    :math:`\mathbf{W}_O(\mathbf{W}_V\mathbf{t} + \mathbf{b}_V) + \mathbf{b}_O`
+    (the read weights sum to one, so the output bias rides on the values).
+    Use with :func:`~brl_graph.nn.reservoir.fold_pool` to fold a trained layer.
+    """
+    if not layer.fold:
+        raise ValueError("fold_read sets the maps of a layer built with fold=True")
+    C = layer.channels
+    w_k, w_v = kv_b.weight.view(2, C, C).unbind(0)
+    b_k, b_v = kv_b.bias.view(2, C).unbind(0)
+    w_q, b_q = q_b.weight, q_b.bias
+    layer.read_keys.weight.copy_(torch.cat([w_q.t() @ w_k, (b_q @ w_k).unsqueeze(0)]))
+    layer.read_keys.bias.copy_(torch.cat([w_q.t() @ b_k, (b_q @ b_k).view(1)]))
+    layer.read_values.weight.copy_(o_b.weight @ w_v)
+    layer.read_values.bias.copy_(o_b.weight @ b_v + o_b.bias)

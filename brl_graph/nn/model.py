@@ -163,6 +163,11 @@ class BRLGraphModel(torch.nn.Module):
         pe_norm (bool, optional): Batch-normalise each raw positional
             encoding before its linear embedding (see
             :class:`~brl_graph.nn.PEEncoder`). (default: :obj:`False`)
+        fold (bool, optional): Folded reservoir projections in the BRL layers
+            (the :obj:`fold` of :class:`~brl_graph.nn.BRLConv`): the same
+            functions with half the global branch's projection parameters.
+            Models without a reservoir (the twin, the blocks mode, GPS layers)
+            have nothing to fold and ignore it. (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -207,6 +212,7 @@ class BRLGraphModel(torch.nn.Module):
         pre_norm: bool = False,
         head_layers: int = 2,
         pe_norm: bool = False,
+        fold: bool = False,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -246,6 +252,7 @@ class BRLGraphModel(torch.nn.Module):
         self.pre_norm = pre_norm
         self.head_layers = head_layers
         self.pe_norm = pe_norm
+        self.fold = fold and self.num_tokens > 0
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -266,7 +273,8 @@ class BRLGraphModel(torch.nn.Module):
                                 dropout=dropout, attn_dropout=attn_dropout, causal=causal,
                                 joint=joint, norm=norm,
                                 # later non-causal layers continue from the carried reservoir
-                                learn_seeds=causal or i == 0, pre_norm=pre_norm, **blocks)
+                                learn_seeds=causal or i == 0, pre_norm=pre_norm,
+                                fold=self.fold, **blocks)
             else:
                 norm_kwargs = {"mode": "node"} if norm == "layer_norm" else None
                 attn_kwargs = {"dropout": attn_dropout} if global_attn == "full" else None
@@ -362,5 +370,6 @@ class BRLGraphModel(torch.nn.Module):
                 f"global_attn={self.global_attn!r}, num_tokens={self.num_tokens}, "
                 + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "")
                 + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "")
-                + ("pe_norm=True, " if self.pe_norm else "") +
+                + ("pe_norm=True, " if self.pe_norm else "")
+                + ("fold=True, " if self.fold else "") +
                 f"task_level={self.task_level!r})")

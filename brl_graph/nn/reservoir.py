@@ -51,6 +51,26 @@ class TokenReservoir(torch.nn.Module):
     learned seeds, the same at every position, which keeps the prefix pooling
     linear in :math:`L`.
 
+    With :obj:`fold=True` each pair of maps that runs in sequence is one
+    matrix: :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q` maps the
+    normalised tokens into node space, and
+    :math:`\mathbf{B} = \mathbf{W}_O \mathbf{W}_V` maps the pooled nodes back
+    to the tokens,
+
+    .. math::
+        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} + \mathbf{B}\,
+        \mathrm{softmax}\Big(\frac{(\mathrm{LN}(\mathbf{T}) \mathbf{A}^\top
+        + \mathbf{a}) \mathbf{X}^\top}{\sqrt{C}}\Big) \mathbf{X} +
+        \mathbf{b}\Big).
+
+    A product of two :math:`C \times C` matrices is any :math:`C \times C`
+    matrix, so the layer computes the same family of functions with
+    :math:`2C^2` pooling parameters instead of :math:`4C^2`, and fewer
+    products per step (in causal mode no node is projected at all). The folded
+    matrices start as products of freshly initialised unfolded ones, so a fresh
+    folded reservoir draws from the same functions as an unfolded one; only the
+    training dynamics differ. :func:`fold_pool` folds trained weights.
+
     Args:
         channels (int): Token and node width :math:`C`.
         num_tokens (int): :math:`K`.
@@ -64,6 +84,9 @@ class TokenReservoir(torch.nn.Module):
         prefix_block (int, optional): Block of the causal prefix softmax.
         pool_heads (int, optional): Heads :math:`P` of each token's pooling;
             must divide :obj:`channels`. (default: :obj:`1`)
+        fold (bool, optional): One matrix for each pair of pooling
+            projections (see above); needs :obj:`pool_heads=1`.
+            (default: :obj:`False`)
 
     Shapes:
         - :meth:`compress`: nodes :math:`(G, L, C)`, tokens :math:`(G, K, C)`,
@@ -74,7 +97,7 @@ class TokenReservoir(torch.nn.Module):
     def __init__(self, channels: int, num_tokens: int, heads: int,
                  act: Optional[torch.nn.Module] = None, dropout: float = 0.0,
                  attn_dropout: float = 0.0, learn_seeds: bool = True,
-                 prefix_block: int = 32, pool_heads: int = 1) -> None:
+                 prefix_block: int = 32, pool_heads: int = 1, fold: bool = False) -> None:
         super().__init__()
         if num_tokens <= 0:
             raise ValueError(f"a reservoir needs num_tokens > 0, got {num_tokens}")
@@ -83,22 +106,37 @@ class TokenReservoir(torch.nn.Module):
         if pool_heads <= 0 or channels % pool_heads != 0:
             raise ValueError(f"pool_heads ({pool_heads}) must be positive and divide channels "
                              f"({channels})")
+        if fold and pool_heads > 1:
+            raise ValueError("fold=True needs pool_heads=1: with several heads per token the "
+                             "query-key product is not one matrix")
         self.channels, self.num_tokens, self.heads = channels, num_tokens, heads
         self.pool_heads = pool_heads
+        self.fold = fold
         self.dropout, self.attn_dropout = dropout, attn_dropout
         self.prefix_block = prefix_block
         self.seeds = Parameter(torch.empty(num_tokens, channels)) if learn_seeds else None
         self.norm = LayerNorm(channels)
-        self.query = Linear(channels, channels)
-        self.key_value = Linear(channels, 2 * channels)
-        self.out = Linear(channels, channels)
+        if fold:
+            self.query_nodes = Linear(channels, channels)  # A: tokens to node space
+            self.value_out = Linear(channels, channels)    # B: pooled nodes to tokens
+        else:
+            self.query = Linear(channels, channels)
+            self.key_value = Linear(channels, 2 * channels)
+            self.out = Linear(channels, channels)
         self.mixer = TokenMixer(channels, heads, act, dropout=dropout, attn_dropout=attn_dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
-        for module in (self.norm, self.query, self.key_value, self.out, self.mixer):
-            module.reset_parameters()
+        self.norm.reset_parameters()
+        self.mixer.reset_parameters()
+        if self.fold:
+            # products of fresh unfolded projections (see the class docs)
+            C = self.channels
+            fold_pool(self, Linear(C, C), Linear(C, 2 * C), Linear(C, C))
+        else:
+            for module in (self.query, self.key_value, self.out):
+                module.reset_parameters()
         if self.seeds is not None:
             torch.nn.init.normal_(self.seeds, std=1.0)
 
@@ -124,25 +162,40 @@ class TokenReservoir(torch.nn.Module):
         if self.pool_heads > 1:
             return self._compress_heads(x, tokens, mask_bias, empty)
         C = x.size(-1)
-        q = self.query(self.norm(tokens))  # [G, K, C]
-        w_k, w_v = self.key_value.weight.view(2, C, C).unbind(0)
-        # q . (W_k x + b_k) = (W_k^T q) . x + q . b_k; the last term is the same
-        # for every node of the graph, so the softmax drops it. The 1/sqrt(C)
-        # goes on the small weight, not on the [G, K, L] logits.
-        q_nodes = q @ (w_k * (1.0 / math.sqrt(C)))
+        if self.fold:
+            # the 1/sqrt(C) goes on the [G, K, C] queries, not on the [G, K, L] logits
+            q_nodes = self.query_nodes(self.norm(tokens)) * (1.0 / math.sqrt(C))
+        else:
+            q = self.query(self.norm(tokens))  # [G, K, C]
+            w_k = self.key_value.weight[:C]
+            # q . (W_k x + b_k) = (W_k^T q) . x + q . b_k; the last term is the same
+            # for every node of the graph, so the softmax drops it. The 1/sqrt(C)
+            # goes on the small weight, not on the [G, K, L] logits.
+            q_nodes = q @ (w_k * (1.0 / math.sqrt(C)))
         if mask_bias is None:
             logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, K, L]
         else:
             # the plan's bias is float32; a float64 (or half) model needs its own dtype
             logits = torch.baddbmm(mask_bias.to(q_nodes.dtype), q_nodes, x.transpose(1, 2))
         w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
-        # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j
-        pooled = F.linear(torch.bmm(w, x), w_v)
-        b_v = self.key_value.bias[C:]
-        pooled = pooled + (b_v * w.sum(-1, keepdim=True) if self._attn_p() > 0 else b_v)
+        return self._write(torch.bmm(w, x), w, tokens, empty)
+
+    def _write(self, pooled_nodes: Tensor, w: Tensor, tokens: Tensor,
+               empty: Optional[Tensor] = None) -> Tensor:
+        """Adds the projected pooled nodes ``[*, K, C]`` (pooling weights ``w``
+        ``[*, K, L]``) to ``tokens``, then mixes them."""
+        if self.fold:
+            pooled, out = pooled_nodes, self.value_out
+        else:
+            C = self.channels
+            # sum_j w_j (W_v x_j + b_v) = W_v (sum_j w_j x_j) + b_v sum_j w_j
+            pooled = F.linear(pooled_nodes, self.key_value.weight[C:])
+            b_v = self.key_value.bias[C:]
+            pooled = pooled + (b_v * w.sum(-1, keepdim=True) if self._attn_p() > 0 else b_v)
+            out = self.out
         if empty is not None:  # a graph without nodes pools nothing (its softmax saw padding only)
             pooled = pooled.masked_fill(empty[:, None, None], 0.0)
-        tokens = tokens + dropout(self.out(pooled), p=self.dropout, training=self.training)
+        tokens = tokens + dropout(out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def _split(self, t: Tensor) -> Tensor:
@@ -170,6 +223,17 @@ class TokenReservoir(torch.nn.Module):
         """Per-position reservoirs ``[G, L, K, C]``: position ``i`` pools positions
         ``j <= i`` of its graph into its own ``tokens`` (seeds when ``None``)."""
         G, L, C = x.shape
+        if tokens is None:
+            tokens = self.initial(G, L)
+        if self.fold:
+            # the nodes are pooled as they are and projected afterwards, as in compress
+            q_nodes = self.query_nodes(self.norm(self.initial())) * (1.0 / math.sqrt(C))  # [K, C]
+            logits = torch.einsum("kc,glc->gkl", q_nodes, x)
+            pooled = prefix_softmax_pool(logits, x.unsqueeze(1),
+                                         mask=None if mask is None else mask[:, None, :],
+                                         block=self.prefix_block).transpose(1, 2)  # [G, L, K, C]
+            return self.mixer(tokens + dropout(self.value_out(pooled), p=self.dropout,
+                                               training=self.training))
         q = self.query(self.norm(self.initial()))  # [K, C]
         k, v = self.key_value(x).chunk(2, dim=-1)  # [G, L, C]
         if self.pool_heads > 1:
@@ -184,12 +248,37 @@ class TokenReservoir(torch.nn.Module):
             pooled = prefix_softmax_pool(logits, v.unsqueeze(1),
                                          mask=None if mask is None else mask[:, None, :],
                                          block=self.prefix_block).transpose(1, 2)  # [G, L, K, C]
-        if tokens is None:
-            tokens = self.initial(G, L)
         tokens = tokens + dropout(self.out(pooled), p=self.dropout, training=self.training)
         return self.mixer(tokens)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, num_tokens={self.num_tokens}, "
                 f"heads={self.heads}"
-                + (f", pool_heads={self.pool_heads})" if self.pool_heads > 1 else ")"))
+                + (f", pool_heads={self.pool_heads}" if self.pool_heads > 1 else "")
+                + (", fold=True)" if self.fold else ")"))
+
+
+@torch.no_grad()
+def fold_pool(reservoir: TokenReservoir, query: Linear, key_value: Linear, out: Linear) -> None:
+    r"""Sets a folded reservoir's pooling maps to those of the unfolded projections
+    :obj:`query`, :obj:`key_value` (:math:`[\mathbf{W}_K; \mathbf{W}_V]`) and
+    :obj:`out`, so that it computes what an unfolded reservoir with these
+    weights computes (exactly so without attention dropout). Nothing else
+    (seeds, norm, mixer) is touched.
+
+    The query map is :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q`,
+    :math:`\mathbf{a} = \mathbf{W}_K^\top \mathbf{b}_Q` (the key bias adds the
+    same logit to every node, which the softmax drops); the value map is
+    :math:`\mathbf{B} = \mathbf{W}_O \mathbf{W}_V`,
+    :math:`\mathbf{b} = \mathbf{W}_O \mathbf{b}_V + \mathbf{b}_O` (the pooling
+    weights sum to one).
+    """
+    if not reservoir.fold:
+        raise ValueError("fold_pool sets the maps of a reservoir built with fold=True")
+    C = reservoir.channels
+    w_k, w_v = key_value.weight.view(2, C, C).unbind(0)
+    b_v = key_value.bias[C:]
+    reservoir.query_nodes.weight.copy_(w_k.t() @ query.weight)
+    reservoir.query_nodes.bias.copy_(w_k.t() @ query.bias)
+    reservoir.value_out.weight.copy_(out.weight @ w_v)
+    reservoir.value_out.bias.copy_(out.weight @ b_v + out.bias)

@@ -63,6 +63,7 @@ DEFAULTS: Dict[str, Any] = {
         "pool": "mean",
         "norm": "auto",        # see brl_graph.nn.model.NORMS
         "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
+        "fold": False,         # one matrix per pair of reservoir projections (BRL layers)
         "head_layers": 2,      # linear layers in the prediction head
         "joint": False,
         "causal": False,
@@ -279,8 +280,8 @@ def _validate(cfg: Dict[str, Any]) -> None:
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
-    for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "train.bf16",
-                 "train.progress", "train.eval_train"):
+    for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "model.fold",
+                 "train.bf16", "train.progress", "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
     # A train monitor needs the train metric, which only an evaluation pass

@@ -6,7 +6,7 @@ from torch.nn import Linear, ReLU, Sequential
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
-from brl_graph.nn import BRLConv
+from brl_graph.nn import BRLConv, fold_pool, fold_read
 
 C = 16
 
@@ -312,6 +312,107 @@ def test_fresh_read_out_starts_small():
     # a tenth of the default init's spread
     ratio = conv.o_b.weight.std() / ref.weight.std()
     assert 0.5 * READ_INIT_SCALE < ratio < 2 * READ_INIT_SCALE
+
+
+# ---------------------------------------------------------------- folded projections
+def folded_copy(conv):
+    """A fold=True layer that computes what ``conv`` computes: every shared
+    parameter copied, the reservoir's and the broadcast's projections folded."""
+    fold = make(K=conv.num_tokens, causal=conv.causal, pre_norm=conv.pre_norm, fold=True)
+    fold.load_state_dict({k: v for k, v in conv.state_dict().items()
+                          if k in fold.state_dict()}, strict=False)
+    res = conv.reservoir
+    fold_pool(fold.reservoir, res.query, res.key_value, res.out)
+    fold_read(fold, conv.q_b, conv.kv_b, conv.o_b)
+    return fold.train(conv.training)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_fold_computes_what_the_unfolded_layer_computes(causal, pre_norm):
+    torch.manual_seed(0)
+    conv = make(causal=causal, pre_norm=pre_norm).eval()
+    # move the read-out off its small start, so that a wrong fold of it would show
+    with torch.no_grad():
+        conv.o_b.weight.normal_()
+        conv.o_b.bias.normal_()
+    fold = folded_copy(conv)
+    assert "fold=True" in repr(fold)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # pool: 4C^2 + 4C -> 2C^2 + 2C; read: 4C^2 + 4C -> (C + 1) C + C + 1 + C^2 + C
+    assert count(conv) - count(fold) == 4 * C * C + 3 * C - 1
+    graphs = [rand_graph(n, 3 * n, i) for i, n in enumerate([1, 60, 2, 7, 40])]
+    b = Batch.from_data_list(graphs)
+    out, tok = conv(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    out_f, tok_f = fold(b.x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+    torch.testing.assert_close(out_f, out, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(tok_f, tok, atol=1e-4, rtol=1e-4)
+    # and carried on: a second layer fed the first one's tokens
+    torch.testing.assert_close(fold(out_f, b.edge_index, b.batch, tok_f, edge_attr=b.edge_attr)[0],
+                               conv(out, b.edge_index, b.batch, tok, edge_attr=b.edge_attr)[0],
+                               atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_fold_batch_isolation_and_equivariance(causal):
+    torch.manual_seed(0)
+    conv = make(causal=causal, fold=True).eval()
+    for i, b, out, tok, o, t in grouped_padding_pairs(conv):
+        expect = tok[b.ptr[i]:b.ptr[i + 1]] if causal else tok[i:i + 1]
+        torch.testing.assert_close(t, expect, atol=1e-5, rtol=1e-5)
+    if causal:
+        return  # the causal layer depends on the node order by design
+    g = rand_graph(30, 80, 3)
+    perm = torch.randperm(30)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(30)
+    out, tok = conv(g.x, g.edge_index, edge_attr=g.edge_attr)
+    out_p, tok_p = conv(g.x[perm], inv[g.edge_index], edge_attr=g.edge_attr)
+    torch.testing.assert_close(out_p, out[perm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tok_p, tok, atol=1e-5, rtol=1e-5)
+
+
+def test_fold_causal_no_leak_exact_zero_gradient():
+    torch.manual_seed(0)
+    layers = [make(causal=True, fold=True) for _ in range(2)]
+    graphs = [rand_graph(60, 200, 5), rand_graph(25, 60, 6)]
+    b = Batch.from_data_list(graphs)
+    x = b.x.clone().requires_grad_()
+    h, tok = x, None
+    for layer in layers:
+        h, tok = layer(h, b.edge_index, b.batch, tok, edge_attr=b.edge_attr)
+    for i in (0, 10, 59, 60, 75):
+        x.grad = None
+        (h[i] * PROBE).sum().backward(retain_graph=True)
+        graph_start = 0 if i < 60 else 60
+        assert (x.grad[i + 1:] == 0).all(), f"node {i} sees later nodes"
+        assert (x.grad[:graph_start] == 0).all(), f"node {i} sees another graph"
+        assert x.grad[i].abs().sum() > 0
+
+
+def test_fold_starts_small_and_checks_its_arguments():
+    torch.manual_seed(0)
+    fold = make(K=4, fold=True)
+    plain = make(K=4)
+    # the folded read-out is a product with the small-start output map: tiny next to
+    # the unfolded read's value map, as the unfolded read-out is next to a default one
+    ratio = fold.read_values.weight.std() / plain.kv_b.weight.std()
+    assert ratio < 0.1
+    g = rand_graph(20, 50, 0)
+    twin = make(K=0)
+    twin.load_state_dict({k: v for k, v in fold.state_dict().items() if k in twin.state_dict()},
+                         strict=False)
+    gap = (fold(g.x, g.edge_index, edge_attr=g.edge_attr)[0]
+           - twin(g.x, g.edge_index, edge_attr=g.edge_attr)[0]).abs().max()
+    assert 0 < gap < 0.1  # nearly its MPNN twin, and the tokens already reach the nodes
+    with pytest.raises(ValueError, match="fold=True folds the reservoir"):
+        make(K=4, joint=True, fold=True)
+    with pytest.raises(ValueError, match="fold=True folds the reservoir"):
+        make(K=0, fold=True)
+    with pytest.raises(ValueError, match="fold=True folds the reservoir"):
+        BRLConv(C, None, heads=4, mode="blocks", window=4, block_size=4, fold=True)
+    with pytest.raises(ValueError, match="built with fold=True"):
+        fold_read(plain, plain.q_b, plain.kv_b, plain.o_b)
 
 
 # ---------------------------------------------------------------- blocks mode

@@ -5,7 +5,7 @@ import torch
 
 from brl_graph.nn.dropout import dropout
 from brl_graph.nn.functional import NEG
-from brl_graph.nn.reservoir import TokenReservoir
+from brl_graph.nn.reservoir import TokenReservoir, fold_pool
 
 C, K = 16, 3
 
@@ -117,3 +117,67 @@ def test_pool_heads_compress_and_causal_prefix(P):
                                atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="pool_heads"):
         TokenReservoir(C, K, heads=2, pool_heads=3)
+
+
+# ---------------------------------------------------------------- folded projections
+def folded_twin(res):
+    """A fold=True reservoir computing what ``res`` computes: same seeds, norm and
+    mixer, and its pooling maps folded from ``res``'s projections."""
+    fold = TokenReservoir(C, K, heads=res.heads, fold=True).eval()
+    fold.load_state_dict({k: v for k, v in res.state_dict().items()
+                          if k.split(".")[0] in ("seeds", "norm", "mixer")}, strict=False)
+    fold_pool(fold, res.query, res.key_value, res.out)
+    return fold
+
+
+def test_fold_computes_what_the_unfolded_projections_compute():
+    torch.manual_seed(0)
+    res = TokenReservoir(C, K, heads=2).eval()
+    fold = folded_twin(res)
+    # 2C^2 + 2C parameters fewer: (C^2 + C) + (2C^2 + 2C) + (C^2 + C) against 2 (C^2 + C)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(res) - count(fold) == 2 * C * C + 2 * C
+    x = torch.randn(2, 6, C)
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    bias = torch.zeros(2, 1, 6).masked_fill(~mask[:, None], NEG)
+    T = torch.randn(2, K, C)
+    torch.testing.assert_close(fold.compress(x, T, bias), res.compress(x, T, bias),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fold.compress(x[:1, :4], T[:1]), explicit_compress(res, x[:1, :4], T[:1]),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fold.compress_causal(x, mask=mask), res.compress_causal(x, mask=mask),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_fold_causal_uses_only_the_prefix_and_empty_graphs_pool_nothing():
+    torch.manual_seed(0)
+    fold = TokenReservoir(C, K, heads=2, fold=True)
+    x = torch.randn(1, 12, C, requires_grad=True)
+    T = fold.compress_causal(x)
+    T[0, 5].sum().backward()
+    assert (x.grad[0, 6:] == 0).all() and x.grad[0, :6].abs().sum() > 0
+    # a graph without nodes: the value map sees a zero vector, no NaN
+    fold.eval()
+    bias = torch.full((1, 1, 3), NEG)
+    out = fold.compress(torch.zeros(1, 3, C), fold.initial(1), bias, empty=torch.tensor([True]))
+    torch.testing.assert_close(out[0], fold.mixer(fold.initial(1)[0] + fold.value_out.bias),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_fold_starts_as_a_product_of_fresh_projections_and_checks_its_arguments():
+    torch.manual_seed(0)
+    wide = TokenReservoir(64, K, heads=4, fold=True)
+    # A product of two default-init C x C maps has entries of spread 1 / (3 sqrt(C)),
+    # against 1 / sqrt(3C) for one default-init map.
+    expect = 1.0 / (3 * 64 ** 0.5)
+    for w in (wide.query_nodes.weight, wide.value_out.weight):
+        assert 0.85 * expect < w.std().item() < 1.15 * expect
+    before = wide.query_nodes.weight.detach().clone()
+    wide.reset_parameters()
+    assert not torch.equal(before, wide.query_nodes.weight)
+    assert repr(wide) == "TokenReservoir(64, num_tokens=3, heads=4, fold=True)"
+    with pytest.raises(ValueError, match="fold=True needs pool_heads=1"):
+        TokenReservoir(C, K, heads=2, pool_heads=2, fold=True)
+    plain = TokenReservoir(C, K, heads=2)
+    with pytest.raises(ValueError, match="built with fold=True"):
+        fold_pool(plain, plain.query, plain.key_value, plain.out)

@@ -8,7 +8,7 @@ from torch_geometric.loader import DataLoader
 
 from brl_graph.train import (ConfigError, build_bench, build_model, dataset_options, load_config,
                              model_kwargs)
-from brl_graph.train.build import pe_widths
+from brl_graph.train.build import count_parameters, pe_widths
 
 
 def small_ring(tmp_path, *overrides):
@@ -83,6 +83,21 @@ def test_pe_norm_key_reaches_every_pe_encoder():
     assert normed.rwse_encoder.in_channels == 7 and normed.lap_encoder.sign_flip
     with pytest.raises(ConfigError, match="model.pe_norm must be true or false"):
         load_config(overrides=["model.pe_norm=1"])
+
+
+def test_fold_key_folds_every_reservoir_and_the_twin_ignores_it():
+    bench = fake_bench()
+    plain = build_model(load_config(), bench)
+    folded = build_model(load_config(overrides=["model.fold=true"]), bench)
+    assert not plain.fold and folded.fold and "fold=True" in repr(folded)
+    assert all(layer.fold and layer.reservoir.fold for layer in folded.layers)
+    assert count_parameters(folded) < count_parameters(plain)
+    # the MPNN twin of a folded config has nothing to fold: the same model as the plain twin's
+    twin = build_model(load_config(overrides=["model.fold=true", "model.num_tokens=0"]), bench)
+    plain_twin = build_model(load_config(overrides=["model.num_tokens=0"]), bench)
+    assert not twin.fold and count_parameters(twin) == count_parameters(plain_twin)
+    with pytest.raises(ConfigError, match="model.fold must be true or false"):
+        load_config(overrides=["model.fold=1"])
 
 
 def test_build_model_names_a_level_without_a_head():
