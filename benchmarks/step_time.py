@@ -76,7 +76,8 @@ def build(model: str, bench, args: argparse.Namespace, setting: Setting = (0.0, 
                                  "norm": args.norm, "pe": args.pe, "pe_dim": args.pe_dim,
                                  "dropout": setting[0], "attn_dropout": setting[1],
                                  # GPSConv is post-norm only
-                                 "pre_norm": args.pre_norm and model != FULL, **MODELS[model]}})
+                                 "pre_norm": args.pre_norm and model != FULL,
+                                 "fold": args.fold, **MODELS[model]}})
     torch.manual_seed(0)
     return build_model(cfg, bench)
 
@@ -152,6 +153,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--pre-norm", action="store_true",
                    help="pre-norm BRL and twin layers (model.pre_norm, molhiv's recipe); "
                         "'full' stays post-norm, as PyG's GPSConv has no pre-norm form")
+    p.add_argument("--fold", action="store_true",
+                   help="folded reservoir projections in BRL (model.fold); the twin and "
+                        "GPS have no reservoir and are built as without it")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="model.dropout; several values are timed side by side, each with "
                         "the --attn-dropout at the same position (molhiv's recipe: 0.05)")
@@ -184,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
           f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}"
-          f"{' (pre-norm)' if args.pre_norm else ''}, "
+          f"{' (pre-norm)' if args.pre_norm else ''}{', BRL folded' if args.fold else ''}, "
           f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
     for (m, s), r in result.items():
         twin = result.get((MPNN, s))
@@ -195,7 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
-                 "norm": args.norm, "pre_norm": args.pre_norm and m != FULL, "dropout": s[0], "attn_dropout": s[1],
+                 "norm": args.norm, "pre_norm": args.pre_norm and m != FULL,
+                 "fold": args.fold and m == BRL, "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for (m, s), r in result.items()]
@@ -203,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout
             return (row["dataset"], row["model"], row["batch_size"], row.get("dropout", 0.0),
-                    row.get("attn_dropout", 0.0), row.get("pre_norm", False))
+                    row.get("attn_dropout", 0.0), row.get("pre_norm", False),
+                    row.get("fold", False))
 
         def upsert(old: Any) -> List[Dict[str, Any]]:
             new = {key(r) for r in rows}

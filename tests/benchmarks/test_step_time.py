@@ -60,3 +60,19 @@ def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
     # GPSConv has no pre-norm form: under --pre-norm the full-attention row stays post-norm
     assert st.main(argv + ["--pre-norm", "--models", "full"]) == 0
     assert [r["pre_norm"] for r in json.loads(out.read_text()) if r["model"] == "full"] == [False]
+
+
+def test_fold_rows_are_kept_apart_and_fold_brl_only(st, tmp_path, capsys):
+    out = tmp_path / "step_time.json"
+    argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
+            "--batches", "2", "--rounds", "1", "--warmup", "1", "--layers", "1",
+            "--channels", "16", "--heads", "2", "--batch-size", "4",
+            "--models", "brl", "mpnn", "--json", str(out)]
+    assert st.main(argv) == 0 and st.main(argv + ["--fold"]) == 0
+    rows = json.loads(out.read_text())
+    # the twin has nothing to fold: its row of the second run replaces the first's
+    assert sorted((r["model"], r["fold"]) for r in rows) == [
+        ("brl", False), ("brl", True), ("mpnn", False)]
+    brl = {r["fold"]: r["num_params"] for r in rows if r["model"] == "brl"}
+    assert brl[True] < brl[False]  # the folded BRL was built, not the plain one twice
+    assert "BRL folded" in capsys.readouterr().out
