@@ -200,7 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
                  "norm": args.norm, "pre_norm": args.pre_norm and m != FULL,
-                 "fold": args.fold and m == BRL, "dropout": s[0], "attn_dropout": s[1],
+                 # a setting of the run: the twin timed beside a folded BRL keeps its own row
+                 "fold": args.fold, "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for (m, s), r in result.items()]

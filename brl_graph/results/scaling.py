@@ -36,20 +36,24 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
            "as `fit` runs it; the models run side by side in one process, so their ratios "
            "share the machine's load.", ""]
     body = []
-    # rows written before the dropout fields were timed without dropout
-    rows = [{"dropout": 0.0, "attn_dropout": 0.0, **r} for r in rows]
-    for (dataset, bs, p, pa), group in grouped(
-            rows, ("dataset", "batch_size", "dropout", "attn_dropout")).items():
+    # rows written before the dropout, pre-norm and fold fields were timed without them
+    rows = [{"dropout": 0.0, "attn_dropout": 0.0, "pre_norm": False, "fold": False, **r}
+            for r in rows]
+    # one group per run setting: each ratio is to the twin timed in the same run
+    for (dataset, bs, p, pa, _, fold), group in grouped(
+            rows, ("dataset", "batch_size", "dropout", "attn_dropout", "pre_norm",
+                   "fold")).items():
         twin = next((r for r in group if r["model"] == MPNN), None)
         for r in group:
             ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else None
+            variant = ", ".join(v for v, on in (("pre-norm", r["pre_norm"]),
+                                                ("folded", fold and r["model"] == BRL)) if on)
             body.append([dataset, str(bs), f"{fmt(p, 2)} / {fmt(pa, 2)}", r["model"],
-                         f"{r['layers']} x {r['channels']}",
+                         variant or "-", f"{r['layers']} x {r['channels']}",
                          fmt(r["num_params"] / 1e3, 0) + "k", fmt(r["ms_per_step"], 1),
                          fmt(r["graphs_per_s"], 0), fmt(ratio, 2)])
-    out.append(table(["data", "batch", "dropout / attn", "model", "layers x ch", "params",
-                      "ms / step",
-                      "graphs / s", f"x {MPNN}"], body))
+    out.append(table(["data", "batch", "dropout / attn", "model", "variant", "layers x ch",
+                      "params", "ms / step", "graphs / s", f"x {MPNN}"], body))
     commands = sorted({r["command"] for r in rows})
     out += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
     return "\n".join(out)

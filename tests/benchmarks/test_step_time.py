@@ -70,9 +70,11 @@ def test_fold_rows_are_kept_apart_and_fold_brl_only(st, tmp_path, capsys):
             "--models", "brl", "mpnn", "--json", str(out)]
     assert st.main(argv) == 0 and st.main(argv + ["--fold"]) == 0
     rows = json.loads(out.read_text())
-    # the twin has nothing to fold: its row of the second run replaces the first's
+    # each run keeps its own twin row, so each BRL row has the twin it was timed beside
     assert sorted((r["model"], r["fold"]) for r in rows) == [
-        ("brl", False), ("brl", True), ("mpnn", False)]
+        ("brl", False), ("brl", True), ("mpnn", False), ("mpnn", True)]
+    twin = {r["fold"]: r["num_params"] for r in rows if r["model"] == "mpnn"}
+    assert twin[True] == twin[False]  # the twin has nothing to fold
     brl = {r["fold"]: r["num_params"] for r in rows if r["model"] == "brl"}
     assert brl[True] < brl[False]  # the folded BRL was built, not the plain one twice
     assert "BRL folded" in capsys.readouterr().out

@@ -341,3 +341,23 @@ def test_published_tree_cell_says_when_a_run_logged_more_often_or_in_bf16(mr, tm
     section = mr.render(mr.load_results(tmp_path), docs_dir=None).split(
         "### Tree-NeighborsMatch under the published protocol")[1]
     assert "logged every 20 passes, bf16 autocast in 1 of 2 seeds) |" in section
+
+
+def test_step_time_ratios_are_to_the_twin_of_the_same_run():
+    from brl_graph.results.scaling import step_time_section
+
+    def row(model, ms, **kw):
+        return {"dataset": "ogbg-molhiv", "model": model, "batch_size": 32, "layers": 4,
+                "channels": 64, "num_params": 1000, "ms_per_step": ms, "graphs_per_s": 1.0,
+                "command": "python benchmarks/step_time.py", **kw}
+
+    text = step_time_section([
+        row("brl", 50.0), row("mpnn", 25.0),                         # an old row: no fields
+        row("brl", 60.0, pre_norm=True, fold=True), row("mpnn", 40.0, pre_norm=True, fold=True),
+    ])
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ogbg-molhiv")]
+    assert len(lines) == 4
+    assert "| brl | - |" in lines[0] and lines[0].endswith("| 2.00 |")
+    # the folded BRL's ratio is to the twin of its own run (40 ms), not the older one
+    assert "| brl | pre-norm, folded |" in lines[2] and lines[2].endswith("| 1.50 |")
+    assert "| mpnn | pre-norm |" in lines[3]
