@@ -460,13 +460,11 @@ class BRLConv(torch.nn.Module):
 
     def _read(self, x: Tensor, T: Tensor) -> Tensor:
         r"""Broadcast: the nodes ``x`` ``[G, L, C]`` read their graph's tokens
-        ``T`` ``[G, K, C]``; returns ``[G, L, C]``, after :attr:`o_b`.
+        ``T`` ``[G, K, C]``; returns ``[G, L, C]``, after the output map.
 
         As in :meth:`TokenReservoir.compress`, each token is one head and the
-        projections move to the token side: :math:`(\mathbf{W}_Q\mathbf{x} +
-        \mathbf{b}_Q)^\top\mathbf{k} = \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k})
-        + \mathbf{b}_Q^\top\mathbf{k}` and :math:`\mathbf{W}_O` is applied to the
-        :math:`K` token values, so no :math:`C \times C` product runs per node.
+        projections move to the token side (:meth:`_read_maps`), so no
+        :math:`C \times C` product runs per node.
         """
         keys, shift, values = self._read_maps(T)  # [G, K, C], [G, K, 1], [G, K, C]
         # Logits as [G, K, L] and a softmax over the K tokens on axis 1: PyTorch's
