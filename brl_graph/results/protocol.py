@@ -71,9 +71,15 @@ MOLHIV = Protocol(
     "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
     "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77},
-    earlier=(Earlier("ogbg-molhiv-e100-postnorm",
-                     "post-norm layers, the config's value before `pre_norm: true`",
-                     ("model.pre_norm=false",)),),
+    earlier=(Earlier("ogbg-molhiv-e100-unfolded",
+                     "unfolded reservoir projections, the config's value before `fold: true`; "
+                     "the twin has no reservoir, but its width was matched to the unfolded "
+                     "BRL's 437k parameters",
+                     ("model.fold=false",)),
+             Earlier("ogbg-molhiv-e100-postnorm",
+                     "post-norm layers and unfolded projections, the config's values before "
+                     "`pre_norm: true` and `fold: true`",
+                     ("model.pre_norm=false", "model.fold=false"))),
     gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
                f"--epochs 100 --warmup-epochs 0 {_GPU}"))
 PEPTIDES = Protocol(
