@@ -200,8 +200,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [{"dataset": args.dataset, "model": m, "batch_size": args.batch_size,
                  "channels": args.channels, "layers": args.layers, "num_tokens": args.num_tokens,
                  "norm": args.norm, "pre_norm": args.pre_norm and m != FULL,
-                 # a setting of the run: the twin timed beside a folded BRL keeps its own row
-                 "fold": args.fold, "dropout": s[0], "attn_dropout": s[1],
+                 # settings of the run: the twin (and GPS) timed beside a pre-norm or
+                 # folded BRL keep rows of their own
+                 "run_pre_norm": args.pre_norm, "fold": args.fold,
+                 "dropout": s[0], "attn_dropout": s[1],
                  "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "command": command, **r}
                 for (m, s), r in result.items()]
@@ -209,8 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout
             return (row["dataset"], row["model"], row["batch_size"], row.get("dropout", 0.0),
-                    row.get("attn_dropout", 0.0), row.get("pre_norm", False),
-                    row.get("fold", False))
+                    row.get("attn_dropout", 0.0),
+                    row.get("run_pre_norm", row.get("pre_norm", False)), row.get("fold", False))
 
         def upsert(old: Any) -> List[Dict[str, Any]]:
             new = {key(r) for r in rows}

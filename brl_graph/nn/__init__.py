@@ -8,6 +8,6 @@ from brl_graph.nn.plan import BatchPlan, plan_batch
 from brl_graph.nn.reservoir import TokenReservoir, fold_pool
 from brl_graph.nn.token_mixer import TokenMixer
 
-__all__ = ["BRLAttention", "BRLConv", "BRLGraphModel", "BatchPlan", "FeatureEncoder", "PEEncoder",
-           "TokenMixer", "TokenReservoir", "fold_pool", "fold_read", "make_local_conv", "plan_batch",
-           "prefix_softmax_pool"]
+__all__ = ["BRLAttention", "BRLConv", "BRLGraphModel", "BatchPlan", "FeatureEncoder",
+           "PEEncoder", "TokenMixer", "TokenReservoir", "fold_pool", "fold_read",
+           "make_local_conv", "plan_batch", "prefix_softmax_pool"]

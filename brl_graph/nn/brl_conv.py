@@ -249,8 +249,10 @@ class BRLConv(torch.nn.Module):
             computes the same family of functions with :math:`4C^2` instead
             of :math:`8C^2` projection parameters, and fewer products per
             step. Fresh folded maps are products of fresh unfolded ones, small
-            read-out included; :func:`~brl_graph.nn.reservoir.fold_pool` and :func:`fold_read` fold
-            trained weights. Needs the reservoir mode and :obj:`joint=False`.
+            read-out included; :func:`~brl_graph.nn.reservoir.fold_pool` and
+            :func:`~brl_graph.nn.brl_conv.fold_read` fold trained weights
+            (exactly, in eval mode). Needs the reservoir mode and
+            :obj:`joint=False`.
             (default: :obj:`False`)
 
     Shapes:
@@ -309,9 +311,9 @@ class BRLConv(torch.nn.Module):
         if causal and not learn_seeds and mode == "reservoir":
             raise ValueError("causal layers need learned seeds (they supply the pooling queries)")
         if fold and (joint or num_tokens == 0):
-            raise ValueError("fold=True folds the reservoir's projections: it needs num_tokens > 0, "
-                             "mode='reservoir' and joint=False (the joint softmax splits its "
-                             "projections into heads, which do not fold)")
+            raise ValueError("fold=True folds the reservoir's projections: it needs "
+                             "num_tokens > 0, mode='reservoir' and joint=False (the joint "
+                             "softmax splits its projections into heads, which do not fold)")
         self.channels = channels
         self.conv = conv
         self.num_tokens = num_tokens
@@ -350,8 +352,9 @@ class BRLConv(torch.nn.Module):
             self.tok_norm_b = LayerNorm(C)
             if fold:
                 # broadcast, folded: token keys in node space plus a logit shift, and values
-                # already through the output map (see the class docs).
-                self.read_keys = Linear(C, C + 1)
+                # already through the output map (see the class docs). No bias on the keys:
+                # it would add the same logit to every token a node reads.
+                self.read_keys = Linear(C, C + 1, bias=False)
                 self.read_values = Linear(C, C)
             else:
                 # broadcast (or joint): node queries, token keys/values, output.
@@ -400,7 +403,10 @@ class BRLConv(torch.nn.Module):
         \mathbf{x}^\top(\mathbf{W}_Q^\top\mathbf{k}) + \mathbf{b}_Q^\top\mathbf{k}`,
         and since the read weights sum to one, :math:`\mathbf{W}_O` applies to
         the :math:`K` token values, so no :math:`C \times C` product runs per node.
-        The output bias is left out here: it is added once per node.
+        Unfolded, the output bias is left out of the values (it is added once
+        per node); folded, it is part of them. Biases that shift every token's
+        logit for a node alike are dropped, since the softmax over the tokens
+        cancels them.
         """
         C = self.channels
         t = self.tok_norm_b(T)
@@ -680,24 +686,26 @@ def small_read_out(o_b: Linear) -> None:
 @torch.no_grad()
 def fold_read(layer: BRLConv, q_b: Linear, kv_b: Linear, o_b: Linear) -> None:
     r"""Sets a folded layer's broadcast maps (not its reservoir's pooling maps:
-    see :func:`~brl_graph.nn.reservoir.fold_pool`) to those of the unfolded projections :obj:`q_b`, :obj:`kv_b`
-    (:math:`[\mathbf{W}_K; \mathbf{W}_V]`) and :obj:`o_b`, so that the read
-    computes what an unfolded layer with these weights computes.
+    see :func:`~brl_graph.nn.reservoir.fold_pool`) to those of the unfolded
+    projections :obj:`q_b`, :obj:`kv_b` (:math:`[\mathbf{W}_K; \mathbf{W}_V]`)
+    and :obj:`o_b`, so that the read computes what an unfolded layer with these
+    weights computes (in eval mode: attention dropout would scale the output
+    bias, which the folded values carry).
 
-    Keys (before the :math:`1/\sqrt{C}`): :math:`\mathbf{W}_Q^\top(\mathbf{W}_K
-    \mathbf{t} + \mathbf{b}_K)` and the shift :math:`\mathbf{b}_Q^\top(\mathbf{W}_K
-    \mathbf{t} + \mathbf{b}_K)`, one :obj:`Linear(C, C + 1)`; values:
-    :math:`\mathbf{W}_O(\mathbf{W}_V\mathbf{t} + \mathbf{b}_V) + \mathbf{b}_O`
-    (the read weights sum to one, so the output bias rides on the values).
-    Use with :func:`~brl_graph.nn.reservoir.fold_pool` to fold a trained layer.
+    Keys (before the :math:`1/\sqrt{C}`): :math:`\mathbf{W}_Q^\top\mathbf{W}_K
+    \mathbf{t}` and the shift :math:`\mathbf{b}_Q^\top\mathbf{W}_K\mathbf{t}`, one
+    :obj:`Linear(C, C + 1, bias=False)`; the terms with :math:`\mathbf{b}_K` are
+    the same for every token a node reads, and the softmax over the tokens
+    drops them. Values: :math:`\mathbf{W}_O(\mathbf{W}_V\mathbf{t} +
+    \mathbf{b}_V) + \mathbf{b}_O` (the read weights sum to one, so the output
+    bias rides on the values).
     """
     if not layer.fold:
         raise ValueError("fold_read sets the maps of a layer built with fold=True")
     C = layer.channels
     w_k, w_v = kv_b.weight.view(2, C, C).unbind(0)
-    b_k, b_v = kv_b.bias.view(2, C).unbind(0)
+    b_v = kv_b.bias[C:]
     w_q, b_q = q_b.weight, q_b.bias
     layer.read_keys.weight.copy_(torch.cat([w_q.t() @ w_k, (b_q @ w_k).unsqueeze(0)]))
-    layer.read_keys.bias.copy_(torch.cat([w_q.t() @ b_k, (b_q @ b_k).view(1)]))
     layer.read_values.weight.copy_(o_b.weight @ w_v)
     layer.read_values.bias.copy_(o_b.weight @ b_v + o_b.bias)

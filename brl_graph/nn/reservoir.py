@@ -52,19 +52,20 @@ class TokenReservoir(torch.nn.Module):
     linear in :math:`L`.
 
     With :obj:`fold=True` each pair of maps that runs in sequence is one
-    matrix: :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q` maps the
-    normalised tokens into node space, and
-    :math:`\mathbf{B} = \mathbf{W}_O \mathbf{W}_V` maps the pooled nodes back
-    to the tokens,
+    matrix (rows are tokens and nodes, as above):
+    :math:`\mathbf{A} = \mathbf{W}_Q \mathbf{W}_K^\top` maps the normalised
+    tokens into node space, and :math:`\mathbf{B} = \mathbf{W}_V \mathbf{W}_O`
+    maps the pooled nodes back to the tokens,
 
     .. math::
-        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} + \mathbf{B}\,
-        \mathrm{softmax}\Big(\frac{(\mathrm{LN}(\mathbf{T}) \mathbf{A}^\top
-        + \mathbf{a}) \mathbf{X}^\top}{\sqrt{C}}\Big) \mathbf{X} +
-        \mathbf{b}\Big).
+        \mathbf{T} \leftarrow \mathrm{Mix}\Big(\mathbf{T} +
+        \mathrm{softmax}\Big(\frac{(\mathrm{LN}(\mathbf{T}) \mathbf{A}
+        + \mathbf{a}) \mathbf{X}^\top}{\sqrt{C}}\Big) \mathbf{X} \mathbf{B}
+        + \mathbf{b}\Big).
 
     A product of two :math:`C \times C` matrices is any :math:`C \times C`
-    matrix, so the layer computes the same family of functions with
+    matrix, so the layer computes the same family of functions (in eval mode;
+    attention dropout weights the biases slightly differently) with
     :math:`2C^2` pooling parameters instead of :math:`4C^2`, and fewer
     products per step (in causal mode no node is projected at all). The folded
     matrices start as products of freshly initialised unfolded ones, so a fresh
@@ -263,8 +264,12 @@ def fold_pool(reservoir: TokenReservoir, query: Linear, key_value: Linear, out: 
     r"""Sets a folded reservoir's pooling maps to those of the unfolded projections
     :obj:`query`, :obj:`key_value` (:math:`[\mathbf{W}_K; \mathbf{W}_V]`) and
     :obj:`out`, so that it computes what an unfolded reservoir with these
-    weights computes (exactly so without attention dropout). Nothing else
-    (seeds, norm, mixer) is touched.
+    weights computes. Nothing else (seeds, norm, mixer) is touched.
+
+    Exact in eval mode, with two exceptions: with attention dropout the value
+    bias is weighted differently, and a graph without nodes, whose pooled
+    vector is zero, gets :math:`\mathbf{b} = \mathbf{W}_O \mathbf{b}_V +
+    \mathbf{b}_O` where the unfolded reservoir adds :math:`\mathbf{b}_O` only.
 
     The query map is :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q`,
     :math:`\mathbf{a} = \mathbf{W}_K^\top \mathbf{b}_Q` (the key bias adds the

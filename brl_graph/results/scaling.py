@@ -36,12 +36,14 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
            "as `fit` runs it; the models run side by side in one process, so their ratios "
            "share the machine's load.", ""]
     body = []
-    # rows written before the dropout, pre-norm and fold fields were timed without them
+    # rows written before the dropout, pre-norm and fold fields were timed without them;
+    # before run_pre_norm, a row's own pre_norm was the run's (no GPS row had pre-norm)
     rows = [{"dropout": 0.0, "attn_dropout": 0.0, "pre_norm": False, "fold": False, **r}
             for r in rows]
+    rows = [{"run_pre_norm": r["pre_norm"], **r} for r in rows]
     # one group per run setting: each ratio is to the twin timed in the same run
     for (dataset, bs, p, pa, _, fold), group in grouped(
-            rows, ("dataset", "batch_size", "dropout", "attn_dropout", "pre_norm",
+            rows, ("dataset", "batch_size", "dropout", "attn_dropout", "run_pre_norm",
                    "fold")).items():
         twin = next((r for r in group if r["model"] == MPNN), None)
         for r in group:

@@ -284,6 +284,12 @@ def _validate(cfg: Dict[str, Any]) -> None:
                  "train.bf16", "train.progress", "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
+    # The joint softmax splits its projections into heads, which do not fold; say so
+    # here rather than when the first layer is built.
+    if (get("model.fold") and get("model.joint") and get("model.global_attn") == "brl"
+            and get("model.brl_mode") == "reservoir" and get("model.num_tokens")):
+        raise ConfigError("model.fold=true does not apply to model.joint=true (the joint "
+                          "softmax's per-head projections do not fold): set one of them false")
     # A train monitor needs the train metric, which only an evaluation pass
     # over the training split gives; say so rather than switch it on silently.
     in_use = {"train.plateau_monitor": get("train.scheduler") == "plateau",

@@ -57,9 +57,11 @@ def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
     assert sorted((r["model"], r["pre_norm"]) for r in rows) == [
         ("brl", False), ("brl", True), ("mpnn", False), ("mpnn", True)]
     assert "(pre-norm)" in capsys.readouterr().out
-    # GPSConv has no pre-norm form: under --pre-norm the full-attention row stays post-norm
+    # GPSConv has no pre-norm form: under --pre-norm the full-attention row stays post-norm,
+    # and says which run it was timed in
     assert st.main(argv + ["--pre-norm", "--models", "full"]) == 0
-    assert [r["pre_norm"] for r in json.loads(out.read_text()) if r["model"] == "full"] == [False]
+    full = [r for r in json.loads(out.read_text()) if r["model"] == "full"]
+    assert [(r["pre_norm"], r["run_pre_norm"]) for r in full] == [(False, True)]
 
 
 def test_fold_rows_are_kept_apart_and_fold_brl_only(st, tmp_path, capsys):

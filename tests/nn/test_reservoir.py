@@ -137,26 +137,35 @@ def test_fold_computes_what_the_unfolded_projections_compute():
     # 2C^2 + 2C parameters fewer: (C^2 + C) + (2C^2 + 2C) + (C^2 + C) against 2 (C^2 + C)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(res) - count(fold) == 2 * C * C + 2 * C
-    x = torch.randn(2, 6, C)
-    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
-    bias = torch.zeros(2, 1, 6).masked_fill(~mask[:, None], NEG)
-    T = torch.randn(2, K, C)
-    torch.testing.assert_close(fold.compress(x, T, bias), res.compress(x, T, bias),
+    x = torch.randn(3, 6, C)
+    x[2] = 0.0  # graph 2 has no nodes
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6, [False] * 6])
+    bias = torch.zeros(3, 1, 6).masked_fill(~mask[:, None], NEG)
+    T = torch.randn(3, K, C)
+    empty = ~mask.any(1)
+    got, want = fold.compress(x, T, bias, empty), res.compress(x, T, bias, empty)
+    torch.testing.assert_close(got[:2], want[:2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fold.compress(x[:1, :4], T[:1]),
+                               explicit_compress(res, x[:1, :4], T[:1]), atol=1e-5, rtol=1e-5)
+    # The one documented difference: a graph without nodes pools a zero vector, which
+    # the folded value map turns into W_O b_V + b_O where the unfolded one adds b_O.
+    b_v = res.key_value.bias[C:]
+    torch.testing.assert_close(want[2], res.mixer(T[2] + res.out.bias), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[2], res.mixer(T[2] + res.out.weight @ b_v + res.out.bias),
                                atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fold.compress(x[:1, :4], T[:1]), explicit_compress(res, x[:1, :4], T[:1]),
-                               atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fold.compress_causal(x, mask=mask), res.compress_causal(x, mask=mask),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fold.compress_causal(x[:2], mask=mask[:2]),
+                               res.compress_causal(x[:2], mask=mask[:2]), atol=1e-5, rtol=1e-5)
 
 
-def test_fold_causal_uses_only_the_prefix_and_empty_graphs_pool_nothing():
+def test_fold_causal_uses_only_the_prefix_and_an_empty_graph_stays_finite():
     torch.manual_seed(0)
     fold = TokenReservoir(C, K, heads=2, fold=True)
     x = torch.randn(1, 12, C, requires_grad=True)
     T = fold.compress_causal(x)
     T[0, 5].sum().backward()
     assert (x.grad[0, 6:] == 0).all() and x.grad[0, :6].abs().sum() > 0
-    # a graph without nodes: the value map sees a zero vector, no NaN
+    # a graph without nodes: the value map sees a zero vector (no NaN from a softmax
+    # over padding only), so its tokens get the value map's bias
     fold.eval()
     bias = torch.full((1, 1, 3), NEG)
     out = fold.compress(torch.zeros(1, 3, C), fold.initial(1), bias, empty=torch.tensor([True]))

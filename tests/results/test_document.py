@@ -361,3 +361,8 @@ def test_step_time_ratios_are_to_the_twin_of_the_same_run():
     # the folded BRL's ratio is to the twin of its own run (40 ms), not the older one
     assert "| brl | pre-norm, folded |" in lines[2] and lines[2].endswith("| 1.50 |")
     assert "| mpnn | pre-norm |" in lines[3]
+    # GPS timed in a pre-norm run stays post-norm, but its ratio is to that run's twin
+    text = step_time_section([row("mpnn", 40.0, pre_norm=True, run_pre_norm=True),
+                              row("full", 80.0, pre_norm=False, run_pre_norm=True)])
+    full = [ln for ln in text.splitlines() if ln.startswith("| ogbg-molhiv | 32 | 0.00 / 0.00 | full")]
+    assert len(full) == 1 and "| full | - |" in full[0] and full[0].endswith("| 2.00 |")

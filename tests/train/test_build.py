@@ -98,6 +98,10 @@ def test_fold_key_folds_every_reservoir_and_the_twin_ignores_it():
     assert not twin.fold and count_parameters(twin) == count_parameters(plain_twin)
     with pytest.raises(ConfigError, match="model.fold must be true or false"):
         load_config(overrides=["model.fold=1"])
+    with pytest.raises(ConfigError, match="model.fold=true does not apply to model.joint=true"):
+        load_config(overrides=["model.fold=true", "model.joint=true"])
+    # the joint twin has no reservoir, so nothing to refuse
+    load_config(overrides=["model.fold=true", "model.joint=true", "model.num_tokens=0"])
 
 
 def test_build_model_names_a_level_without_a_head():
