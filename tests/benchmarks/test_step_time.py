@@ -46,12 +46,17 @@ def test_bad_option_is_a_clear_error(st):
         st.main(["--dataset", "ring-transfer", "--option", "nodes"])
 
 
-def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
-    out = tmp_path / "step_time.json"
-    argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
+def quick_argv(out):
+    """One round of two tiny RingTransfer batches, BRL and the twin, rows to ``out``."""
+    return ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
             "--batches", "2", "--rounds", "1", "--warmup", "1", "--layers", "1",
             "--channels", "16", "--heads", "2", "--batch-size", "4",
             "--models", "brl", "mpnn", "--json", str(out)]
+
+
+def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
+    out = tmp_path / "step_time.json"
+    argv = quick_argv(out)
     assert st.main(argv) == 0 and st.main(argv + ["--pre-norm"]) == 0
     rows = json.loads(out.read_text())
     assert sorted((r["model"], r["pre_norm"]) for r in rows) == [
@@ -66,10 +71,7 @@ def test_pre_norm_rows_are_kept_apart(st, tmp_path, capsys):
 
 def test_fold_rows_are_kept_apart_and_fold_brl_only(st, tmp_path, capsys):
     out = tmp_path / "step_time.json"
-    argv = ["--dataset", "ring-transfer", "--option", "nodes=10", "--option", "seed=0",
-            "--batches", "2", "--rounds", "1", "--warmup", "1", "--layers", "1",
-            "--channels", "16", "--heads", "2", "--batch-size", "4",
-            "--models", "brl", "mpnn", "--json", str(out)]
+    argv = quick_argv(out)
     assert st.main(argv) == 0 and st.main(argv + ["--fold"]) == 0
     rows = json.loads(out.read_text())
     # each run keeps its own twin row, so each BRL row has the twin it was timed beside
