@@ -181,10 +181,11 @@ class TokenReservoir(torch.nn.Module):
         w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
         return self._write(torch.bmm(w, x), w, tokens, empty)
 
-    def _write(self, pooled_nodes: Tensor, w: Tensor, tokens: Tensor,
+    def _write(self, pooled_nodes: Tensor, w: Optional[Tensor], tokens: Tensor,
                empty: Optional[Tensor] = None) -> Tensor:
         """Adds the projected pooled nodes ``[*, K, C]`` (pooling weights ``w``
-        ``[*, K, L]``) to ``tokens``, then mixes them."""
+        ``[*, K, L]``, which only the unfolded value bias reads) to ``tokens``,
+        then mixes them."""
         if self.fold:
             pooled, out = pooled_nodes, self.value_out
         else:
@@ -233,8 +234,7 @@ class TokenReservoir(torch.nn.Module):
             pooled = prefix_softmax_pool(logits, x.unsqueeze(1),
                                          mask=None if mask is None else mask[:, None, :],
                                          block=self.prefix_block).transpose(1, 2)  # [G, L, K, C]
-            return self.mixer(tokens + dropout(self.value_out(pooled), p=self.dropout,
-                                               training=self.training))
+            return self._write(pooled, None, tokens)
         q = self.query(self.norm(self.initial()))  # [K, C]
         k, v = self.key_value(x).chunk(2, dim=-1)  # [G, L, C]
         if self.pool_heads > 1:
@@ -271,7 +271,8 @@ def fold_pool(reservoir: TokenReservoir, query: Linear, key_value: Linear, out: 
     vector is zero, gets :math:`\mathbf{b} = \mathbf{W}_O \mathbf{b}_V +
     \mathbf{b}_O` where the unfolded reservoir adds :math:`\mathbf{b}_O` only.
 
-    The query map is :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q`,
+    In PyTorch's weight convention (``y = x W^T + b``) the query map is
+    :math:`\mathbf{A} = \mathbf{W}_K^\top \mathbf{W}_Q`,
     :math:`\mathbf{a} = \mathbf{W}_K^\top \mathbf{b}_Q` (the key bias adds the
     same logit to every node, which the softmax drops); the value map is
     :math:`\mathbf{B} = \mathbf{W}_O \mathbf{W}_V`,
