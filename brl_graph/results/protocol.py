@@ -86,7 +86,12 @@ PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(Earlier("peptides-func-e60-dropout01",
+    earlier=(Earlier("peptides-func-e60-unfolded",
+                     "unfolded reservoir projections at 64 channels (438k parameters), the "
+                     "config's values before `fold: true` at 68 channels; the twin's matched "
+                     "width is 104 under both, so its rows stay in the table",
+                     ("model.fold=false", "model.channels=64")),
+             Earlier("peptides-func-e60-dropout01",
                      "dropout 0.1, the config's value before `dropout: 0.0`",
                      ("model.dropout=0.1",)),
              Earlier("peptides-func-e60-postnorm",
