@@ -13,8 +13,9 @@ from brl_graph.results.graph_property import (MOLHIV_ANCHORS, PEPTIDES_ANCHORS,
                                               graph_property_section, molhiv_verdict,
                                               peptides_verdict)
 from brl_graph.results.long_range import long_range_section
-from brl_graph.results.protocol import MOLHIV, PEPTIDES, protocol_parts, target_line
-from brl_graph.results.oversquashing import oversquashing_section, plot_sensitivity
+from brl_graph.results.protocol import (MOLHIV, PEPTIDES, protocol_parts, protocol_stats,
+                                        target_line)
+from brl_graph.results.oversquashing import oversquashing_section, plot_sensitivity, task_level
 from brl_graph.results.scaling import plot_scaling, scaling_section, step_time_section
 
 
@@ -83,7 +84,8 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     protocols = protocol_parts(results)
     h_text += "\n" + protocols[MOLHIV.stem][0]
     p_text += "\n" + protocols[PEPTIDES.stem][0]
-    o_text, o_verdict = oversquashing_section(osq, sens_plot, p_stats)
+    o_text, o_verdict = oversquashing_section(
+        osq, sens_plot, *task_level(p_stats, protocol_stats(results.get(PEPTIDES.stem))))
     g_text, g_summary = gpu_section(results.get("gpu_check"), results.get("scaling_gpu"),
                                     results.get("causal_recall_gpu"))
     if g_summary:
