@@ -73,18 +73,28 @@ def ring_verdict(ring: Cells, sizes: Sequence[int]) -> Verdict:
     return (status, ev + (f"; n={untested} not run" if untested else ""))
 
 
-def tree_verdict(tree: Cells, sizes: Sequence[int], plateau: bool) -> Verdict:
-    """BRL fits the training set (>= 0.99) at every depth."""
-    done = [(r, metric(tree, r, BRL), metric(tree, r, FULL))
-            for r in sizes if metric(tree, r, BRL) is not None]
+def tree_verdict(tree: Cells, sizes: Sequence[int], plateau: bool,
+                 published: Optional[Cells] = None) -> Verdict:
+    """BRL fits the training set (>= 0.99) at every depth, under our short budget or
+    under the published protocol (``published``: the ``tree-published`` cells), whose
+    budget is the one the claim is about wherever it has a row."""
+    published = published or {}
+    ours = {r: metric(tree, r, BRL) for r in sizes}
+    theirs = {r: metric(published, r, BRL) for r in sizes}
+    done = [r for r in sizes if ours[r] is not None or theirs[r] is not None]
     if not done:
         return ("untested", "no Tree-NeighborsMatch rows")
-    ev = "; ".join(f"r={r}: BRL {b:.2f} vs full {fmt(f, 2)}" for r, b, f in done)
-    ok = [r for r, b, _ in done if b >= 0.99]
-    status = "holds" if len(ok) == len(done) else ("fails" if not ok else "partial")
+    ev = "; ".join(f"r={r}: BRL {ours[r]:.2f} vs full {fmt(metric(tree, r, FULL), 2)}"
+                   for r in done if ours[r] is not None)
+    ev = f"short budget: {ev}" if ev else ev
     if plateau:
         ev += " (some rows under a plateau schedule that starves every model; see table 2)"
-    return (status, ev)
+    if any(v is not None for v in theirs.values()):
+        ev += ("; published protocol: " + ", ".join(
+            f"r={r}: BRL {v:.2f}" for r, v in theirs.items() if v is not None))
+    ok = [r for r in done if max(v for v in (ours[r], theirs[r]) if v is not None) >= 0.99]
+    status = "holds" if len(ok) == len(done) else ("fails" if not ok else "partial")
+    return (status, ev.lstrip("; "))
 
 
 def _cell_text(r: Optional[Dict[str, Any]]) -> str:
@@ -257,4 +267,5 @@ def long_range_section(data: Optional[Mapping[str, Any]]
     text += "Commands (one per cell, from the repository root):\n\n" + commands_block(cmds) + "\n"
     published_text, published_verdict = published_tree_section(data)
     return (text + "\n" + published_text, ring_verdict(ring, ring_sizes),
-            tree_verdict(tree, tree_sizes, bool(plateau)), published_verdict)
+            tree_verdict(tree, tree_sizes, bool(plateau), cells(data, "tree-published")),
+            published_verdict)

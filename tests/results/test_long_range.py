@@ -1,0 +1,25 @@
+"""Claim 4's verdict reads both Tree-NeighborsMatch tables."""
+from brl_graph.labels import BRL, FULL
+from brl_graph.results.long_range import tree_verdict
+
+
+def _grid(values, model=BRL):
+    return {(r, model): {"metric": v} for r, v in values.items()}
+
+
+def test_a_depth_counts_as_fitted_when_either_budget_fits_it():
+    short = {**_grid({2: 1.0, 3: 0.13}), **_grid({2: 1.0, 3: 1.0}, FULL)}
+    status, ev = tree_verdict(short, [2, 3], plateau=False)
+    assert status == "partial"
+    assert ev == "short budget: r=2: BRL 1.00 vs full 1.00; r=3: BRL 0.13 vs full 1.00"
+    status, ev = tree_verdict(short, [2, 3], False, published=_grid({3: 1.0}))
+    assert status == "holds"
+    assert ev.endswith("; published protocol: r=3: BRL 1.00")
+
+
+def test_published_rows_alone_give_a_verdict_and_unrun_depths_are_ignored():
+    status, ev = tree_verdict({}, [2, 3, 4], False, published=_grid({2: 1.0, 4: 0.5}))
+    assert status == "partial"
+    assert ev == "published protocol: r=2: BRL 1.00, r=4: BRL 0.50"
+    assert tree_verdict({}, [2, 3], False) == ("untested", "no Tree-NeighborsMatch rows")
+    assert tree_verdict(_grid({2: 0.5}), [2], False, _grid({2: 0.9}))[0] == "fails"
