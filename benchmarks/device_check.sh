@@ -2,7 +2,12 @@
 # The GPU checks and timings, sized for a short lease on one GPU:
 #   bash benchmarks/device_check.sh OUT_DIR [STEP ...]
 # STEPs (default: all, in this order): checks scaling scaling-bf16
-# scaling-4layer scaling-gps recall. The checks are the pytest tests marked
+# scaling-4layer scaling-gps recall profile scaling-tf32 scaling-fold.
+# The last three look for where BRL's fp32 time goes at 1M nodes (issue 11,
+# item 6): the costliest ops of one fwd+bwd per model, then the same sizes with
+# TF32 matmuls and with folded reservoir projections; about 5 minutes alone:
+#   bash benchmarks/device_check.sh OUT_DIR profile scaling-tf32 scaling-fold
+# The checks are the pytest tests marked
 # cuda (tests/device); their --device-report is gpu_check.json. Writes
 # gpu_check.json, scaling_gpu.json, causal_recall_gpu.json and
 # device_check.log to OUT_DIR. Every step has its
@@ -11,7 +16,7 @@
 set -u
 out=${1:?usage: device_check.sh OUT_DIR [STEP ...]}
 shift
-steps=${*:-checks scaling scaling-bf16 scaling-4layer scaling-gps recall}
+steps=${*:-checks scaling scaling-bf16 scaling-4layer scaling-gps recall profile scaling-tf32 scaling-fold}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -33,6 +38,9 @@ for s in $steps; do
     scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --bf16 ;;
     scaling-4layer) run_step 60 $scaling --sizes 1048576 --models mpnn brl --layers 4 ;;
     scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models full performer ;;
+    profile) run_step 120 $scaling --sizes 1048576 --models mpnn brl --profile 15 ;;
+    scaling-tf32) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --tf32 ;;
+    scaling-fold) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --fold ;;
     recall) run_step 150 python experiments/causal_recall.py --device cuda --threads 4 \
               --json "$out/causal_recall_gpu.json" ;;
     *) echo "unknown step '$s'" | tee -a "$log"; exit 2 ;;

@@ -19,7 +19,13 @@ layers carry their tokens from layer to layer), the "full model" setting;
 ``--checkpoint`` recomputes each layer's activations in the backward pass
 (:func:`torch.utils.checkpoint.checkpoint`), which is how a 4-layer model
 fits a 1M-node graph in a few GB. ``--bf16`` runs each forward under bfloat16
-autocast (the loss is summed in float32).
+autocast (the loss is summed in float32). ``--tf32`` keeps float32 tensors but
+lets CUDA matmuls and convolutions round their inputs to TF32 on tensor cores
+(PyTorch's default is off). ``--fold`` builds the BRL layers with folded
+reservoir projections (``BRLConv(fold=True)``); it does not apply to the other
+models. ``--profile N`` adds one profiled fwd+bwd per row and stores its N
+costliest ops (self time on the device, or on the CPU) in the row's
+``profile``, to show where a layer's time goes.
 
 Usage::
 
@@ -27,6 +33,8 @@ Usage::
         --models mpnn brl full performer --json out.json
     python benchmarks/scaling.py --sizes 1048576 --models mpnn brl --layers 4 \
         --checkpoint --json out.json --append     # add rows, keep the others
+    python benchmarks/scaling.py --sizes 1048576 --models mpnn brl --device cuda \
+        --tf32 --profile 15                       # where the fp32 time goes
 
 Method
 ------
@@ -93,7 +101,7 @@ Output: ``--json`` gets a list of rows ``{"model", "num_nodes", "num_edges",
 "command", ...}``; skipped rows hold ``null`` measurements and a ``"skipped"``
 reason. The file is rewritten atomically after every row; with ``--append``
 the rows already in it are kept, except those this run measures again (same
-model, size, depth, width, device, checkpointing and bf16). A table and the target ratios of the
+model, size, depth, width, device, checkpointing, bf16, tf32 and fold). A table and the target ratios of the
 issue (with PASS / FAIL) are printed.
 """
 from __future__ import annotations
@@ -147,6 +155,9 @@ class RowSpec:
     seed: int = 0
     checkpoint: bool = False
     bf16: bool = False
+    tf32: bool = False
+    fold: bool = False
+    profile: int = 0  # ops kept from one profiled pass (0: none)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -164,6 +175,12 @@ class RowSpec:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda' (resolve 'auto' first), "
                              f"got {self.device!r}")
+        if self.tf32 and self.device != "cuda":
+            raise ValueError("tf32 applies to CUDA matmuls only; use it with device 'cuda'")
+        if self.fold and self.model != BRL:
+            raise ValueError(f"fold applies to {BRL!r} rows only, got model {self.model!r}")
+        if self.profile < 0:
+            raise ValueError(f"profile must be >= 0, got {self.profile}")
 
     @property
     def num_edges(self) -> int:
@@ -269,7 +286,7 @@ def extrapolation_skip_reason(spec: RowSpec, previous: Sequence[Dict[str, Any]],
 
 
 # ---------------------------------------------------------------- worker
-def _build_layer(model: str, channels: int):
+def _build_layer(model: str, channels: int, fold: bool = False):
     from torch.nn import Linear, ReLU, Sequential
     from torch_geometric.nn import GINEConv, GPSConv
 
@@ -280,12 +297,13 @@ def _build_layer(model: str, channels: int):
     norm_kwargs = {"mode": "node"}
     if model in (MPNN, BRL):
         return BRLConv(c, gine, num_tokens=0 if model == MPNN else NUM_TOKENS, heads=HEADS,
-                       norm="layer_norm", norm_kwargs=norm_kwargs)
+                       norm="layer_norm", norm_kwargs=norm_kwargs, fold=fold)
     return GPSConv(c, gine, heads=HEADS, attn_type=GPS_ATTENTION[model], norm="layer_norm",
                    norm_kwargs=norm_kwargs)
 
 
-def build_model(model: str, channels: int, layers: int, checkpoint: bool = False):
+def build_model(model: str, channels: int, layers: int, checkpoint: bool = False,
+                fold: bool = False):
     """A stack of ``layers`` layers of kind ``model``; BRL layers pass their tokens on.
 
     With ``checkpoint``, each layer's activations are recomputed in the
@@ -301,7 +319,8 @@ def build_model(model: str, channels: int, layers: int, checkpoint: bool = False
         def __init__(self) -> None:
             super().__init__()
             self.carries_tokens = model in (MPNN, BRL)
-            self.layers = torch.nn.ModuleList(_build_layer(model, channels) for _ in range(layers))
+            self.layers = torch.nn.ModuleList(_build_layer(model, channels, fold)
+                                              for _ in range(layers))
 
         def forward(self, x, edge_index, edge_attr):
             tokens = None
@@ -402,8 +421,11 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
 
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
+    if spec.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     model = build_model(spec.model, spec.channels, spec.layers,
-                        spec.checkpoint).to(device).train()
+                        spec.checkpoint, spec.fold).to(device).train()
 
     def autocast():
         # bf16 autocast wraps the forward only; backward replays its casts.
@@ -472,6 +494,9 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         mem_method = "cuda_max_allocated"
     else:
         peak_mb, mem_method = _cpu_peak_mb(step)
+    profile = None
+    if spec.profile and fits(2, last):  # a profiled pass runs slower than a plain one
+        profile = profile_step(step, device, spec.profile)
 
     return {
         "model": spec.model,
@@ -485,6 +510,9 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
         "channels": spec.channels,
         "checkpoint": spec.checkpoint,
         "bf16": spec.bf16,
+        "tf32": spec.tf32,
+        "fold": spec.fold,
+        "profile": profile,
         "repeats": len(times),
         "warmup": warmups,
         "warmup_used_as_timed": warmup_as_timed,
@@ -495,12 +523,56 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------- parent
+def profile_step(step: Callable[[], None], device: str, keep: int) -> List[Dict[str, Any]]:
+    """The ``keep`` operators with the most self time in one profiled call of ``step``.
+
+    On CUDA an operator's self time is that of the kernels it launched itself; on
+    the CPU its own CPU time. Either way a composite operator's children are not
+    counted again in it."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def self_us(e) -> float:
+        if device != "cuda":
+            return e.self_cpu_time_total
+        # PyTorch 2.4 renamed the CUDA fields to "device"; keep both spellings.
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    # Operators only: on CUDA each kernel is also listed as an event of its own,
+    # and its time is already in the self time of the operator that launched it.
+    ops = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU and self_us(e) > 0]
+    return [{"name": e.key, "calls": e.count, "self_ms": self_us(e) / 1e3}
+            for e in sorted(ops, key=self_us, reverse=True)[:keep]]
+
+
+def format_profiles(rows: Sequence[Dict[str, Any]]) -> str:
+    """Each profiled row's costliest ops, one block per row."""
+    blocks = []
+    for r in rows:
+        if not r.get("profile"):
+            continue
+        total = sum(op["self_ms"] for op in r["profile"])
+        lines = [f"{r['model']} @ {r['num_nodes']} ({r['fwd_bwd_ms']:.1f} ms fwd+bwd; "
+                 f"the ops below: {total:.1f} ms of self time)"]
+        lines += [f"  {op['self_ms']:>9.2f} ms {op['calls']:>6}x  {op['name'][:80]}"
+                  for op in r["profile"]]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def skipped_row(spec: RowSpec, reason: str) -> Dict[str, Any]:
     """A row for a (model, size) that was not measured."""
     return {"model": spec.model, "num_nodes": spec.num_nodes, "num_edges": spec.num_edges,
             "fwd_bwd_ms": None, "peak_mem_mb": None, "device": spec.device,
             "layers": spec.layers, "channels": spec.channels, "checkpoint": spec.checkpoint,
-            "bf16": spec.bf16, "skipped": reason}
+            "bf16": spec.bf16, "tf32": spec.tf32, "fold": spec.fold, "skipped": reason}
 
 
 def _last_marked(text: str, mark: str) -> Optional[Dict[str, Any]]:
@@ -647,7 +719,8 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
             spec = RowSpec(model=model, num_nodes=n, channels=args.channels, layers=args.layers,
                            repeats=args.repeats, warmup=args.warmup, device=device,
                            threads=args.threads, seed=args.seed, checkpoint=args.checkpoint,
-                           bf16=args.bf16)
+                           bf16=args.bf16, tf32=args.tf32, fold=args.fold and model == BRL,
+                           profile=args.profile)
             reason = memory_skip_reason(spec, available_bytes(device), quadratic)
             if reason is None and not args.no_extrapolate:
                 reason = extrapolation_skip_reason(
@@ -668,7 +741,8 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
 def row_key(row: Mapping[str, Any]) -> Tuple[Any, ...]:
     """What makes two rows measure the same thing (a rerun replaces the older row)."""
     return (canonical_model(row["model"]), row["num_nodes"], row.get("layers", 1), row.get("channels"),
-            row.get("device"), bool(row.get("checkpoint", False)), bool(row.get("bf16", False)))
+            row.get("device"), bool(row.get("checkpoint", False)), bool(row.get("bf16", False)),
+            bool(row.get("tf32", False)), bool(row.get("fold", False)))
 
 
 def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[str, Any]]:
@@ -684,8 +758,8 @@ def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[
     if not isinstance(old, list):
         raise SystemExit(f"--append: {path} holds a {type(old).__name__}, expected a list of rows")
     device = resolve_device(args.device)
-    redo = {(m, n, args.layers, args.channels, device, args.checkpoint, args.bf16)
-            for n in args.sizes for m in args.models}
+    redo = {(m, n, args.layers, args.channels, device, args.checkpoint, args.bf16, args.tf32,
+             args.fold and m == BRL) for n in args.sizes for m in args.models}
     return [r for r in old if row_key(r) not in redo]
 
 
@@ -703,6 +777,12 @@ def invocation(args: argparse.Namespace) -> str:
         parts.append("--checkpoint")
     if args.bf16:
         parts.append("--bf16")
+    if args.tf32:
+        parts.append("--tf32")
+    if args.fold:
+        parts.append("--fold")
+    if args.profile:
+        parts += ["--profile", str(args.profile)]
     if args.append:
         parts.append("--append")
     parts += ["--threads", str(args.threads), "--max-seconds", f"{args.max_seconds:g}",
@@ -733,6 +813,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="recompute each layer's activations in backward (activation checkpointing)")
     p.add_argument("--bf16", action="store_true",
                    help="run each pass under bfloat16 autocast (CUDA, or CPU where supported)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let CUDA matmuls use TF32 tensor cores on float32 tensors")
+    p.add_argument("--fold", action="store_true",
+                   help="BRL rows: folded reservoir projections (BRLConv(fold=True))")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile one more fwd+bwd per row and keep its N costliest ops")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per worker (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -749,6 +835,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("need --repeats >= 1, --warmup >= 0 and --layers >= 1")
     if args.channels < HEADS or args.channels % HEADS:
         p.error(f"--channels must be a positive multiple of {HEADS}, got {args.channels}")
+    if args.tf32 and args.device == "cpu":
+        p.error("--tf32 applies to CUDA matmuls only: use it with --device cuda")
+    if args.profile < 0:
+        p.error(f"--profile must be >= 0, got {args.profile}")
     return args
 
 
@@ -765,6 +855,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(format_table(rows))
     print()
     print(format_checks(target_checks(rows)))
+    profiles = format_profiles(rows)
+    if profiles:
+        print("\nCostliest ops of one profiled fwd+bwd (self time):\n" + profiles)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -15,21 +15,61 @@ def _check_values(values: Mapping[str, Any]) -> str:
                      for k, v in values.items())
 
 
-def _gpu_reading(by: Mapping[Tuple[str, int, Tuple[int, bool]], Dict[str, Any]]) -> str:
-    """One sentence on the BRL/MPNN time ratio per precision, from the rows."""
+#: A GPU scaling row's setting: (layers, precision, folded BRL projections).
+Setting = Tuple[int, str, bool]
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def setting(r: Mapping[str, Any]) -> Setting:
+    """``precision``: ``bf16`` autocast, ``tf32`` matmuls on float32 tensors, or plain ``fp32``."""
+    precision = "bf16" if r.get("bf16") else "tf32" if r.get("tf32") else "fp32"
+    return (int(r.get("layers", 1)), precision, bool(r.get("fold", False)))
+
+
+def _twin(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]], n: int, st: Setting
+          ) -> Optional[Dict[str, Any]]:
+    """The MPNN row a BRL row is compared with: same size, depth and precision (the
+    twin has no reservoir, so folding does not apply to it)."""
+    return by.get((MPNN, n, (st[0], st[1], False)))
+
+
+def _setting_text(st: Setting) -> str:
+    return f"{st[0]} layer(s), {st[1]}" + (", folded BRL" if st[2] else "")
+
+
+def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
+    """One sentence on the BRL/MPNN time ratio per one-layer setting, from the rows."""
     parts = []
-    for bf16 in (False, True):
-        ratios = [r["fwd_bwd_ms"] / by[(MPNN, n, st)]["fwd_bwd_ms"]
-                  for (m, n, st), r in by.items()
-                  if m == BRL and st == (1, bf16) and (MPNN, n, st) in by]
-        if ratios:
-            parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in "
-                         f"{'bf16' if bf16 else 'fp32'}")
+    for precision in PRECISIONS:
+        for fold in (False, True):
+            st = (1, precision, fold)
+            ratios = [r["fwd_bwd_ms"] / _twin(by, n, st)["fwd_bwd_ms"]
+                      for (m, n, s), r in by.items() if m == BRL and s == st and _twin(by, n, st)]
+            if ratios:
+                parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in {precision}"
+                             + (" (folded)" if fold else ""))
     if not parts:
         return ""
     return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
             + ", against the CPU ratios of section 1: linear growth holds on the GPU, "
             "but the global branch's constant is larger there.")
+
+
+def _profiles_text(rows: List[Dict[str, Any]], top: int = 5) -> str:
+    """The costliest ops of the profiled rows (``scaling.py --profile``), ``top`` per row."""
+    lines = [[r["model"], _setting_text(setting(r)), fmt(r["num_nodes"]),
+             fmt(r["fwd_bwd_ms"], 1),
+             "; ".join(f"`{op['name'][:60]}` {fmt(op['self_ms'], 2)} ms ({op['calls']}x)"
+                       for op in r["profile"][:top])]
+             for r in rows if r.get("profile") and r.get("fwd_bwd_ms")]
+    if not lines:
+        return ""
+    return ("### Where the GPU time goes: the costliest ops of one profiled fwd+bwd\n\n"
+            "Self time of the kernels each operator launched itself (`torch.profiler`), from "
+            "`benchmarks/scaling.py --profile N`; a profiled pass runs slower than the timed "
+            "ones.\n\n"
+            + table(["model", "setting", "nodes", "fwd+bwd ms", f"top {top} ops"], lines)
+            + "\n\n")
 
 
 def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[str, Any]]],
@@ -63,25 +103,24 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  + f"\n\nCommand: `{checks.get('command', '')}`\n\n")
     summary = None
     if rows:
-        def setting(r):
-            return (int(r.get("layers", 1)), bool(r.get("bf16", False)))
         by = {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
         out = []
-        for st in sorted({setting(r) for r in rows}):
+        for st in sorted({setting(r) for r in rows},
+                         key=lambda st: (st[0], PRECISIONS.index(st[1]), st[2])):
             for n in sorted({r["num_nodes"] for r in rows if setting(r) == st}):
-                cells = [f"{st[0]} layer(s), {'bf16' if st[1] else 'fp32'}", fmt(n)]
+                cells = [_setting_text(st), fmt(n)]
                 for m in SCALING_MODELS:
                     r = by.get((m, n, st))
                     cells.append("—" if r is None else
                                   f"{fmt(r['fwd_bwd_ms'], 1)} ms / {fmt(r.get('peak_mem_mb'), 0)} MB"
                                   f" (run {r.get('lease_run', '?')})")
-                b, lo = by.get((BRL, n, st)), by.get((MPNN, n, st))
+                b, lo = by.get((BRL, n, st)), _twin(by, n, st)
                 cells.append(fmt(b["fwd_bwd_ms"] / lo["fwd_bwd_ms"], 2) + "x" if b and lo else "—")
                 out.append(cells)
         exps = {}
         for m in (MPNN, BRL):
             pts = sorted((n, r["fwd_bwd_ms"]) for (mm, n, st), r in by.items()
-                         if mm == m and st == (1, False))
+                         if mm == m and st == (1, "fp32", False))
             exps[m] = slope([p[0] for p in pts], [p[1] for p in pts])
         text += ("### Scaling on the GPU (`benchmarks/scaling.py --device cuda`), one graph, "
                  "fwd+bwd\n\n"
@@ -94,13 +133,15 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  "Row commands:\n\n"
                  + "".join(f"    {c}\n" for c in dict.fromkeys(r.get("command", "") for r in rows))
                  + "\n")
-        big = max((n for (m, n, st) in by if m == BRL and (MPNN, n, st) in by), default=None)
+        text += _profiles_text(rows)
+        big = max((n for (m, n, st) in by if m == BRL and _twin(by, n, st)), default=None)
         if big is not None:
             parts = []
-            for st in ((1, False), (1, True)):
-                b, lo = by.get((BRL, big, st)), by.get((MPNN, big, st))
+            for st in [(1, p, f) for p in PRECISIONS for f in (False, True)]:
+                b, lo = by.get((BRL, big, st)), _twin(by, big, st)
                 if b and lo:
-                    parts.append(f"{'bf16' if st[1] else 'fp32'} {fmt(b['fwd_bwd_ms'] / lo['fwd_bwd_ms'], 1)}x")
+                    parts.append(f"{st[1]}{' folded' if st[2] else ''} "
+                                 f"{fmt(b['fwd_bwd_ms'] / lo['fwd_bwd_ms'], 1)}x")
             summary = (f"on an H200, BRL n^{fmt(exps.get(BRL), 2)} vs MPNN "
                        f"n^{fmt(exps.get(MPNN), 2)}; BRL/MPNN at {fmt(big)} nodes: "
                        + ", ".join(parts))

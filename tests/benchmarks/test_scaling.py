@@ -207,3 +207,35 @@ def test_bf16_rows_are_their_own_setting(scaling, monkeypatch):
     args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--bf16"])
     assert "--bf16" in scaling.invocation(args)
     assert scaling.parse_args(scaling.invocation(args).split()[2:]).bf16
+
+
+def test_folded_and_profiled_rows(scaling):
+    import time
+
+    spec = scaling.RowSpec(model="brl", num_nodes=64, repeats=1, warmup=0, threads=1,
+                           fold=True, profile=5)
+    row = scaling.run_worker(spec, deadline=time.time() + 60)
+    assert row["fold"] is True and row["tf32"] is False and row["fwd_bwd_ms"] > 0
+    assert 0 < len(row["profile"]) <= 5
+    assert all(op["self_ms"] > 0 and op["calls"] >= 1 for op in row["profile"])
+    ms = [op["self_ms"] for op in row["profile"]]
+    assert ms == sorted(ms, reverse=True)  # the costliest first
+    assert "the ops below" in scaling.format_profiles([row])
+    # A folded, a TF32 and a plain row measure different things: --append keeps each.
+    plain = dict(row, fold=False)
+    assert len({scaling.row_key(r) for r in (row, plain, dict(plain, tf32=True))}) == 3
+    args = scaling.parse_args(["--sizes", "64", "--models", "mpnn", "brl", "--fold",
+                               "--profile", "5"])
+    again = scaling.parse_args(scaling.invocation(args).split()[2:])
+    assert again.fold and again.profile == 5
+
+
+def test_fold_and_tf32_are_refused_where_they_do_not_apply(scaling):
+    with pytest.raises(ValueError, match="fold applies to 'brl' rows only"):
+        scaling.RowSpec(model="mpnn", num_nodes=10, fold=True)
+    with pytest.raises(ValueError, match="tf32 applies to CUDA"):
+        scaling.RowSpec(model="brl", num_nodes=10, tf32=True)
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--tf32"])  # the default device is the CPU
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--profile", "-1"])
