@@ -20,12 +20,13 @@ layers carry their tokens from layer to layer), the "full model" setting;
 (:func:`torch.utils.checkpoint.checkpoint`), which is how a 4-layer model
 fits a 1M-node graph in a few GB. ``--bf16`` runs each forward under bfloat16
 autocast (the loss is summed in float32). ``--tf32`` keeps float32 tensors but
-lets CUDA matmuls and convolutions round their inputs to TF32 on tensor cores
-(PyTorch's default is off). ``--fold`` builds the BRL layers with folded
-reservoir projections (``BRLConv(fold=True)``); it does not apply to the other
-models. ``--profile N`` adds one profiled fwd+bwd per row and stores its N
-costliest ops (self time on the device, or on the CPU) in the row's
-``profile``, to show where a layer's time goes.
+lets CUDA matmuls round their inputs to TF32 on tensor cores (PyTorch's default
+for matmuls is off). ``--fold`` builds the BRL layers with folded reservoir
+projections (``BRLConv(fold=True)``); it applies to ``brl`` only, and section 7
+of the results compares a folded row with the plain twin row of its precision.
+``--profile N`` adds one profiled fwd+bwd per row and stores its N costliest
+operators (self time on the device, or on the CPU) in the row's ``profile``, to
+show where a layer's time goes.
 
 Usage::
 
@@ -101,7 +102,8 @@ Output: ``--json`` gets a list of rows ``{"model", "num_nodes", "num_edges",
 "command", ...}``; skipped rows hold ``null`` measurements and a ``"skipped"``
 reason. The file is rewritten atomically after every row; with ``--append``
 the rows already in it are kept, except those this run measures again (same
-model, size, depth, width, device, checkpointing, bf16, tf32 and fold). A table and the target ratios of the
+model, size, depth, width, device, checkpointing, bf16, tf32 and fold; ``profile`` is not part of
+that key, so a rerun without ``--profile`` drops a stored profile). A table and the target ratios of the
 issue (with PASS / FAIL) are printed.
 """
 from __future__ import annotations
@@ -177,6 +179,8 @@ class RowSpec:
                              f"got {self.device!r}")
         if self.tf32 and self.device != "cuda":
             raise ValueError("tf32 applies to CUDA matmuls only; use it with device 'cuda'")
+        if self.tf32 and self.bf16:
+            raise ValueError("tf32 and bf16 are two precisions: choose one")
         if self.fold and self.model != BRL:
             raise ValueError(f"fold applies to {BRL!r} rows only, got model {self.model!r}")
         if self.profile < 0:
@@ -423,7 +427,6 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
     torch.manual_seed(spec.seed)
     if spec.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     model = build_model(spec.model, spec.channels, spec.layers,
                         spec.checkpoint, spec.fold).to(device).train()
 
@@ -495,7 +498,9 @@ def run_worker(spec: RowSpec, deadline: float) -> Dict[str, Any]:
     else:
         peak_mb, mem_method = _cpu_peak_mb(step)
     profile = None
-    if spec.profile and fits(2, last):  # a profiled pass runs slower than a plain one
+    # A profiled pass runs slower than a plain one, and the profiler takes seconds to
+    # start: a kill here would lose the whole row, timings included.
+    if spec.profile and fits(2, last + 5.0):
         profile = profile_step(step, device, spec.profile)
 
     return {
@@ -709,6 +714,8 @@ def resolve_device(device: str) -> str:
 def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
     """Measure every (size, model) pair, smallest size first; returns the rows."""
     device = resolve_device(args.device)
+    if args.tf32 and device != "cuda":
+        raise SystemExit("--tf32 applies to CUDA matmuls only, and --device auto found no GPU")
     quadratic = attention_is_quadratic(device)
     rows: List[Dict[str, Any]] = []
     json_path = Path(args.json) if args.json else None
@@ -719,7 +726,7 @@ def run_benchmark(args: argparse.Namespace) -> List[Dict[str, Any]]:
             spec = RowSpec(model=model, num_nodes=n, channels=args.channels, layers=args.layers,
                            repeats=args.repeats, warmup=args.warmup, device=device,
                            threads=args.threads, seed=args.seed, checkpoint=args.checkpoint,
-                           bf16=args.bf16, tf32=args.tf32, fold=args.fold and model == BRL,
+                           bf16=args.bf16, tf32=args.tf32, fold=args.fold,
                            profile=args.profile)
             reason = memory_skip_reason(spec, available_bytes(device), quadratic)
             if reason is None and not args.no_extrapolate:
@@ -759,7 +766,7 @@ def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[
         raise SystemExit(f"--append: {path} holds a {type(old).__name__}, expected a list of rows")
     device = resolve_device(args.device)
     redo = {(m, n, args.layers, args.channels, device, args.checkpoint, args.bf16, args.tf32,
-             args.fold and m == BRL) for n in args.sizes for m in args.models}
+             args.fold) for n in args.sizes for m in args.models}
     return [r for r in old if row_key(r) not in redo]
 
 
@@ -835,6 +842,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("need --repeats >= 1, --warmup >= 0 and --layers >= 1")
     if args.channels < HEADS or args.channels % HEADS:
         p.error(f"--channels must be a positive multiple of {HEADS}, got {args.channels}")
+    if args.tf32 and args.bf16:
+        p.error("--tf32 and --bf16 are two precisions: choose one")
+    if args.fold and any(m != BRL for m in args.models):
+        p.error("--fold applies to brl only: time the twin and the GPS models without it")
     if args.tf32 and args.device == "cpu":
         p.error("--tf32 applies to CUDA matmuls only: use it with --device cuda")
     if args.profile < 0:

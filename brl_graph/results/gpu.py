@@ -21,7 +21,8 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def setting(r: Mapping[str, Any]) -> Setting:
-    """``precision``: ``bf16`` autocast, ``tf32`` matmuls on float32 tensors, or plain ``fp32``."""
+    """A row's ``(layers, precision, fold)``; the precision is ``bf16`` autocast,
+    ``tf32`` matmuls on float32 tensors, or plain ``fp32``."""
     precision = "bf16" if r.get("bf16") else "tf32" if r.get("tf32") else "fp32"
     return (int(r.get("layers", 1)), precision, bool(r.get("fold", False)))
 
@@ -43,8 +44,8 @@ def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
     for precision in PRECISIONS:
         for fold in (False, True):
             st = (1, precision, fold)
-            ratios = [r["fwd_bwd_ms"] / _twin(by, n, st)["fwd_bwd_ms"]
-                      for (m, n, s), r in by.items() if m == BRL and s == st and _twin(by, n, st)]
+            pairs = [(r, _twin(by, n, st)) for (m, n, s), r in by.items() if m == BRL and s == st]
+            ratios = [r["fwd_bwd_ms"] / lo["fwd_bwd_ms"] for r, lo in pairs if lo]
             if ratios:
                 parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in {precision}"
                              + (" (folded)" if fold else ""))
@@ -110,7 +111,8 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
             for n in sorted({r["num_nodes"] for r in rows if setting(r) == st}):
                 cells = [_setting_text(st), fmt(n)]
                 for m in SCALING_MODELS:
-                    r = by.get((m, n, st))
+                    # A folded setting has BRL rows only: its twin is the plain one's.
+                    r = _twin(by, n, st) if m == MPNN else by.get((m, n, st))
                     cells.append("—" if r is None else
                                   f"{fmt(r['fwd_bwd_ms'], 1)} ms / {fmt(r.get('peak_mem_mb'), 0)} MB"
                                   f" (run {r.get('lease_run', '?')})")

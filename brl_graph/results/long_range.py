@@ -75,9 +75,10 @@ def ring_verdict(ring: Cells, sizes: Sequence[int]) -> Verdict:
 
 def tree_verdict(tree: Cells, sizes: Sequence[int], plateau: bool,
                  published: Optional[Cells] = None) -> Verdict:
-    """BRL fits the training set (>= 0.99) at every depth, under our short budget or
-    under the published protocol (``published``: the ``tree-published`` cells), whose
-    budget is the one the claim is about wherever it has a row."""
+    """BRL fits the training set (>= 0.99) at every depth. A depth counts as fitted
+    when either budget fits it: our short one (``tree``) or the published protocol
+    (``published``: the ``tree-published`` cells), whose budget is the paper's; the
+    evidence names each."""
     published = published or {}
     ours = {r: metric(tree, r, BRL) for r in sizes}
     theirs = {r: metric(published, r, BRL) for r in sizes}

@@ -13,6 +13,7 @@ from brl_graph.results.protocol import PEPTIDES, ModelStats
 #: Per model: (mean, std, seeds) of Peptides-func test AP.
 PeptidesStats = Mapping[str, Tuple[float, float, int]]
 
+
 def hop_means(m: Mapping[str, Any]) -> Tuple[Optional[float], Optional[float]]:
     """Mean sensitivity over hops 1..L (inside the receptive field) and beyond L."""
     hops = {int(k): v for k, v in m["by_hop"].items() if v is not None}

@@ -224,10 +224,28 @@ def test_folded_and_profiled_rows(scaling):
     # A folded, a TF32 and a plain row measure different things: --append keeps each.
     plain = dict(row, fold=False)
     assert len({scaling.row_key(r) for r in (row, plain, dict(plain, tf32=True))}) == 3
-    args = scaling.parse_args(["--sizes", "64", "--models", "mpnn", "brl", "--fold",
-                               "--profile", "5"])
+    args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--fold", "--profile", "5"])
     again = scaling.parse_args(scaling.invocation(args).split()[2:])
     assert again.fold and again.profile == 5
+
+
+def test_fold_reaches_the_layers(scaling):
+    def params(fold):
+        return sum(p.numel() for p in scaling.build_model("brl", 64, 2, fold=fold).parameters())
+    # Per layer, the pool's and the read's C x C pairs become one matrix each.
+    assert params(False) - params(True) == 2 * (4 * 64 ** 2 + 4 * 64)
+
+
+def test_append_keeps_the_plain_rows_beside_folded_ones(scaling, tmp_path):
+    path = tmp_path / "rows.json"
+    plain = {"model": "mpnn", "num_nodes": 64, "layers": 1, "channels": 64, "device": "cpu",
+             "profile": [{"name": "aten::mm", "calls": 1, "self_ms": 1.0}]}
+    rows = [plain, dict(plain, model="brl"), dict(plain, model="brl", fold=True)]
+    path.write_text(json.dumps(rows))
+    args = scaling.parse_args(["--sizes", "64", "--models", "brl", "--fold", "--append",
+                               "--json", str(path)])
+    # Only the folded BRL row is measured again; the twin keeps its profile.
+    assert scaling.load_kept_rows(path, args) == rows[:2]
 
 
 def test_fold_and_tf32_are_refused_where_they_do_not_apply(scaling):
@@ -237,5 +255,10 @@ def test_fold_and_tf32_are_refused_where_they_do_not_apply(scaling):
         scaling.RowSpec(model="brl", num_nodes=10, tf32=True)
     with pytest.raises(SystemExit):
         scaling.parse_args(["--tf32"])  # the default device is the CPU
+    with pytest.raises(ValueError, match="two precisions"):
+        scaling.RowSpec(model="brl", num_nodes=10, device="cuda", tf32=True, bf16=True)
+    for argv in (["--models", "mpnn", "brl", "--fold"], ["--device", "cuda", "--tf32", "--bf16"]):
+        with pytest.raises(SystemExit):
+            scaling.parse_args(argv)
     with pytest.raises(SystemExit):
         scaling.parse_args(["--profile", "-1"])

@@ -27,6 +27,7 @@ def test_folded_and_tf32_rows_are_compared_with_the_twin_of_their_precision():
     assert lines[2].endswith("| 3.00x |")  # 4.5 over the tf32 twin's 1.5, not fp32's
     assert "fp32 10.0x, fp32 folded 4.0x, tf32 3.0x" in summary
     assert "4.0-4.0x in fp32 (folded)" in text
+    assert lines[1].split(" | ")[2] == "2.0 ms / 1 MB (run 3)"  # the folded row shows its twin
 
 
 def test_profiled_rows_list_their_costliest_ops():
