@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.nn import Linear, ReLU, Sequential
+from torch.nn import LayerNorm, Linear, ReLU, Sequential
 
 from torch_geometric.nn import (GATv2Conv, GCNConv, GINConv, GINEConv, GPSConv,
                                 ResGatedGraphConv, global_add_pool, global_max_pool,
@@ -59,15 +59,19 @@ def gin_mlp(channels: int, norm: Optional[str] = "batch_norm") -> Sequential:
     return Sequential(Linear(channels, 2 * channels), inner, ReLU(), Linear(2 * channels, channels))
 
 
-def make_head(channels: int, out_channels: int, num_layers: int, dropout: float) -> Sequential:
+def make_head(channels: int, out_channels: int, num_layers: int, dropout: float,
+              in_channels: Optional[int] = None) -> Sequential:
     """The prediction head: ``num_layers`` linear layers at width ``channels``,
-    with ReLU and dropout between them (none after the last)."""
+    with ReLU and dropout between them (none after the last); the first reads
+    ``in_channels`` (default ``channels``)."""
     if num_layers < 1:
         raise ValueError(f"head_layers must be >= 1, got {num_layers}")
     modules: List[torch.nn.Module] = []
+    width = channels if in_channels is None else in_channels
     for _ in range(num_layers - 1):
-        modules += [Linear(channels, channels), ReLU(), Dropout(dropout)]
-    return Sequential(*modules, Linear(channels, out_channels))
+        modules += [Linear(width, channels), ReLU(), Dropout(dropout)]
+        width = channels
+    return Sequential(*modules, Linear(width, out_channels))
 
 
 def make_local_conv(name: str, channels: int, heads: int, edge_channels: Optional[int],
@@ -168,6 +172,14 @@ class BRLGraphModel(torch.nn.Module):
             functions with half the global branch's projection parameters.
             Models without a reservoir (the twin, the blocks mode, GPS layers)
             have nothing to fold and ignore it. (default: :obj:`False`)
+        readout_tokens (bool, optional): At graph level, the head also reads the
+            last layer's tokens: their mean over the :math:`K` tokens, layer
+            normalised, beside the pooled nodes (the head's input is then
+            :math:`2C` wide). The tokens hold what the nodes wrote into the
+            reservoir in every layer, a summary the node pooling has to rebuild.
+            Models without a reservoir ignore it; causal models and node-level
+            tasks have no per-graph tokens to read and refuse it.
+            (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -213,6 +225,7 @@ class BRLGraphModel(torch.nn.Module):
         head_layers: int = 2,
         pe_norm: bool = False,
         fold: bool = False,
+        readout_tokens: bool = False,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -230,6 +243,9 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError("causal=True is only available with global_attn='brl' or 'none'")
         if brl_mode not in BRL_MODES:
             raise ValueError(f"unknown brl_mode {brl_mode!r}; choose one of {BRL_MODES}")
+        if readout_tokens and (causal or task_level != "graph"):
+            raise ValueError("readout_tokens=True needs task_level='graph' and causal=False: "
+                             "only then does each graph have one set of tokens to read")
         if global_attn == "none":
             num_tokens = 0
         if global_attn != "brl":
@@ -253,6 +269,7 @@ class BRLGraphModel(torch.nn.Module):
         self.head_layers = head_layers
         self.pe_norm = pe_norm
         self.fold = fold and self.num_tokens > 0
+        self.readout_tokens = readout_tokens and self.num_tokens > 0 and brl_mode == "reservoir"
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -286,7 +303,11 @@ class BRLGraphModel(torch.nn.Module):
         # Pre-norm layers leave the residual stream unnormalised: normalise it once
         # before the head, as a pre-norm transformer does.
         self.final_norm = node_norm(norm, channels) if pre_norm else None
-        self.head = make_head(channels, out_channels, head_layers, dropout)
+        # Layer norm keeps each graph's token summary its own (a batch norm over
+        # the graphs of a batch would mix them in training).
+        self.token_norm = LayerNorm(channels) if self.readout_tokens else None
+        self.head = make_head(channels, out_channels, head_layers, dropout,
+                              2 * channels if self.readout_tokens else channels)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -295,8 +316,9 @@ class BRLGraphModel(torch.nn.Module):
                 module.reset_parameters()
         for layer in self.layers:
             layer.reset_parameters()
-        if self.final_norm is not None:
-            self.final_norm.reset_parameters()
+        for norm in (self.final_norm, self.token_norm):
+            if norm is not None:
+                norm.reset_parameters()
         for m in self.head:
             if isinstance(m, Linear):
                 m.reset_parameters()
@@ -325,6 +347,11 @@ class BRLGraphModel(torch.nn.Module):
         ``x_encoded`` replaces the encoded input (see :meth:`encode`), which lets
         diagnostics differentiate with respect to the layers' input.
         """
+        return self._states(data, x_encoded)[0]
+
+    def _states(self, data, x_encoded: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Final node states and the last layer's tokens (``None`` without a reservoir)."""
         x = self.encode(data) if x_encoded is None else x_encoded
         edge_index = data.edge_index
         batch = getattr(data, "batch", None)
@@ -342,10 +369,10 @@ class BRLGraphModel(torch.nn.Module):
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
-        return x
+        return x, tokens
 
     def forward(self, data) -> Tensor:
-        x = self.node_states(data)
+        x, tokens = self._states(data)
         batch = getattr(data, "batch", None)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
@@ -362,7 +389,10 @@ class BRLGraphModel(torch.nn.Module):
                                  f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
             order = torch.argsort(batch[mark])
             return self.head(x[mark][order])
-        return self.head(POOLS[self.pool](x, batch, size=num_graphs))
+        pooled = POOLS[self.pool](x, batch, size=num_graphs)
+        if self.readout_tokens:
+            pooled = torch.cat([pooled, self.token_norm(tokens.mean(dim=1))], dim=-1)
+        return self.head(pooled)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(out_channels={self.out_channels}, "
@@ -371,5 +401,6 @@ class BRLGraphModel(torch.nn.Module):
                 + (f"brl_mode={self.brl_mode!r}, " if self.brl_mode != "reservoir" else "")
                 + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "")
                 + ("pe_norm=True, " if self.pe_norm else "")
-                + ("fold=True, " if self.fold else "") +
+                + ("fold=True, " if self.fold else "")
+                + ("readout_tokens=True, " if self.readout_tokens else "") +
                 f"task_level={self.task_level!r})")

@@ -98,6 +98,7 @@ def model_kwargs(model_cfg: Mapping[str, Any], bench, task_level: str) -> Dict[s
         block_size=m["block_size"], block_tokens=m["block_tokens"], top_k=m["top_k"],
         pre_norm=m["pre_norm"],
         head_layers=m["head_layers"], pe_norm=m["pe_norm"], fold=m["fold"],
+        readout_tokens=m["readout_tokens"],
     )
     if bench.atom_features:
         kwargs.update(node_encoder="atom", edge_encoder="bond")
@@ -128,6 +129,10 @@ def build_model(config: Mapping[str, Any], bench,
                 f"benchmark {getattr(bench, 'name', '?')!r} has level {bench.level!r}; the "
                 f"model has heads for {', '.join(TASK_LEVELS)} levels only")
         task_level = bench.level
+    if config["model"]["readout_tokens"] and task_level != "graph":
+        raise ConfigError(f"model.readout_tokens=true reads one set of tokens per graph, but "
+                          f"{getattr(bench, 'name', '?')!r} is a {task_level}-level task: "
+                          "set it false")
     return BRLGraphModel(**model_kwargs(config["model"], bench, task_level))
 
 

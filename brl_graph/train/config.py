@@ -64,6 +64,7 @@ DEFAULTS: Dict[str, Any] = {
         "norm": "auto",        # see brl_graph.nn.model.NORMS
         "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
         "fold": False,         # one matrix per pair of reservoir projections (BRL layers)
+        "readout_tokens": False,  # the head also reads the last layer's tokens (graph level)
         "head_layers": 2,      # linear layers in the prediction head
         "joint": False,
         "causal": False,
@@ -281,6 +282,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
     for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "model.fold",
+                 "model.readout_tokens",
                  "train.bf16", "train.progress", "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
@@ -290,6 +292,9 @@ def _validate(cfg: Dict[str, Any]) -> None:
             and get("model.brl_mode") == "reservoir" and get("model.num_tokens")):
         raise ConfigError("model.fold=true does not apply to model.joint=true (the joint "
                           "softmax's per-head projections do not fold): set one of them false")
+    if get("model.readout_tokens") and get("model.causal"):
+        raise ConfigError("model.readout_tokens=true needs one set of tokens per graph; a "
+                          "causal model keeps one per position: set one of them false")
     # A train monitor needs the train metric, which only an evaluation pass
     # over the training split gives; say so rather than switch it on silently.
     in_use = {"train.plateau_monitor": get("train.scheduler") == "plateau",

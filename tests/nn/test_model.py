@@ -240,3 +240,54 @@ def test_pe_norm_model_uses_running_statistics_in_eval():
     assert torch.equal(model.rwse_encoder.norm.module.running_mean, stats)
     model.reset_parameters()
     assert torch.equal(model.rwse_encoder.norm.module.running_mean, torch.zeros(4))
+
+
+def _token_readout(**kw):
+    return BRLGraphModel(3, channels=16, num_layers=2, num_tokens=4, node_encoder="atom",
+                         edge_encoder="bond", readout_tokens=True, **kw)
+
+
+def test_readout_tokens_feeds_the_last_tokens_to_the_head():
+    torch.manual_seed(0)
+    model = _token_readout(pre_norm=True)
+    plain = BRLGraphModel(3, channels=16, num_layers=2, num_tokens=4, node_encoder="atom",
+                          edge_encoder="bond", pre_norm=True)
+    # the head's first layer reads 2C; the token summary's layer norm adds 2C
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 16 * 16 + 2 * 16
+    assert model.head[0].in_features == 32 and "readout_tokens=True" in repr(model)
+    b = Batch.from_data_list([mol(5, 0), mol(8, 1)])
+    model(b).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # the token half of the head's input is what the last layer's tokens say
+    with torch.no_grad():
+        model.head[0].weight[:, :16] = 0
+    model.eval()
+    out = model(b)
+    model.layers[-1].reservoir.reset_parameters()  # other tokens, the same nodes' pooling
+    assert not torch.allclose(model(b), out)
+
+
+def test_readout_tokens_keeps_graphs_apart_and_ignores_node_order():
+    torch.manual_seed(1)
+    model = _token_readout(norm="layer_norm").train()  # no batch statistics: train mode too
+    graphs = [mol(n, i) for i, n in enumerate([3, 40, 1, 12])]
+    out = model(Batch.from_data_list(graphs))
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+    g = graphs[1]
+    perm = torch.randperm(g.num_nodes)
+    inv = torch.argsort(perm)
+    moved = Data(x=g.x[perm], edge_index=inv[g.edge_index], edge_attr=g.edge_attr,
+                 readout_mask=g.readout_mask[perm])
+    torch.testing.assert_close(model(Batch.from_data_list([moved])), out[1:2],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_readout_tokens_without_a_reservoir_or_per_graph_tokens():
+    twin = BRLGraphModel(3, channels=16, num_layers=2, num_tokens=0, node_encoder="atom",
+                         edge_encoder="bond", readout_tokens=True)
+    assert twin.token_norm is None and twin.head[0].in_features == 16  # nothing to read
+    for kw in ({"causal": True}, {"task_level": "node"}):
+        with pytest.raises(ValueError, match="readout_tokens=True needs task_level='graph'"):
+            BRLGraphModel(3, in_channels=4, readout_tokens=True, **kw)

@@ -128,3 +128,20 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     bar.close()
     assert "epoch 1" in sys.stderr.getvalue()
     assert progress_bar(3, "epoch 1", enabled=False).disable
+
+
+def test_readout_tokens_key_reaches_the_head_and_is_refused_where_it_cannot_apply():
+    bench = fake_bench()
+    model = build_model(load_config(overrides=["model.readout_tokens=true"]), bench)
+    assert model.readout_tokens and model.head[0].in_features == 2 * model.channels
+    twin = build_model(load_config(overrides=["model.readout_tokens=true", "model.num_tokens=0"]),
+                       bench)
+    plain_twin = build_model(load_config(overrides=["model.num_tokens=0"]), bench)
+    assert not twin.readout_tokens and count_parameters(twin) == count_parameters(plain_twin)
+    with pytest.raises(ConfigError, match="is a node-level task"):
+        build_model(load_config(overrides=["model.readout_tokens=true"]),
+                    fake_bench(level="node", name="ring"))
+    with pytest.raises(ConfigError, match="a causal model keeps one per position"):
+        load_config(overrides=["model.readout_tokens=true", "model.causal=true"])
+    with pytest.raises(ConfigError, match="model.readout_tokens must be true or false"):
+        load_config(overrides=["model.readout_tokens=yes please"])
