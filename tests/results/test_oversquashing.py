@@ -25,13 +25,25 @@ def test_task_level_prefers_the_full_protocol_once_both_have_two_seeds(
     protocol = {BRL: _stats(BRL, brl_seeds)}
     if twin_seeds:
         protocol[MPNN] = _stats(MPNN, twin_seeds)
-    figures, source = task_level(SHORT, protocol)
+    figures, source, settled = task_level(SHORT, protocol)
     if protocol_used:
-        assert source == "full protocol, 60 epochs"
+        assert source == "full protocol, 60 epochs; provisional: 2 of 4 seeds"
+        assert not settled
         assert figures[BRL][0] == pytest.approx(0.595) and figures[BRL][2] == 2
         assert figures[MPNN][0] == pytest.approx(0.565)
     else:
-        assert (figures, source) == (SHORT, "table 4")
+        assert (figures, source, settled) == (SHORT, "table 4", True)
+
+
+def test_protocol_figures_settle_with_the_full_seed_count():
+    protocol = {BRL: _stats(BRL, [0.60, 0.61, 0.60, 0.61]),
+                MPNN: _stats(MPNN, [0.57, 0.56, 0.57, 0.58])}
+    figures, source, settled = task_level(SHORT, protocol)
+    assert settled and source == "full protocol, 60 epochs" and figures[MPNN][2] == 4
+    status, _ = oversquashing_verdict(ROWS, figures, source, settled)
+    assert status == "holds"
+    # the same figures from two seeds each cap the claim at partial
+    assert oversquashing_verdict(ROWS, figures, source, settled=False)[0] == "partial"
 
 
 def test_verdict_names_its_source_and_needs_a_gap_beyond_brl_spread():
