@@ -626,8 +626,13 @@ class BRLConv(torch.nn.Module):
         if N == 0:
             if K == 0:  # no reservoir: the MPNN twin or the blocks mode
                 return x, None
-            rows = 0 if self.causal else num_graphs
-            return x, tokens if tokens is not None else x.new_zeros(rows, K, C)
+            if self.causal:  # one reservoir per position, and there are none
+                return x, tokens if tokens is not None else x.new_zeros(0, K, C)
+            # Graphs without nodes pool nothing but still mix their tokens, as
+            # they do beside other graphs: a graph is the same alone and batched.
+            T = tokens if tokens is not None else self.reservoir.initial(num_graphs)
+            empty = torch.ones(num_graphs, dtype=torch.bool, device=x.device)
+            return x, self.reservoir.compress(x.new_zeros(num_graphs, 0, C), T, None, empty)
 
         if self.causal:
             # Node order within a graph is its index; graphs are contiguous, so

@@ -91,6 +91,15 @@ def make_local_conv(name: str, channels: int, heads: int, edge_channels: Optiona
     raise ValueError(f"unknown local conv {name!r}; choose one of {LOCAL_CONVS}")
 
 
+def _num_graphs(data) -> Optional[int]:
+    """The graph count of ``data``: a batch's own count (trailing graphs without
+    nodes included), 1 without :obj:`batch`; ``None`` leaves it to :obj:`batch`."""
+    num_graphs = getattr(data, "num_graphs", None)
+    if num_graphs is not None:
+        return int(num_graphs)
+    return 1 if getattr(data, "batch", None) is None else None
+
+
 class BRLGraphModel(torch.nn.Module):
     r"""A graph transformer of stacked :class:`~brl_graph.nn.BRLConv` layers.
 
@@ -172,13 +181,17 @@ class BRLGraphModel(torch.nn.Module):
             functions with half the global branch's projection parameters.
             Models without a reservoir (the twin, the blocks mode, GPS layers)
             have nothing to fold and ignore it. (default: :obj:`False`)
-        readout_tokens (bool, optional): At graph level, the head also reads the
-            last layer's tokens: their mean over the :math:`K` tokens, layer
-            normalised, beside the pooled nodes (the head's input is then
-            :math:`2C` wide). The tokens hold what the nodes wrote into the
-            reservoir in every layer, a summary the node pooling has to rebuild.
-            Models without a reservoir ignore it; causal models and node-level
-            tasks have no per-graph tokens to read and refuse it.
+        readout_tokens (bool, optional): At graph and readout level, the head
+            also reads the last layer's tokens: their mean over the :math:`K`
+            tokens, layer normalised, beside each graph's pooled (or marked)
+            node (the head's input is then :math:`2C` wide). The tokens hold
+            what the nodes wrote into the reservoir in every layer, a summary
+            the node pooling has to rebuild. The mean is normalised after
+            averaging, so the head sees one summary per graph on the scale of
+            the pooled nodes. Models without a reservoir (the twin, the blocks
+            mode, GPS layers) ignore it, as they ignore :obj:`fold`, so one
+            config serves all of them; causal models and node-level tasks
+            predict per node, not per graph, and refuse it.
             (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
@@ -243,9 +256,11 @@ class BRLGraphModel(torch.nn.Module):
             raise ValueError("causal=True is only available with global_attn='brl' or 'none'")
         if brl_mode not in BRL_MODES:
             raise ValueError(f"unknown brl_mode {brl_mode!r}; choose one of {BRL_MODES}")
-        if readout_tokens and (causal or task_level != "graph"):
-            raise ValueError("readout_tokens=True needs task_level='graph' and causal=False: "
-                             "only then does each graph have one set of tokens to read")
+        if readout_tokens and (causal or task_level == "node"):
+            raise ValueError("readout_tokens=True needs a per-graph prediction (task_level "
+                             "'graph' or 'readout') and causal=False: a causal model's and a "
+                             "node-level task's outputs are per node, and no node may read "
+                             "the tokens of its whole graph")
         if global_attn == "none":
             num_tokens = 0
         if global_attn != "brl":
@@ -269,7 +284,7 @@ class BRLGraphModel(torch.nn.Module):
         self.head_layers = head_layers
         self.pe_norm = pe_norm
         self.fold = fold and self.num_tokens > 0
-        self.readout_tokens = readout_tokens and self.num_tokens > 0 and brl_mode == "reservoir"
+        self.readout_tokens = readout_tokens and self.num_tokens > 0  # blocks mode has none
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -350,8 +365,9 @@ class BRLGraphModel(torch.nn.Module):
         return self._states(data, x_encoded)[0]
 
     def _states(self, data, x_encoded: Optional[Tensor] = None
-                ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Final node states and the last layer's tokens (``None`` without a reservoir)."""
+                ) -> Tuple[Tensor, Optional[Tensor], int]:
+        """Final node states, the last layer's tokens (``None`` without a
+        reservoir) and the batch's graph count."""
         x = self.encode(data) if x_encoded is None else x_encoded
         edge_index = data.edge_index
         batch = getattr(data, "batch", None)
@@ -359,8 +375,11 @@ class BRLGraphModel(torch.nn.Module):
         if self.edge_encoder is not None:
             kwargs["edge_attr"] = self.edge_encoder(self._require(data, "edge_attr"))
         # One plan for all layers: the batch is checked and its padding worked
-        # out once, not once per layer.
-        plan = plan_batch(x.size(0), edge_index, batch, validate=self.validate,
+        # out once, not once per layer. The graph count comes from the batch
+        # object, which also counts trailing graphs without nodes: the tokens
+        # then have one row per graph, as the pooled nodes do.
+        plan = plan_batch(x.size(0), edge_index, batch, num_graphs=_num_graphs(data),
+                          validate=self.validate,
                           dense=self.num_tokens > 0 or self.brl_mode == "blocks")
         tokens = None
         for layer in self.layers:
@@ -369,14 +388,13 @@ class BRLGraphModel(torch.nn.Module):
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
-        return x, tokens
+        return x, tokens, plan.num_graphs
 
     def forward(self, data) -> Tensor:
-        x, tokens = self._states(data)
+        x, tokens, num_graphs = self._states(data)
         batch = getattr(data, "batch", None)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        num_graphs = int(getattr(data, "num_graphs", 1) or 1)
         if self.task_level == "node":
             return self.head(x)
         if self.task_level == "readout":
@@ -388,11 +406,14 @@ class BRLGraphModel(torch.nn.Module):
                 raise ValueError(f"every graph needs exactly one node marked by "
                                  f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
             order = torch.argsort(batch[mark])
-            return self.head(x[mark][order])
-        pooled = POOLS[self.pool](x, batch, size=num_graphs)
-        if self.readout_tokens:
-            pooled = torch.cat([pooled, self.token_norm(tokens.mean(dim=1))], dim=-1)
-        return self.head(pooled)
+            return self.head(self._with_tokens(x[mark][order], tokens))
+        return self.head(self._with_tokens(POOLS[self.pool](x, batch, size=num_graphs), tokens))
+
+    def _with_tokens(self, per_graph: Tensor, tokens: Optional[Tensor]) -> Tensor:
+        """``[B, C]`` per-graph states, with the token summary beside them if configured."""
+        if not self.readout_tokens:
+            return per_graph
+        return torch.cat([per_graph, self.token_norm(tokens.mean(dim=1))], dim=-1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(out_channels={self.out_channels}, "

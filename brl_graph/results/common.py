@@ -65,6 +65,12 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return m, math.sqrt(var)
 
 
+def clear_gap(above: Tuple[float, float], below: Tuple[float, float]) -> bool:
+    """Whether mean ``above[0]`` exceeds ``below[0]`` by more than the larger of the
+    two stds (``(mean, std)`` pairs): a gap that seed noise alone does not explain."""
+    return above[0] - below[0] > max(above[1], below[1])
+
+
 def grouped(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
             ) -> Dict[tuple, List[Mapping[str, Any]]]:
     """Rows grouped by the values of ``keys``, in first-seen order."""

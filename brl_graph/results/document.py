@@ -85,7 +85,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     h_text += "\n" + protocols[MOLHIV.stem][0]
     p_text += "\n" + protocols[PEPTIDES.stem][0]
     o_text, o_verdict = oversquashing_section(
-        osq, sens_plot, *task_level(p_stats, protocol_stats(results.get(PEPTIDES.stem))))
+        osq, sens_plot, task_level(p_stats, protocol_stats(results.get(PEPTIDES.stem))))
     g_text, g_summary = gpu_section(results.get("gpu_check"), results.get("scaling_gpu"),
                                     results.get("causal_recall_gpu"))
     if g_summary:

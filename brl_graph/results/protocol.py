@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from brl_graph.labels import BRL, FULL, MPNN
-from brl_graph.results.common import Verdict, commands_block, fmt, mean_std, table
+from brl_graph.results.common import Verdict, clear_gap, commands_block, fmt, mean_std, table
 
 NAMES = {BRL: "BRL", MPNN: "MPNN twin (K=0, widened)", FULL: "GPSConv multihead (widened)"}
 
@@ -158,8 +158,7 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
         return ("partial", f"partial: {short} of {p.seeds} seeds; {p.metric} {ev}")
     ok = [stats[m].mean_std[0] >= bar for m, bar in p.targets.items()]
     if p.clear_of_mpnn:
-        (b, sb), (t, st) = stats[BRL].mean_std, stats[MPNN].mean_std
-        ok.append(b - t > max(sb, st))
+        ok.append(clear_gap(stats[BRL].mean_std, stats[MPNN].mean_std))
     status = "holds" if all(ok) else ("fails" if not any(ok) else "partial")
     return (status, f"{p.metric} {ev}")
 

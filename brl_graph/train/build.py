@@ -129,10 +129,9 @@ def build_model(config: Mapping[str, Any], bench,
                 f"benchmark {getattr(bench, 'name', '?')!r} has level {bench.level!r}; the "
                 f"model has heads for {', '.join(TASK_LEVELS)} levels only")
         task_level = bench.level
-    if config["model"]["readout_tokens"] and task_level != "graph":
+    if config["model"]["readout_tokens"] and task_level == "node":
         raise ConfigError(f"model.readout_tokens=true reads one set of tokens per graph, but "
-                          f"{getattr(bench, 'name', '?')!r} is a {task_level}-level task: "
-                          "set it false")
+                          f"{getattr(bench, 'name', '?')!r} predicts per node: set it false")
     return BRLGraphModel(**model_kwargs(config["model"], bench, task_level))
 
 

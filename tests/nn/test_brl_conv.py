@@ -7,6 +7,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
 from brl_graph.nn import BRLConv, fold_pool, fold_read
+from brl_graph.nn.plan import plan_batch
 
 C = 16
 
@@ -198,8 +199,15 @@ def test_degenerate_inputs(causal):
     assert out.shape == (0, C) and tok.shape[1:] == (4, C)
     out, tok = conv(torch.randn(1, C), empty)
     assert out.shape == (1, C) and torch.isfinite(out).all()
-    out, _ = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))  # graph 1 is empty
+    out, tok = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))  # graph 1 is empty
     assert torch.isfinite(out).all()
+    if not causal:
+        # an empty graph's tokens are the same alone: its seeds, mixed, with nothing pooled
+        conv.eval()
+        _, tok = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))
+        _, alone = conv(torch.randn(0, C), empty, plan=plan_batch(0, empty, num_graphs=1))
+        torch.testing.assert_close(alone[0], tok[1])
+        assert not torch.allclose(alone, torch.zeros_like(alone))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -4,6 +4,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import AddRandomWalkPE
 
 from brl_graph.nn import BRLConv, BRLGraphModel
+from brl_graph.nn.plan import plan_batch
 
 
 def mol(n, seed):
@@ -284,10 +285,53 @@ def test_readout_tokens_keeps_graphs_apart_and_ignores_node_order():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_readout_tokens_with_graphs_without_nodes():
+    # Trailing graphs without nodes count in the batch (data.num_graphs), not in
+    # its batch vector: the tokens must still have one row per graph.
+    torch.manual_seed(2)
+    model = _token_readout(norm="layer_norm").eval()
+    empty = Data(x=torch.zeros(0, 9, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                 edge_attr=torch.zeros(0, 3, dtype=torch.long), readout_mask=torch.zeros(0, dtype=torch.bool))
+    graphs = [mol(5, 0), empty, mol(4, 1), empty]
+    out = model(Batch.from_data_list(graphs))
+    assert out.shape == (4, 3) and torch.isfinite(out).all()
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+    assert model(Batch.from_data_list([empty, empty])).shape == (2, 3)
+
+
+def test_readout_tokens_across_dense_groups():
+    # A large graph beside small ones splits the batch into several dense groups,
+    # whose tokens are written back by graph index: each graph keeps its own.
+    torch.manual_seed(3)
+    model = _token_readout(norm="layer_norm").eval()
+    graphs = [mol(2100, 0), mol(1, 1), mol(3, 2)]
+    b = Batch.from_data_list(graphs)
+    plan = plan_batch(b.num_nodes, b.edge_index, b.batch)
+    assert len(plan.groups) > 1
+    out = model(b)
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-4, rtol=1e-4)
+
+
+def test_readout_tokens_at_readout_level_reads_each_graphs_tokens():
+    torch.manual_seed(4)
+    model = _token_readout(norm="layer_norm", task_level="readout").eval()
+    assert model.head[0].in_features == 32
+    graphs = [mol(6, 0), mol(3, 1)]
+    out = model(Batch.from_data_list(graphs))
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+
+
 def test_readout_tokens_without_a_reservoir_or_per_graph_tokens():
-    twin = BRLGraphModel(3, channels=16, num_layers=2, num_tokens=0, node_encoder="atom",
-                         edge_encoder="bond", readout_tokens=True)
-    assert twin.token_norm is None and twin.head[0].in_features == 16  # nothing to read
+    for kw in ({"num_tokens": 0}, {"brl_mode": "blocks", "window": 4, "block_size": 4},
+               {"global_attn": "full"}):
+        other = BRLGraphModel(3, channels=16, num_layers=2, node_encoder="atom",
+                              edge_encoder="bond", readout_tokens=True, **kw)
+        # nothing to read: the head is the plain one
+        assert other.token_norm is None and other.head[0].in_features == 16, kw
+        assert other(Batch.from_data_list([mol(5, 0), mol(3, 1)])).shape == (2, 3)
     for kw in ({"causal": True}, {"task_level": "node"}):
-        with pytest.raises(ValueError, match="readout_tokens=True needs task_level='graph'"):
+        with pytest.raises(ValueError, match="readout_tokens=True needs a per-graph prediction"):
             BRLGraphModel(3, in_channels=4, readout_tokens=True, **kw)

@@ -23,3 +23,19 @@ def test_published_rows_alone_give_a_verdict_and_unrun_depths_are_ignored():
     assert ev == "published protocol: r=2: BRL 1.00, r=4: BRL 0.50"
     assert tree_verdict({}, [2, 3], False) == ("untested", "no Tree-NeighborsMatch rows")
     assert tree_verdict(_grid({2: 0.5}), [2], False, _grid({2: 0.9}))[0] == "fails"
+
+
+def test_published_depths_beyond_the_short_grid_and_unfinished_runs():
+    short = _grid({2: 1.0})
+    # r = 5 ran only under the published protocol: it still counts
+    status, ev = tree_verdict(short, [2], False, published=_grid({5: 0.4}))
+    assert status == "partial" and ev.endswith("published protocol: r=5: BRL 0.40")
+    # a published run still going says nothing yet
+    running = {(5, BRL): {"metric": 0.4, "finished": False}}
+    assert tree_verdict(short, [2], False, published=running) == (
+        "holds", "short budget: r=2: BRL 1.00 vs full —")
+    # the plateau note belongs to the short budget, and is absent without short rows
+    _, ev = tree_verdict({}, [2], True, published=_grid({2: 1.0}))
+    assert ev == "published protocol: r=2: BRL 1.00"
+    _, ev = tree_verdict(short, [2], True)
+    assert "plateau schedule" in ev

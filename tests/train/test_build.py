@@ -138,9 +138,12 @@ def test_readout_tokens_key_reaches_the_head_and_is_refused_where_it_cannot_appl
                        bench)
     plain_twin = build_model(load_config(overrides=["model.num_tokens=0"]), bench)
     assert not twin.readout_tokens and count_parameters(twin) == count_parameters(plain_twin)
-    with pytest.raises(ConfigError, match="is a node-level task"):
+    with pytest.raises(ConfigError, match="'ring' predicts per node"):
         build_model(load_config(overrides=["model.readout_tokens=true"]),
                     fake_bench(level="node", name="ring"))
+    marked = build_model(load_config(overrides=["model.readout_tokens=true"]),
+                         fake_bench(level="readout", name="trees"))
+    assert marked.readout_tokens and marked.task_level == "readout"
     with pytest.raises(ConfigError, match="a causal model keeps one per position"):
         load_config(overrides=["model.readout_tokens=true", "model.causal=true"])
     with pytest.raises(ConfigError, match="model.readout_tokens must be true or false"):
