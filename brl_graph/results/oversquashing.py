@@ -52,8 +52,8 @@ def task_level(short: Optional[PeptidesStats], protocol: Mapping[str, ModelStats
         return TaskLevel({m: (*protocol[m].mean_std, protocol[m].n) for m in pair}, source,
                          settled)
     if any(begun.values()):
-        return TaskLevel(short, f"table 4; the full protocol has begun (BRL {begun[BRL]}, "
-                                f"twin {begun[MPNN]} of {PEPTIDES.seeds} seeds)", False)
+        return TaskLevel(short, f"table 4; the full protocol has begun: BRL {begun[BRL]}, "
+                                f"twin {begun[MPNN]} of {PEPTIDES.seeds} seeds", False)
     enough = bool(short) and all(m in short and short[m][2] >= 2 for m in pair)
     return TaskLevel(short, "table 4", enough)
 
