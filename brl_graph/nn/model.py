@@ -360,7 +360,10 @@ class BRLGraphModel(torch.nn.Module):
         """Final node states ``[N, channels]`` before the head.
 
         ``x_encoded`` replaces the encoded input (see :meth:`encode`), which lets
-        diagnostics differentiate with respect to the layers' input.
+        diagnostics differentiate with respect to the layers' input. With
+        :obj:`readout_tokens`, the prediction also reads every node through the
+        last tokens; node-to-node sensitivity (section 6's Jacobian by hop) is
+        measured on these states and does not include that path.
         """
         return self._states(data, x_encoded)[0]
 
