@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -91,7 +91,14 @@ def make_local_conv(name: str, channels: int, heads: int, edge_channels: Optiona
     raise ValueError(f"unknown local conv {name!r}; choose one of {LOCAL_CONVS}")
 
 
-def _num_graphs(data) -> Optional[int]:
+class States(NamedTuple):
+    """What the layers leave for the head."""
+    x: Tensor  # final node states [N, C]
+    tokens: Optional[Tensor]  # the last layer's tokens; None without a reservoir
+    num_graphs: int  # the batch's graph count, trailing graphs without nodes included
+
+
+def _num_graphs(data: Any) -> Optional[int]:
     """The graph count of ``data``: a batch's own count (trailing graphs without
     nodes included), 1 without :obj:`batch`; ``None`` leaves it to :obj:`batch`."""
     num_graphs = getattr(data, "num_graphs", None)
@@ -365,12 +372,10 @@ class BRLGraphModel(torch.nn.Module):
         last tokens; node-to-node sensitivity (section 6's Jacobian by hop) is
         measured on these states and does not include that path.
         """
-        return self._states(data, x_encoded)[0]
+        return self._states(data, x_encoded).x
 
-    def _states(self, data, x_encoded: Optional[Tensor] = None
-                ) -> Tuple[Tensor, Optional[Tensor], int]:
-        """Final node states, the last layer's tokens (``None`` without a
-        reservoir) and the batch's graph count."""
+    def _states(self, data, x_encoded: Optional[Tensor] = None) -> States:
+        """Runs the layers over ``data``; see :class:`States`."""
         x = self.encode(data) if x_encoded is None else x_encoded
         edge_index = data.edge_index
         batch = getattr(data, "batch", None)
@@ -391,7 +396,7 @@ class BRLGraphModel(torch.nn.Module):
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
-        return x, tokens, plan.num_graphs
+        return States(x, tokens, plan.num_graphs)
 
     def forward(self, data) -> Tensor:
         x, tokens, num_graphs = self._states(data)

@@ -121,8 +121,8 @@ def check_batch(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor]) -> 
         if lo < 0 or hi >= N:
             raise ValueError(f"edge_index holds node indices in [{lo}, {hi}] but x has "
                              f"{N} nodes (valid range [0, {N - 1}])")
-    if batch is None:
-        return 1 if N > 0 else 0
+    if batch is None:  # one graph, even without nodes (as data.num_graphs counts it)
+        return 1
     if N == 0:
         return 0
     if int(batch.min()) < 0:
@@ -168,7 +168,7 @@ def plan_batch(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor] = Non
     if validate:
         found = check_batch(num_nodes, edge_index, batch)
     elif batch is None or num_nodes == 0:
-        found = 1 if batch is None and num_nodes > 0 else 0
+        found = 1 if batch is None else 0
     else:
         found = int(batch[-1]) + 1
     if num_graphs is None:

@@ -30,10 +30,15 @@ def budget_of(command: str) -> str:
     return " ".join(p for p in command.split() if p.split("=")[0] in keep)
 
 
-def cells(data: Mapping[str, Any], task: str) -> Cells:
+def cells(data: Mapping[str, Any], task: str, finished_only: bool = False) -> Cells:
     """One cell per (size, model): the mean metric over the seeds that ran, their
-    values and count; a cell where nothing ran keeps its (skipped) row."""
+    values and count; a cell where nothing ran keeps its (skipped) row.
+
+    ``finished_only`` leaves out runs still going (``finished`` false), seed by
+    seed: a verdict must not count a metric that can still change."""
     rows = task_rows(data, task)
+    if finished_only:
+        rows = [r for r in rows if r.get("finished", True)]
     if task == "tree":  # the paper's measure: how well the model fits the training set
         rows = [dict(r, metric=r["train_max"]) if r.get("train_max") is not None else r
                 for r in rows]
@@ -78,10 +83,10 @@ def tree_verdict(tree: Cells, sizes: Sequence[int], plateau: bool,
     """BRL fits the training set (>= 0.99) at every depth. A depth counts as fitted
     when either budget fits it: our short one (``tree``, at ``sizes``) or the
     published protocol (``published``: the ``tree-published`` cells, at whatever
-    depths they have), whose budget is the paper's; the evidence names each. A
-    published run still going counts only once it is finished."""
+    depths they have; pass finished runs only, see :func:`cells`), whose budget
+    is the paper's; the evidence names each."""
     theirs = {size: cell["metric"] for (size, model), cell in (published or {}).items()
-              if model == BRL and cell.get("metric") is not None and cell.get("finished", True)}
+              if model == BRL and cell.get("metric") is not None}
     ours = {r: metric(tree, r, BRL) for r in sizes if metric(tree, r, BRL) is not None}
     done = sorted(set(ours) | set(theirs))
     if not done:
@@ -221,7 +226,7 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
     cmds = sorted({r["command"] for r in task_rows(data, "tree-published")})
     if cmds:
         text += "Commands:\n\n" + commands_block(cmds) + "\n"
-    return text, published_tree_verdict(tree)
+    return text, published_tree_verdict(cells(data, "tree-published", finished_only=True))
 
 
 def long_range_section(data: Optional[Mapping[str, Any]]
@@ -270,5 +275,6 @@ def long_range_section(data: Optional[Mapping[str, Any]]
     text += "Commands (one per cell, from the repository root):\n\n" + commands_block(cmds) + "\n"
     published_text, published_verdict = published_tree_section(data)
     return (text + "\n" + published_text, ring_verdict(ring, ring_sizes),
-            tree_verdict(tree, tree_sizes, bool(plateau), cells(data, "tree-published")),
+            tree_verdict(tree, tree_sizes, bool(plateau),
+                         cells(data, "tree-published", finished_only=True)),
             published_verdict)

@@ -85,6 +85,8 @@ MOLHIV = Protocol(
 # Every Peptides-func recipe before the folded one (stored commands name their own
 # width): unfolded projections and a head on the pooled nodes only.
 _UNFOLDED_NODE_HEAD = ("model.fold=false", "model.readout_tokens=false")
+_BEFORE_FOLD = ("; unfolded at 64 channels with a head on the pooled nodes only, as every "
+                "recipe before `fold: true`")
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
@@ -101,15 +103,15 @@ PEPTIDES = Protocol(
                      "stay in the table",
                      ("model.channels=64", *_UNFOLDED_NODE_HEAD)),
              Earlier("peptides-func-e60-dropout01",
-                     "dropout 0.1, the config's value before `dropout: 0.0`",
+                     "dropout 0.1, the config's value before `dropout: 0.0`" + _BEFORE_FOLD,
                      ("model.dropout=0.1", *_UNFOLDED_NODE_HEAD)),
              Earlier("peptides-func-e60-postnorm",
                      "post-norm layers and dropout 0.1, the config's values before "
-                     "`pre_norm: true` and `dropout: 0.0`",
+                     "`pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
                      ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD)),
              Earlier("peptides-func-e60-bs128",
                      "batch 128, post-norm layers and dropout 0.1, the config's values before "
-                     "batch 32, `pre_norm: true` and `dropout: 0.0`",
+                     "batch 32, `pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
                      ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD))),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "

@@ -7,7 +7,6 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
 from brl_graph.nn import BRLConv, fold_pool, fold_read
-from brl_graph.nn.plan import plan_batch
 
 C = 16
 
@@ -191,12 +190,16 @@ def test_num_tokens_zero_is_the_mpnn_path():
     torch.testing.assert_close(out, conv.norm2(h + conv.mlp(h)))
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_degenerate_inputs(causal):
-    conv = make(causal=causal, edge=False)
+@pytest.mark.parametrize("causal, kw", [
+    (False, {}), (True, {}), (False, {"fold": True, "pre_norm": True}),
+    (False, {"joint": True, "pre_norm": True}), (True, {"fold": True}),
+])
+def test_degenerate_inputs(causal, kw):
+    conv = make(causal=causal, edge=False, **kw)
     empty = torch.empty(2, 0, dtype=torch.long)
     out, tok = conv(torch.randn(0, C), empty)
-    assert out.shape == (0, C) and tok.shape[1:] == (4, C)
+    # without a batch vector the input is one graph, even without nodes
+    assert out.shape == (0, C) and tok.shape == ((0 if causal else 1), 4, C)
     out, tok = conv(torch.randn(1, C), empty)
     assert out.shape == (1, C) and torch.isfinite(out).all()
     out, tok = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))  # graph 1 is empty
@@ -205,7 +208,7 @@ def test_degenerate_inputs(causal):
         # an empty graph's tokens are the same alone: its seeds, mixed, with nothing pooled
         conv.eval()
         _, tok = conv(torch.randn(5, C), empty, torch.tensor([0, 0, 2, 2, 2]))
-        _, alone = conv(torch.randn(0, C), empty, plan=plan_batch(0, empty, num_graphs=1))
+        _, alone = conv(torch.randn(0, C), empty)
         torch.testing.assert_close(alone[0], tok[1])
         assert not torch.allclose(alone, torch.zeros_like(alone))
 

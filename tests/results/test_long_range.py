@@ -1,6 +1,6 @@
 """Claim 4's verdict reads both Tree-NeighborsMatch tables."""
 from brl_graph.labels import BRL, FULL
-from brl_graph.results.long_range import tree_verdict
+from brl_graph.results.long_range import cells, published_tree_section, tree_verdict
 
 
 def _grid(values, model=BRL):
@@ -30,10 +30,20 @@ def test_published_depths_beyond_the_short_grid_and_unfinished_runs():
     # r = 5 ran only under the published protocol: it still counts
     status, ev = tree_verdict(short, [2], False, published=_grid({5: 0.4}))
     assert status == "partial" and ev.endswith("published protocol: r=5: BRL 0.40")
-    # a published run still going says nothing yet
-    running = {(5, BRL): {"metric": 0.4, "finished": False}}
-    assert tree_verdict(short, [2], False, published=running) == (
-        "holds", "short budget: r=2: BRL 1.00 vs full —")
+    # a published run still going says nothing yet, seed by seed
+    data = {"rows": [
+        {"task": "tree-published", "size": 5, "model": BRL, "seed": 0, "metric": 0.4,
+         "finished": False, "command": "c"},
+        {"task": "tree-published", "size": 4, "model": BRL, "seed": 0, "metric": 1.0,
+         "finished": True, "command": "c"},
+        {"task": "tree-published", "size": 4, "model": BRL, "seed": 1, "metric": 0.2,
+         "finished": False, "command": "c"}]}
+    done = cells(data, "tree-published", finished_only=True)
+    assert set(done) == {(4, BRL)} and done[(4, BRL)]["values"] == [1.0]
+    assert cells(data, "tree-published")[(4, BRL)]["nseeds"] == 2  # the table shows both
+    assert tree_verdict(short, [2], False, published=done) == (
+        "holds", "short budget: r=2: BRL 1.00 vs full —; published protocol: r=4: BRL 1.00")
+    assert published_tree_section(data)[1][1].startswith("BRL r=4: 1.000")
     # the plateau note belongs to the short budget, and is absent without short rows
     _, ev = tree_verdict({}, [2], True, published=_grid({2: 1.0}))
     assert ev == "published protocol: r=2: BRL 1.00"

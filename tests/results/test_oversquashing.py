@@ -32,14 +32,21 @@ def test_task_level_prefers_the_full_protocol_once_both_have_two_seeds(
         assert level.figures[BRL][0] == pytest.approx(0.595) and level.figures[BRL][2] == 2
         assert level.figures[MPNN][0] == pytest.approx(0.565)
     else:
-        # begun protocol runs keep the 3-epoch figures from settling the claim
-        assert level.figures == SHORT and level.source.startswith("table 4; the full protocol has begun")
+        # begun protocol runs keep the 3-epoch figures from settling the claim,
+        # and the source names the protocol's figures so far
+        assert level.figures == SHORT
+        assert level.source == ("table 4; the full protocol has begun, BRL "
+                                f"{sum(brl_seeds) / len(brl_seeds):.4f} (n={len(brl_seeds)})"
+                                + (", twin 0.5650 (n=2)" if twin_seeds else "") + " of 4 seeds")
         assert oversquashing_verdict(ROWS, level)[0] == "partial"
 
 
-def test_short_figures_settle_only_with_two_seeds_each_and_no_protocol_runs():
-    assert task_level(SHORT, {}) == TaskLevel(SHORT, "table 4", True)
-    one_seed = {BRL: (0.30, 0.0, 1), MPNN: (0.20, 0.0, 2)}
+def test_short_figures_settle_only_with_the_protocols_seed_count_and_no_protocol_runs():
+    assert task_level(SHORT, {}) == TaskLevel(SHORT, "table 4", False)  # two seeds each
+    four = {BRL: (0.30, 0.01, 4), MPNN: (0.20, 0.01, 4)}
+    assert task_level(four, {}).settled
+    assert oversquashing_verdict(ROWS, task_level(four, {}))[0] == "holds"
+    one_seed = {BRL: (0.30, 0.0, 1), MPNN: (0.20, 0.0, 4)}
     level = task_level(one_seed, {})
     assert not level.settled
     # one seed has no spread: any gap would look clear, so the claim stays partial
@@ -60,14 +67,16 @@ def test_protocol_figures_settle_with_the_full_seed_count():
 
 def test_verdict_names_its_source_and_needs_a_gap_beyond_the_larger_spread():
     clear = {BRL: (0.60, 0.005, 4), MPNN: (0.57, 0.01, 4)}
-    status, evidence = oversquashing_verdict(ROWS, TaskLevel(clear, "full protocol, 60 epochs"))
+    status, evidence = oversquashing_verdict(ROWS, TaskLevel(clear, "full protocol, 60 epochs",
+                                                             True))
     assert status == "holds"
     assert "Peptides-func test AP (full protocol, 60 epochs): BRL 0.6000 (n=4)" in evidence
     # above by more than BRL's std but not the twin's: as the protocol's target, not clear
     noisy_twin = {BRL: (0.60, 0.005, 4), MPNN: (0.57, 0.04, 4)}
-    status, evidence = oversquashing_verdict(ROWS, TaskLevel(noisy_twin))
+    status, evidence = oversquashing_verdict(ROWS, TaskLevel(noisy_twin, "table 4", True))
     assert status == "partial" and "smaller than the larger std" in evidence
-    status, evidence = oversquashing_verdict(ROWS, TaskLevel(SHORT))
+    status, evidence = oversquashing_verdict(ROWS, TaskLevel(SHORT, "table 4", True))
     assert status == "partial" and "(table 4)" in evidence
-    status, evidence = oversquashing_verdict(ROWS, TaskLevel(None, "full protocol, 60 epochs"))
+    status, evidence = oversquashing_verdict(ROWS, TaskLevel(None, "full protocol, 60 epochs",
+                                                             True))
     assert status == "partial" and "(Peptides-func AP, full protocol, 60 epochs) not run" in evidence
