@@ -96,6 +96,7 @@ class States(NamedTuple):
     x: Tensor  # final node states [N, C]
     tokens: Optional[Tensor]  # the last layer's tokens; None without a reservoir
     num_graphs: int  # the batch's graph count, trailing graphs without nodes included
+    batch: Tensor  # graph of each node [N] (zeros for one graph), as the layers used it
 
 
 def _num_graphs(data: Any) -> Optional[int]:
@@ -396,13 +397,11 @@ class BRLGraphModel(torch.nn.Module):
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
-        return States(x, tokens, plan.num_graphs)
+        return States(x, tokens, plan.num_graphs, plan.batch)
 
     def forward(self, data) -> Tensor:
-        x, tokens, num_graphs = self._states(data)
-        batch = getattr(data, "batch", None)
-        if batch is None:
-            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        # the plan's batch vector: one graph's zeros are made once, by plan_batch
+        x, tokens, num_graphs, batch = self._states(data)
         if self.task_level == "node":
             return self.head(x)
         if self.task_level == "readout":
