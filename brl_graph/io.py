@@ -43,10 +43,12 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: PathLike, obj: object, indent: int = 1) -> None:
-    """Writes ``obj`` as JSON (plus a trailing newline) to ``path`` atomically."""
+    """Writes ``jsonable(obj)`` as strict JSON (plus a trailing newline) to ``path``
+    atomically: NaN and inf become ``null`` (a bare ``NaN`` token is not JSON, and
+    strict readers reject the whole file), NumPy and torch scalars plain numbers."""
     import json
 
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def jsonable(obj: Any) -> Any:

@@ -14,3 +14,15 @@ def prefer_passive_omp_wait() -> None:
     this before the first ``import torch``. An explicit ``OMP_WAIT_POLICY`` wins.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def machine_text(device: str, threads: int) -> str:
+    """What a results file's rows ran on (its ``machine`` entry), read from this
+    machine, not written in by hand: a row made on a GPU box or with more threads
+    then says so."""
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "a CUDA GPU"
+        return f"{gpu}, {os.cpu_count()} CPU cores"
+    return f"{os.cpu_count()}-core CPU, no GPU, {threads} thread(s) per run"

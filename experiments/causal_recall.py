@@ -297,7 +297,9 @@ def train_model(model: RecallLM, task: RecallTask, budget: Budget, length: int,
             raise FloatingPointError(f"{model.kind}: non-finite loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not torch.isfinite(norm):  # clipping a NaN norm would step NaN into the weights
+            raise FloatingPointError(f"{model.kind}: non-finite gradient norm at step {step}")
         opt.step()
         sched.step()
         losses.append(loss.item())

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from brl_graph.labels import BRL, FULL, MPNN, canonical_model
-from brl_graph.runtime import prefer_passive_omp_wait
+from brl_graph.runtime import machine_text, prefer_passive_omp_wait
 from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
                                    run_folder, run_train, train_command)
 
@@ -138,16 +138,6 @@ def row_from_metrics(config: str, dataset: str, model: str, seed: int, width: Di
             "higher_is_better": metrics["higher_is_better"], **metric_fields(metrics, metric),
             "channels": width["channels"], "budget": budget_overrides(args),
             "threads": args.threads, "command": train_command(config, overrides)}
-
-
-def machine_text(device: str, threads: int) -> str:
-    """What the rows ran on, for the JSON's ``config.machine``."""
-    if device.startswith("cuda"):
-        import torch
-
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "a CUDA GPU"
-        return f"{gpu}, {os.cpu_count()} CPU cores"
-    return f"{os.cpu_count()}-core CPU, no GPU, {threads} thread(s) per run"
 
 
 def build_parser() -> argparse.ArgumentParser:

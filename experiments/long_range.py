@@ -50,7 +50,7 @@ from typing import Any, Dict, List, Optional
 
 from brl_graph.labels import canonical_model
 from brl_graph.results.long_range import BF16_OVERRIDE, trained_in_bf16
-from brl_graph.runtime import prefer_passive_omp_wait
+from brl_graph.runtime import machine_text, prefer_passive_omp_wait
 from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
                                    run_folder, run_train, train_command)
 
@@ -259,7 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           KEY_FIELDS)
     skips = parse_skips(args.skip)
     # Budgets may differ between table rows (sizes) and are stored in each row.
-    meta = {"machine": "2-core shared CPU VM, no GPU, torch threads=1 per process",
+    meta = {"machine": machine_text("cpu", args.threads),
             "script": "python experiments/long_range.py"}
     for task in args.tasks:
         sizes = args.sizes or ([100, 200, 500, 1000] if task == "ring" else [2, 3, 4, 5, 6])

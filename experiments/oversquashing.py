@@ -27,9 +27,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from brl_graph.io import atomic_write_json
+from brl_graph.runtime import machine_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,24 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def parse_options(items: List[str], datasets: List[str]) -> List[Tuple[str, str]]:
+    """``(dataset, "key=value")`` per ``--option DATASET:KEY=VALUE``. An item without
+    the dataset prefix is an error; one naming a dataset outside ``--datasets`` is
+    left out with a note (one command line can then serve several runs), never
+    silently."""
+    options = []
+    for item in items:
+        ds, sep, kv = item.partition(":")
+        if not sep or "=" not in kv:
+            raise SystemExit(f"error: --option {item!r} is not of the form DATASET:KEY=VALUE")
+        if ds not in datasets:
+            print(f"note: --option {item!r} is not used: {ds!r} is not one of --datasets "
+                  f"{datasets}", file=sys.stderr, flush=True)
+            continue
+        options.append((ds, kv))
+    return options
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", default="benchmarks/results/oversquashing.json")
@@ -76,6 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "stored in the JSON beside the numbers")
     p.add_argument("--rerun", action="store_true")
     args = p.parse_args(argv)
+    options = parse_options(args.option, args.datasets)
 
     path = ROOT / args.json
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
@@ -86,10 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = f"{args.out}/{name}"
         cmd = ["python", "-m", "brl_graph.diagnostics", "--root", args.root,
                "--cache-dir", args.cache_dir, "--max-graphs", str(args.max_graphs), "--out", out]
-        for item in args.option:
-            ds, _, kv = item.partition(":")
-            if ds == name:
-                cmd += ["--option", kv]
+        cmd += [arg for ds, kv in options if ds == name for arg in ("--option", kv)]
         if name == "peptides-func" and args.peptides_checkpoints:
             for ck in args.peptides_checkpoints:
                 cmd += ["--checkpoint", ck]
@@ -109,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if row["trained"]:
             row["training_budget"] = args.training_budget
         data["rows"] = [r for r in data["rows"] if r["dataset"] != name] + [row]
-        data["machine"] = "2-core shared CPU VM, no GPU, 1 thread"
+        data["machine"] = machine_text("cpu", 1)  # the diagnostics' default --threads
         atomic_write_json(path, data)
     return 0
 

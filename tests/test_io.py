@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from brl_graph.io import atomic_write, atomic_write_text, file_mode, jsonable, write_json
+from brl_graph.io import (atomic_write, atomic_write_json, atomic_write_text, file_mode, jsonable,
+                          write_json)
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -69,10 +70,13 @@ def test_update_json_locked_default_and_failed_update_keeps_file(tmp_path):
     assert path.read_text().split() == ["[", "1", "]"]
 
 
-def test_write_json_replaces_non_finite(tmp_path):
+@pytest.mark.parametrize("write", [write_json, atomic_write_json])
+def test_json_writers_replace_non_finite(tmp_path, write):
     path = tmp_path / "r.json"
-    write_json(path, {"a": math.inf, "b": [1.0, math.nan], 3: {"c": 2}})
-    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "3": {"c": 2}}
+    write(path, {"a": math.inf, "b": [1.0, math.nan], 3: {"c": np.float32(2.0)}})
+    # Strict JSON: Python's reader would take a bare NaN token, so refuse it explicitly.
+    strict = json.loads(path.read_text(), parse_constant=lambda token: pytest.fail(token))
+    assert strict == {"a": None, "b": [1.0, None], "3": {"c": 2.0}}
     assert not list(tmp_path.glob(".*tmp"))
 
 

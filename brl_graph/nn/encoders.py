@@ -16,6 +16,18 @@ class FeatureEncoder(torch.nn.Module):
     :class:`BondEncoder` on integer molecule features (:obj:`[N, 9]` /
     :obj:`[E, 3]`); :obj:`kind="linear"` applies a linear map to float features of
     width :obj:`in_channels`.
+
+    Args:
+        kind (str): :obj:`"atom"`, :obj:`"bond"` or :obj:`"linear"`.
+        channels (int): Width of the embedding.
+        in_channels (int, optional): Width of the float features; needed by
+            :obj:`"linear"` only. (default: :obj:`None`)
+
+    Shapes:
+        - **input:** :math:`(N, F)` (a 1-D input counts as :math:`F = 1`):
+          integer columns for :obj:`"atom"` (9) and :obj:`"bond"` (3), float
+          for :obj:`"linear"` (:obj:`in_channels`)
+        - **output:** :math:`(N, \text{channels})`
     """
     def __init__(self, kind: str, channels: int, in_channels: Optional[int] = None) -> None:
         super().__init__()
@@ -68,8 +80,8 @@ class FeatureEncoder(torch.nn.Module):
 
 
 class PEEncoder(torch.nn.Module):
-    r"""Adds a linear embedding of a positional encoding (RWSE or LapPE) to the
-    node states. For Laplacian eigenvectors, whose sign is arbitrary, each
+    r"""A linear embedding of a positional encoding (RWSE or LapPE), which the
+    model adds to the node states. For Laplacian eigenvectors, whose sign is arbitrary, each
     eigenvector's sign is flipped at random per graph in training.
 
     With :obj:`norm=True` the raw encoding is batch-normalised, column by
@@ -85,6 +97,12 @@ class PEEncoder(torch.nn.Module):
             graph in training (Laplacian eigenvectors). (default: :obj:`False`)
         norm (bool, optional): Batch-normalise the raw encoding.
             (default: :obj:`False`)
+
+    Shapes:
+        - **input:** :obj:`pe` :math:`(N, \text{in})`, and :obj:`batch`
+          :math:`(N)` (optional; the sign flip draws one sign per graph)
+        - **output:** :math:`(N, \text{channels})`, the embedding alone: the
+          model adds it to the node states
     """
     def __init__(self, in_channels: int, channels: int, sign_flip: bool = False,
                  norm: bool = False) -> None:

@@ -1,10 +1,13 @@
-r"""Functional building blocks shared by :class:`BRLConv` and :class:`BRLAttention`.
+r"""Functional building blocks of the BRL layers.
 
 * :func:`prefix_softmax_pool`: the causal (prefix) softmax pooling that lets the
   compressed tokens seen by position :math:`i` summarise positions :math:`j \le i`
-  only, in linear cost and without overflow.
+  only, in linear cost and without overflow (:class:`BRLConv` and
+  :class:`BRLAttention` in causal mode).
 * :func:`attention`: softmax attention where one side has only the :math:`K`
-  tokens, on the fastest path for the device.
+  tokens, on the fastest path for the device. A public helper for models built
+  from these parts; the layers themselves compute their reads with batched
+  matrix products (``baddbmm``), which the CPU profile favoured.
 
 The padding plan of a batch (:func:`~brl_graph.nn.plan.dense_groups`) lives in
 :mod:`brl_graph.nn.plan`.

@@ -41,8 +41,8 @@ def resolve_norm(norm: Optional[str], causal: bool) -> Optional[str]:
 
 
 def gin_mlp(channels: int, norm: Optional[str] = "batch_norm") -> Sequential:
-    r"""The MLP of a GIN/GINE layer: :math:`C 	o 2C`, normalisation, ReLU,
-    :math:`2C 	o C`.
+    r"""The MLP of a GIN/GINE layer: :math:`C \to 2C`, normalisation, ReLU,
+    :math:`2C \to C`.
 
     The normalisation inside the MLP is GIN's own design (Xu et al., 2019). It
     matters: on ogbg-molhiv our GINE twin without it reached valid ROC-AUC
@@ -153,7 +153,11 @@ class BRLGraphModel(torch.nn.Module):
             :obj:`"blocks"` (block tokens of consecutive nodes read by content,
             which recalls but is quadratic with a small constant and depends on
             the node order; :obj:`num_tokens` and :obj:`joint` do not apply).
-            (default: :obj:`"reservoir"`)
+            GPS layers (:obj:`global_attn` :obj:`"full"` or :obj:`"performer"`)
+            have no BRL branch: they ignore :obj:`brl_mode`, :obj:`joint`,
+            :obj:`window`, :obj:`block_size`, :obj:`block_tokens`,
+            :obj:`top_k`, :obj:`fold` and :obj:`readout_tokens`, so that one
+            config serves BRL and its GPS baseline. (default: :obj:`"reservoir"`)
         window (int, optional): Window of the blocks mode. (default: :obj:`64`)
         block_size (int, optional): Block length of the blocks mode.
             (default: :obj:`32`)

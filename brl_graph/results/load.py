@@ -5,9 +5,10 @@ files written before the labels were fixed, and drivers still running from an
 older checkout, write ``twin``, ``local``, ``gps`` or ``gps-multihead``. No
 section sees those spellings. Likewise the stored commands of scripts that have
 since moved from ``benchmarks/`` to ``experiments/`` are shown under their
-current path, so every command in the document runs in this tree; their absolute
-run folders under ``~/.cache/brl_graph/runs`` read ``$BRL_RUNS/...``, their results
-files ``benchmarks/results/...`` (under the file's current name); the files
+current path, and those of replaced scripts as the command that replaced them,
+so every command in the document runs in this tree; their absolute run folders
+under ``~/.cache/brl_graph/runs`` read ``$BRL_RUNS/...``, their results files
+``benchmarks/results/...`` (under the file's current name); the files
 themselves keep what was run.
 """
 from __future__ import annotations
@@ -31,6 +32,10 @@ MODES_PREFIX = "causal_recall_modes"
 MOVED_SCRIPTS = {f"python benchmarks/{name}.py": f"python experiments/{name}.py"
                  for name in ("causal_recall", "graph_property", "long_range", "oversquashing",
                               "make_results")}
+#: Scripts replaced by other commands: the device checks became pytest tests (``tests/device``,
+#: marked ``cuda``) that check the same things under the same names.
+REPLACED_SCRIPTS = ((re.compile(r"python benchmarks/gpu_check\.py --device cuda --json (\S+)"),
+                     r"python -m pytest -q -m cuda tests/device --device-report \1"),)
 COMMAND_KEYS = ("command", "commands", "driver")
 #: Machine-specific absolute paths in stored commands, shown portably: run folders under
 #: the default ``$BRL_RUNS`` (``~/.cache/brl_graph/runs``) as ``$BRL_RUNS``, and results
@@ -119,6 +124,8 @@ def _current_command(value: Any) -> Any:
         return value
     for old, new in MOVED_SCRIPTS.items():
         value = value.replace(old, new)
+    for pattern, replacement in REPLACED_SCRIPTS:
+        value = pattern.sub(replacement, value)
     for pattern, portable in PORTABLE_PATHS:
         value = pattern.sub(portable, value)
     for old, new in RENAMED_RESULTS.items():

@@ -132,7 +132,10 @@ def build_model(config: Mapping[str, Any], bench,
     if config["model"]["readout_tokens"] and task_level == "node":
         raise ConfigError(f"model.readout_tokens=true reads one set of tokens per graph, but "
                           f"{getattr(bench, 'name', '?')!r} predicts per node: set it false")
-    return BRLGraphModel(**model_kwargs(config["model"], bench, task_level))
+    try:
+        return BRLGraphModel(**model_kwargs(config["model"], bench, task_level))
+    except ValueError as err:  # settings that are valid one by one but not together
+        raise ConfigError(f"the model.* settings do not fit together: {err}") from err
 
 
 def count_parameters(model: torch.nn.Module) -> int:

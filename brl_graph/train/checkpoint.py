@@ -59,9 +59,25 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
-    """Saves ``state`` to ``path`` atomically (temporary file, fsync, :func:`os.replace`)."""
+    """Saves ``state`` to ``path`` atomically (temporary file, fsync, :func:`os.replace`).
+
+    Raises:
+        CheckpointError: ``state["model"]`` holds inf or NaN; nothing is written,
+            so the checkpoint already at ``path`` stays as it was.
+    """
     path = Path(path)
+    bad = non_finite_entries(state.get("model", {}))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"refusing to write {path}: non-finite values in {shown}")
     atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
+
+
+def non_finite_entries(tensors: Mapping[str, Any]) -> List[str]:
+    """The keys of ``tensors`` (a state dict) whose floating-point values hold inf or NaN."""
+    return [key for key, value in tensors.items()
+            if torch.is_tensor(value) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
 
 
 def _read(path: Path) -> Any:

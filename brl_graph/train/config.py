@@ -24,7 +24,6 @@ import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from brl_graph.attrs import PE_KINDS
-from brl_graph.io import atomic_write_text, file_mode  # noqa: F401 (re-exported)
 from brl_graph.nn.model import BRL_MODES, GLOBAL_ATTNS, LOCAL_CONVS, NORMS, POOLS
 
 # Reading and writing config files lives in config_io; re-exported here.
@@ -105,7 +104,6 @@ DEFAULTS: Dict[str, Any] = {
     },
 }
 
-SECTIONS = ("data", "model", "train")
 # Free-form mappings: their content is not checked against DEFAULTS.
 FREE_FORM = {("data", "options")}
 # Keys that may differ between a checkpoint's config and the resuming one:
@@ -135,7 +133,7 @@ CHOICES: Dict[str, Iterable[Any]] = {
 
 # Old key -> its current name. Accepted, with a warning, for one release
 # (0.1.x): configs, overrides and checkpoints written before the rename load
-# unchanged. Remove after 0.2.
+# unchanged. Remove in 0.2.
 DEPRECATED_KEYS: Dict[str, str] = {
     "model.layers": "model.num_layers",
     "model.global": "model.global_attn",
@@ -177,7 +175,7 @@ def rename_deprecated(config: Mapping[str, Any], warn: bool = True) -> Dict[str,
             raise ConfigError(f"config sets both '{old}' and '{new}'; '{old}' is the deprecated "
                               f"name of '{new}': keep only '{new}'")
         if warn:
-            warnings.warn(f"config key '{old}' is deprecated and will be removed after 0.1.x; "
+            warnings.warn(f"config key '{old}' is deprecated and will be removed in 0.2; "
                           f"use '{new}'", FutureWarning, stacklevel=3)
         node = dict(node)
         node[new_key] = node.pop(old_key)
@@ -292,6 +290,10 @@ def _validate(cfg: Dict[str, Any]) -> None:
             and get("model.brl_mode") == "reservoir" and get("model.num_tokens")):
         raise ConfigError("model.fold=true does not apply to model.joint=true (the joint "
                           "softmax's per-head projections do not fold): set one of them false")
+    if get("train.scheduler") == "plateau" and get("train.warmup_epochs"):
+        raise ConfigError("train.warmup_epochs applies to the cosine and none schedules only; "
+                          "train.scheduler=plateau starts at train.lr: set "
+                          "train.warmup_epochs=0 or choose another schedule")
     if get("model.readout_tokens") and get("model.causal"):
         raise ConfigError("model.readout_tokens=true needs one set of tokens per graph; a "
                           "causal model keeps one per position: set one of them false")

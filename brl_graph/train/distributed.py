@@ -15,6 +15,8 @@ from typing import Any, Callable, List, Optional
 import torch
 import torch.distributed as dist
 
+from .config_io import ConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -46,8 +48,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device={name!r} but CUDA is not available; "
-                               "use train.device=cpu or auto")
+            raise ConfigError(f"train.device={name!r} but CUDA is not available; "
+                              "use train.device=cpu or auto")
         if name == "cuda":
             return torch.device("cuda", local_rank)
     return torch.device(name)

@@ -79,11 +79,16 @@ def fit(config: ConfigLike = None, bench=None, *, resume: bool = False, overwrit
         NonFiniteLossError: the loss became NaN or infinite.
     """
     cfg = load_config(config, overrides)
+    threads = torch.get_num_threads()  # the caller's, restored on the way out
     if cfg["train"]["threads"] is not None:
         # Small graphs make many small ops, which one thread runs fastest: on 2
         # cores a molhiv epoch took 2.4x longer with 2 threads than with 1.
         torch.set_num_threads(cfg["train"]["threads"])
-    ctx = setup(cfg["train"]["device"])
+    try:
+        ctx = setup(cfg["train"]["device"])
+    except BaseException:
+        torch.set_num_threads(threads)
+        raise
     try:
         if bench is None:
             bench = _load_bench_collectively(cfg, ctx)
@@ -94,6 +99,7 @@ def fit(config: ConfigLike = None, bench=None, *, resume: bool = False, overwrit
         return _run_seeds(cfg, bench, ctx, resume, overwrite)
     finally:
         teardown(ctx)
+        torch.set_num_threads(threads)
 
 
 def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: bool,

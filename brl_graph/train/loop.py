@@ -237,12 +237,17 @@ def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, 
                 f"and the checkpoints in {ckpt_dir} (the last completed epoch) were left "
                 "untouched. Lower train.lr, set train.clip, or look for inf/NaN in the data.")
         loss.backward()
-        if t["clip"]:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
-            if not torch.isfinite(norm):
-                raise NonFiniteLossError(
-                    f"non-finite gradient norm at epoch {epoch}, step {step}: the run stopped "
-                    f"and the checkpoints in {ckpt_dir} were left untouched.")
+        # The norm is checked with clipping off too: a finite loss can still
+        # give inf/NaN gradients, and one step with them would put NaN weights
+        # into the next checkpoint.
+        norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"]) if t["clip"]
+                else torch.nn.utils.get_total_norm(
+                    [p.grad for p in model.parameters() if p.grad is not None]))
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(
+                f"non-finite gradient norm at epoch {epoch}, step {step}: the run stopped "
+                f"and the checkpoints in {ckpt_dir} were left untouched. Lower train.lr, set "
+                "train.clip, or look for inf/NaN in the data.")
         optimizer.step()
         taken += 1
         if per_step_schedule:

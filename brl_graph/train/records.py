@@ -278,19 +278,28 @@ class RunRecords:
 
 def aggregate(runs: Mapping[int, Mapping[str, Any]]) -> Dict[str, Any]:
     """``summary.json`` of a multi-seed run: mean and sample standard deviation
-    (ddof=1; 0 for one seed) per metric, and each seed's metrics under ``runs``."""
+    (ddof=1; 0 for one seed) per metric, and each seed's metrics under ``runs``.
+
+    A metric is summarised over the seeds that have a finite value for it; ``n``
+    counts them and ``missing`` names the others (a seed that never logged the
+    metric, or logged NaN), so a mean over fewer seeds never passes for one over all.
+    """
     first = next(iter(runs.values()))
     summary: Dict[str, Any] = {"seeds": list(runs), "metric": first["metric"],
                                "num_params": first["num_params"],
                                "world_size": first["world_size"]}
     for split in ("valid", "test"):
         summary[split] = {}
-        for key in first[split]:
+        keys = dict.fromkeys(key for r in runs.values() for key in r[split])  # union, in order
+        for key in keys:
             values = [r[split].get(key) for r in runs.values()]
-            clean = [v for v in values if v is not None and math.isfinite(v)]
+            finite = {seed: v for seed, v in zip(runs, values)
+                      if v is not None and math.isfinite(v)}
+            clean = list(finite.values())
             mean = float(np.mean(clean)) if clean else float("nan")
             std = float(np.std(clean, ddof=1)) if len(clean) > 1 else 0.0
-            summary[split][key] = {"mean": mean, "std": std, "values": values}
+            summary[split][key] = {"mean": mean, "std": std, "values": values, "n": len(clean),
+                                   "missing": [seed for seed in runs if seed not in finite]}
     summary["seconds"] = sum(r["seconds"] for r in runs.values())
     summary["runs"] = {str(seed): r for seed, r in runs.items()}
     return summary
@@ -301,9 +310,15 @@ def write_summary(root: Path, summary: Mapping[str, Any], num_seeds: int) -> Non
     write_json(root / "summary.json", summary)
     metric = summary["metric"]
     test = summary["test"].get(metric)
-    if test is not None:
-        print(f"test {metric} over {num_seeds} seeds: {test['mean']:.4f} ± "
-              f"{test['std']:.4f} (summary in {root / 'summary.json'})", flush=True)
+    if test is None:
+        print(f"test {metric}: no seed of {num_seeds} produced a value "
+              f"(summary in {root / 'summary.json'})", flush=True)
+        return
+    over = (f"{num_seeds} seeds" if test["n"] == num_seeds else
+            f"{test['n']} of {num_seeds} seeds (no value: seed "
+            + ", ".join(str(s) for s in test["missing"]) + ")")
+    print(f"test {metric} over {over}: {test['mean']:.4f} ± "
+          f"{test['std']:.4f} (summary in {root / 'summary.json'})", flush=True)
 
 
 __all__ = ["RUN_FILES", "RunRecords", "aggregate", "best_train", "budget_columns",

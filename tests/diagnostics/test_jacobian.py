@@ -10,6 +10,7 @@ from torch_geometric.nn import GCNConv, GINConv
 from brl_graph.diagnostics import (hop_distances, jacobian_mass_beyond, jacobian_sensitivity,
                                    jacobian_sensitivity_estimate, pyg_total_influence,
                                    sensitivity_by_distance)
+from brl_graph.nn.model import BRLGraphModel
 
 
 def path(n: int) -> torch.Tensor:
@@ -84,11 +85,10 @@ def test_exactly_zero_beyond_receptive_field(kind):
 
 
 def brl_models(num_layers: int = 2):
-    nn_model = pytest.importorskip("brl_graph.nn.model")
     torch.manual_seed(3)
     kw = dict(channels=16, num_layers=num_layers, heads=2, in_channels=5, node_encoder="linear")
-    return (nn_model.BRLGraphModel(3, num_tokens=4, **kw).eval(),
-            nn_model.BRLGraphModel(3, num_tokens=0, **kw).eval())
+    return (BRLGraphModel(3, num_tokens=4, **kw).eval(),
+            BRLGraphModel(3, num_tokens=0, **kw).eval())
 
 
 def test_tokens_give_nonzero_far_sensitivity():

@@ -33,3 +33,13 @@ def test_ring_summary_matches_closed_form_and_report(osq, tmp_path, capsys):
     capsys.readouterr()
     assert osq.main(argv) == 0
     assert "skip ring-transfer: already in" in capsys.readouterr().out
+
+
+def test_malformed_options_are_errors_and_stray_ones_are_named(osq, capsys):
+    datasets = ["ogbg-molhiv", "peptides-func"]
+    assert osq.parse_options(["ogbg-molhiv:pe=rwse", "peptides-func:pe_dim=8",
+                              "ogbg-molesol:pe=rwse"], datasets) == [
+        ("ogbg-molhiv", "pe=rwse"), ("peptides-func", "pe_dim=8")]
+    assert "'ogbg-molesol:pe=rwse' is not used" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="not of the form DATASET:KEY=VALUE"):
+        osq.parse_options(["pe=rwse"], datasets)

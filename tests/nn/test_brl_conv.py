@@ -257,11 +257,15 @@ def test_torch_compile_matches_eager():
     pytest.importorskip("torch._inductor")
     conv = make().eval()
     g = rand_graph(30, 60, 10)
+    from torch._dynamo.exc import BackendCompilerFailed
+
     try:
         compiled = torch.compile(conv)
         out = compiled(g.x, g.edge_index, edge_attr=g.edge_attr)[0]
-    except Exception as e:  # pragma: no cover - depends on the local toolchain
-        pytest.skip(f"torch.compile is unavailable on this machine: {type(e).__name__}: {e}")
+    except BackendCompilerFailed as e:  # pragma: no cover - no working C++ compiler here
+        # Only the toolchain is excused: a graph break or an error in the layer
+        # under tracing is the layer's fault and fails the test.
+        pytest.skip(f"torch.compile's backend cannot build here: {e}")
     torch.testing.assert_close(out, conv(g.x, g.edge_index, edge_attr=g.edge_attr)[0],
                                atol=1e-4, rtol=1e-4)
 

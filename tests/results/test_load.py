@@ -1,5 +1,6 @@
 """Tests for :mod:`brl_graph.results.load`: legacy model labels become current in one place."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,27 @@ def test_stored_commands_of_moved_scripts_show_the_current_path(tmp_path):
     new = "python experiments/causal_recall.py --steps 3"
     assert data["config"] == {"command": new, "commands": [new, "python benchmarks/scaling.py"]}
     assert data["rows"][0] == {"model": "brl", "command": new, "driver": new, "note": old}
+
+
+def test_stored_command_of_a_replaced_script_shows_its_replacement(tmp_path):
+    old = "python benchmarks/gpu_check.py --device cuda --json /root/out/gpu_check.json"
+    (tmp_path / "gpu_check.json").write_text(json.dumps({"checks": [], "command": old}))
+    assert load_results(tmp_path)["gpu_check"]["command"] == (
+        "python -m pytest -q -m cuda tests/device --device-report /root/out/gpu_check.json")
+
+
+def test_every_script_the_results_document_runs_exists():
+    # RESULTS.md is rendered from the committed results: each `python path.py` in it
+    # must name a file of this tree, or a reader copies a command that cannot run.
+    import re
+
+    from brl_graph.results import render
+
+    root = Path(__file__).resolve().parents[2]
+    text = render(load_results(root / "benchmarks" / "results"), docs_dir=None)
+    scripts = set(re.findall(r"python ([\w./-]+\.py)", text))
+    assert "train.py" in scripts and "experiments/graph_property.py" in scripts
+    assert sorted(s for s in scripts if not (root / s).is_file()) == []
 
 
 def test_stored_commands_show_machine_paths_portably(tmp_path):

@@ -111,6 +111,19 @@ def test_build_model_names_a_level_without_a_head():
     assert build_model(cfg, fake_bench(level="link"), task_level="node").task_level == "node"
 
 
+@pytest.mark.parametrize("overrides, fragment", [
+    (["model.causal=true", "model.norm=batch_norm"], "breaks causal=True"),
+    (["model.pre_norm=true", "model.global_attn=full"], "pre_norm=True needs BRL layers"),
+    (["model.joint=true", "model.brl_mode=blocks"], "blocks mode"),
+])
+def test_settings_that_clash_are_config_errors(overrides, fragment):
+    # Each value is valid alone; together they fail in the layer, and the user
+    # sees a ConfigError (one line from train.py), not a traceback.
+    cfg = load_config(overrides=overrides)
+    with pytest.raises(ConfigError, match=f"do not fit together: .*{fragment}"):
+        build_model(cfg, fake_bench())
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

@@ -45,6 +45,19 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+def test_non_finite_weights_are_never_written(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(_full_state(1), path)
+    model = {"lin.weight": torch.ones(2, 2), "lin.bias": torch.tensor([0.0, float("nan")]),
+             "count": torch.tensor(3)}
+    with pytest.raises(CheckpointError, match=r"non-finite values in lin\.bias$"):
+        save_checkpoint({**_full_state(2), "model": model}, path)
+    assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint stays
+    model["lin.bias"] = torch.zeros(2)
+    save_checkpoint({**_full_state(3), "model": model}, path)
+    assert load_checkpoint(path)["epoch"] == 3
+
+
 def test_corrupt_missing_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")

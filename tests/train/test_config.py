@@ -81,10 +81,11 @@ def test_free_form_dataset_options():
     ("model.pe=spectral", "model.pe"),
     ("model.pe=[rwse,rwse]", "model.pe"),
     ("model.pe=[]", "model.pe"),
+    ("train.scheduler=plateau train.warmup_epochs=2", "warmup_epochs applies to the cosine"),
 ])
 def test_bad_values(override, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        load_config(overrides=[override])
+        load_config(overrides=override.split())
 
 
 def test_bad_files(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from brl_graph.train import ConfigError
 from brl_graph.train.distributed import DistContext, resolve_device, setup, shard_range
 
 
@@ -19,7 +20,7 @@ def test_device_choice():
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
 
 

@@ -153,6 +153,27 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path, regression_be
     assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
 
 
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_non_finite_gradient_stops_with_clipping_off_too(tmp_path, regression_bench,
+                                                        monkeypatch, clip):
+    out = tmp_path / "run"
+    fit(tiny_config(out, epochs=1, scheduler="none", clip=clip), bench=regression_bench)
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    import brl_graph.train.loop as loop
+    task_loss = loop.task_loss
+
+    def finite_loss_nan_gradient(out_, *args):
+        # sqrt(0) is 0 forward and inf backward, so 0 * sqrt(0) adds nothing to the
+        # loss and NaN to every gradient.
+        return task_loss(out_, *args) + 0.0 * (out_.sum() * 0.0).sqrt()
+
+    monkeypatch.setattr(loop, "task_loss", finite_loss_nan_gradient)
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm at epoch 2, step 1"):
+        fit(tiny_config(out, epochs=2, scheduler="none", clip=clip), bench=regression_bench,
+            resume=True)
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
 def test_several_seeds_aggregate(tmp_path, readout_bench):
     out = tmp_path / "seeds"
     summary = fit(tiny_config(out, epochs=1, seeds=[0, 1]), bench=readout_bench)
@@ -196,3 +217,32 @@ def test_peak_memory_survives_a_resume():
     history = [{"peak_memory_mb": 10.0}, {"peak_memory_mb": now + 12345.0}, {"epoch": 3}]
     assert run_peak_memory(history, ctx)["peak_memory_mb"] == now + 12345.0
     assert run_peak_memory([{"peak_memory_mb": 1.0}], ctx)["peak_memory_mb"] >= now
+
+
+def test_aggregate_counts_only_seeds_with_a_value(tmp_path, capsys):
+    from brl_graph.train.records import aggregate, write_summary
+
+    def run(valid, test):
+        return {"metric": "ap", "num_params": 10, "world_size": 1, "seconds": 1.0,
+                "valid": valid, "test": test}
+
+    # Seed 0 never logged a finite metric (valid {}), seed 2 diverged to NaN:
+    # the union of keys still reaches summary.json, and the mean is over seed 1 alone.
+    runs = {0: run({}, {}), 1: run({"ap": 0.6}, {"ap": 0.5}),
+            2: run({"ap": 0.7}, {"ap": float("nan")})}
+    summary = aggregate(runs)
+    test = summary["test"]["ap"]
+    assert test["mean"] == pytest.approx(0.5) and test["n"] == 1 and test["missing"] == [0, 2]
+    assert summary["valid"]["ap"]["mean"] == pytest.approx(0.65)
+    assert summary["valid"]["ap"]["missing"] == [0]
+    write_summary(tmp_path, summary, len(runs))
+    assert "test ap over 1 of 3 seeds (no value: seed 0, 2): 0.5000" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["test"]["ap"]["values"] == [None, 0.5, None]
+
+
+def test_fit_leaves_the_callers_thread_count(tmp_path, readout_bench):
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    fit(tiny_config(tmp_path / "run", epochs=1, threads=wanted), bench=readout_bench)
+    assert torch.get_num_threads() == before

@@ -160,6 +160,10 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "model.chanels" in err and "channels" in err
     assert train.main(["--resume", f"out_dir={tmp_path / 'empty'}"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
+    assert train.main(["model.causal=true", "model.norm=batch_norm", "train.epochs=1",
+                       f"out_dir={tmp_path / 'clash'}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the model.* settings do not fit together") and "Traceback" not in err
 
 
 def test_ogbg_molesol_real_data(tmp_path, shared_datasets):

@@ -27,6 +27,10 @@ class FullCausalAttention(Module):
     :func:`~torch.nn.functional.scaled_dot_product_attention` (``is_causal=True``),
     with the same input/output projections as :class:`BRLAttention`.
 
+    Args:
+        dim (int): Width :math:`C`.
+        heads (int): Attention heads; must divide :obj:`dim`.
+
     Shapes:
         - **input:** :math:`(B, L, C)`
         - **output:** :math:`(B, L, C)`
@@ -35,9 +39,16 @@ class FullCausalAttention(Module):
         super().__init__()
         if heads <= 0 or dim % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
-        self.heads = heads
+        self.dim, self.heads = dim, heads
         self.qkv = Linear(dim, 3 * dim)
         self.out = Linear(dim, dim)
+
+    def reset_parameters(self) -> None:
+        self.qkv.reset_parameters()
+        self.out.reset_parameters()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.dim}, heads={self.heads})"
 
     def forward(self, x: Tensor) -> Tensor:
         B, L, C = x.shape
@@ -62,6 +73,11 @@ class LinearCausalAttention(Module):
     :math:`O(L C D)`), so position :math:`i` has exactly zero gradient from
     :math:`j > i`.
 
+    Args:
+        dim (int): Width :math:`C`.
+        heads (int): Attention heads; must divide :obj:`dim`.
+        eps (float, optional): Added to the normaliser. (default: :obj:`1e-6`)
+
     Shapes:
         - **input:** :math:`(B, L, C)`
         - **output:** :math:`(B, L, C)`
@@ -70,9 +86,16 @@ class LinearCausalAttention(Module):
         super().__init__()
         if heads <= 0 or dim % heads != 0:
             raise ValueError(f"heads ({heads}) must be positive and divide dim ({dim})")
-        self.heads, self.eps = heads, eps
+        self.dim, self.heads, self.eps = dim, heads, eps
         self.qkv = Linear(dim, 3 * dim)
         self.out = Linear(dim, dim)
+
+    def reset_parameters(self) -> None:
+        self.qkv.reset_parameters()
+        self.out.reset_parameters()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.dim}, heads={self.heads})"
 
     def forward(self, x: Tensor) -> Tensor:
         B, L, C = x.shape
@@ -104,12 +127,26 @@ def make_attention(kind: str, dim: int, heads: int, window: int, num_tokens: int
 
 
 class Block(Module):
-    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
+    r"""Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``.
+
+    Args:
+        attn (torch.nn.Module): A causal attention module, :math:`(B, L, C)`
+            to :math:`(B, L, C)` (see :func:`make_attention`).
+        dim (int): Width :math:`C`; the MLP is :math:`C \to 2C \to C`.
+
+    Shapes:
+        - **input:** :math:`(B, L, C)`
+        - **output:** :math:`(B, L, C)`
+    """
     def __init__(self, attn: Module, dim: int) -> None:
         super().__init__()
         self.norm1, self.attn = LayerNorm(dim), attn
         self.norm2 = LayerNorm(dim)
         self.mlp = Sequential(Linear(dim, 2 * dim), torch.nn.GELU(), Linear(2 * dim, dim))
+
+    def reset_parameters(self) -> None:
+        for module in (self.norm1, self.attn, self.norm2, self.mlp[0], self.mlp[2]):
+            module.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
@@ -146,6 +183,14 @@ class RecallLM(Module):
             for _ in range(layers))
         self.norm = LayerNorm(dim)
         self.head = Linear(dim, vocab_size)
+
+    def reset_parameters(self) -> None:
+        for module in (self.embed, self.embed_prev, *self.blocks, self.norm, self.head):
+            module.reset_parameters()
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.kind!r}, vocab_size={self.head.out_features}, "
+                f"dim={self.head.in_features}, layers={len(self.blocks)})")
 
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 2:

@@ -81,3 +81,18 @@ def test_bad_arguments_raise():
             cls(10, heads=4)
     with pytest.raises(ValueError, match="batch, length"):
         RecallLM("full", VOCAB, dim=8, layers=1, heads=2)(torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+def test_reset_parameters_redraws_every_weight_and_repr_names_the_model(kind):
+    torch.manual_seed(0)
+    model = RecallLM(kind, vocab_size=11, dim=16, layers=2, heads=2, window=4, num_tokens=2,
+                     block_size=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    model.reset_parameters()
+    # Every tensor is redrawn or reset to its initial constant (ones, zeros): none keeps 0.5.
+    kept = [name for name, p in model.named_parameters() if bool((p == 0.5).all())]
+    assert kept == []
+    assert repr(model).startswith(f"RecallLM('{kind}', vocab_size=11, dim=16, layers=2)")
