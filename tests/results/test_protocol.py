@@ -135,3 +135,13 @@ def test_the_gpu_command_is_shown_and_parses_as_a_driver_call(protocol, epochs, 
     assert args.json.endswith("-gpu.json") and args.json != f"benchmarks/results/{protocol.stem}.json"
     if protocol is PEPTIDES:  # LRGB's batch
         assert "train.batch_size=128" in args.set and args.warmup_epochs == 5
+
+
+def test_a_protocol_note_on_its_seeds_follows_the_targets_and_any_four_seeds_count():
+    assert "seeds are 1-4" in PEPTIDES.note and MOLHIV.note == ""
+    rows = ([row("brl", s, 0.63, metric="ap", epochs=60) for s in (1, 2, 3, 4)]
+            + [row("mpnn", s, 0.57, metric="ap", epochs=60) for s in range(4)])
+    text, verdict = protocol_section(PEPTIDES, {"rows": rows})
+    targets_and_note = text.split("\n\n")[1]
+    assert targets_and_note.endswith(PEPTIDES.note)
+    assert verdict[0] == "holds"
