@@ -13,7 +13,7 @@ from .config import DEFAULTS, ConfigError, load_config, parse_overrides, save_co
 from .engine import fit
 from .loop import ConstantPredictionWarning, NonFiniteLossError, evaluate, make_scheduler, predict
 from .losses import task_loss
-from .optim import make_optimizer
+from .optim import WeightAverage, make_optimizer
 from .stopping import StopRule, stop_rule
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "predict",
     "make_scheduler",
     "make_optimizer",
+    "WeightAverage",
     "StopRule",
     "stop_rule",
     "load_checkpoint",

@@ -66,7 +66,7 @@ def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> 
             so the checkpoint already at ``path`` stays as it was.
     """
     path = Path(path)
-    bad = non_finite_entries(state.get("model", {}))
+    bad = non_finite_entries({**state.get("model", {}), **(state.get("average") or {})})
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise CheckpointError(f"refusing to write {path}: non-finite values in {shown}")
@@ -120,7 +120,9 @@ def load_model_checkpoint(path: Union[str, os.PathLike]
     r"""The ``(model state dict, config)`` of a checkpoint, for using a trained
     model outside training (e.g. the diagnostics report).
 
-    Reads a training checkpoint (checked as by :func:`load_checkpoint`) or any
+    Reads a training checkpoint (checked as by :func:`load_checkpoint`; with
+    ``train.ema_decay`` its weight average, the model that was evaluated and
+    selected, not the raw trained weights) or any
     dict saved with ``torch.save`` holding ``"model"`` (a state dict) and
     ``"config"`` (a config dict with a ``"model"`` section), such as exported
     weights.
@@ -140,4 +142,7 @@ def load_model_checkpoint(path: Union[str, os.PathLike]
     if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
         raise CheckpointError(f"checkpoint {path}: 'config' must be a dict with a 'model' "
                               "section")
+    if state.get("average"):  # train.ema_decay: the average is the model that was evaluated
+        return {key[len("module."):]: value for key, value in state["average"].items()
+                if key.startswith("module.")}, config
     return state["model"], config

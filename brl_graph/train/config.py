@@ -90,6 +90,7 @@ DEFAULTS: Dict[str, Any] = {
         "stop_target": None,       # stop once the monitored metric reaches this (e.g. 1.0)
         "stop_patience": None,     # stop after this many evaluations without a gain
         "clip": 1.0,               # max gradient norm; None or 0 disables clipping
+        "ema_decay": None,         # evaluate (and select) an EMA of the weights with this decay
         "loss": "auto",            # regression only: auto | l1 | mse (auto: l1 for mae, else mse)
         "seed": 0,
         "seeds": None,             # a list runs several seeds into out_dir/seed_<s>/
@@ -258,6 +259,10 @@ def _validate(cfg: Dict[str, Any]) -> None:
     for path in ("train.weight_decay", "train.min_lr"):
         need_float(path, 0.0)
     need_float("train.clip", 0.0, allow_none=True)
+    ema = get("train.ema_decay")
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float))
+                            or not 0 < ema < 1):
+        raise ConfigError(f"train.ema_decay must be null or in (0, 1), got {ema!r}")
     need_float("train.lr", 0.0)
     if get("train.lr") <= 0:
         raise ConfigError(f"train.lr must be > 0, got {get('train.lr')!r}")

@@ -156,3 +156,10 @@ def wrap_ddp(model: torch.nn.Module, loader: Any, ctx: DistContext) -> torch.nn.
     return DistributedDataParallel(
         model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
         find_unused_parameters=bool(flag.item() > 0))
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a :func:`wrap_ddp` wrapper (``model`` itself in one process)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -44,7 +44,7 @@ from .distributed import (DistContext, all_gather_objects, barrier, on_rank0, se
                           wrap_ddp)
 from .loop import (Loaders, epoch_seed, evaluate, is_better, make_loaders, make_scheduler,
                    step_on_evaluation, train_epoch)
-from .optim import make_optimizer
+from .optim import WeightAverage, make_optimizer
 from .records import (RunRecords, aggregate, budget_columns, peak_memory, prepare_run_dir,
                       prepare_seeds_root, write_summary)
 from .stopping import stop_rule
@@ -114,13 +114,15 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
     _seed_everything(t["seed"])
     model = build_model(cfg, bench).to(ctx.device)
     optimizer = make_optimizer(model, lr=t["lr"], weight_decay=t["weight_decay"])
+    # With train.ema_decay the weight average is what is evaluated, selected and exported.
+    average = WeightAverage(model, t["ema_decay"]) if t["ema_decay"] else None
     generator = torch.Generator()  # the training shuffle, re-seeded every epoch
     loaders = make_loaders(bench, cfg, ctx, generator)
     scheduler = make_scheduler(optimizer, t, loaders.steps_per_epoch, bench.higher_is_better)
 
     # Start at epoch 0, or where checkpoints/last.pt left off.
     if resuming:
-        state = _resume(ckpt_dir / "last.pt", cfg, ctx, model, optimizer, scheduler)
+        state = _resume(ckpt_dir / "last.pt", cfg, ctx, model, optimizer, scheduler, average)
     else:
         state = {"epoch": 0, "best": {"epoch": None, "valid": {}, "test": {}},
                  "history": [], "seconds": 0.0}
@@ -143,14 +145,15 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
             generator.manual_seed(epoch_seed(t["seed"], epoch))
             lr = optimizer.param_groups[0]["lr"]
             trained = train_epoch(train_model, loaders, optimizer, scheduler, bench, cfg, ctx,
-                                  epoch, ckpt_dir)
+                                  epoch, ckpt_dir, average)
             start = time.perf_counter()
             row: Dict[str, Any] = {"epoch": epoch, "train_loss": trained.loss, "lr": lr,
                                    **budget_columns(state["history"], loaders.passes,
                                                     trained.steps)}
             improved = False
             if epoch % t["eval_every"] == 0 or epoch == t["epochs"]:
-                scores = _evaluate_splits(model, loaders, bench, ctx, t["bf16"])
+                scores = _evaluate_splits(model if average is None else average.module,
+                                          loaders, bench, ctx, t["bf16"])
                 for split, values in scores.items():
                     row.update({f"{split}_{k}": v for k, v in values.items()})
                 step_on_evaluation(scheduler, scores, t["plateau_monitor"], bench.metric)
@@ -171,7 +174,8 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "best": state["best"], "history": state["history"], "rng": rng,
                         "config": cfg, "seconds": state["seconds"], "world_size": ctx.world_size,
-                        "num_params": records.num_params}
+                        "num_params": records.num_params,
+                        "average": None if average is None else average.state_dict()}
                 if improved:
                     save_checkpoint(ckpt, ckpt_dir / "best.pt")
                 save_checkpoint(ckpt, ckpt_dir / "last.pt")
@@ -213,7 +217,8 @@ def _update_best(state: Dict[str, Any], epoch: int, scores: Mapping[str, Mapping
 
 
 def _resume(path: Path, cfg: Mapping[str, Any], ctx: DistContext, model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler) -> Dict[str, Any]:
+            optimizer: torch.optim.Optimizer, scheduler,
+            average: Optional[WeightAverage] = None) -> Dict[str, Any]:
     """Loads ``path`` into the model, optimiser, scheduler and this rank's
     generators; returns the training state (epoch, best, history, seconds)."""
     ckpt = on_rank0(lambda: load_checkpoint(path), ctx)
@@ -226,6 +231,8 @@ def _resume(path: Path, cfg: Mapping[str, Any], ctx: DistContext, model: torch.n
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if average is not None:
+            average.load_state_dict(ckpt["average"])
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(f"checkpoint {path} does not match this model or optimiser: "
                               f"{err}") from err

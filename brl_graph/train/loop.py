@@ -22,8 +22,9 @@ from torch.utils.data import DistributedSampler, Subset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .distributed import DistContext, all_gather_objects, all_reduce_sum, shard_range
+from .distributed import DistContext, all_gather_objects, all_reduce_sum, shard_range, unwrap
 from .losses import task_loss
+from .optim import WeightAverage
 
 
 class NonFiniteLossError(RuntimeError):
@@ -205,8 +206,9 @@ def epoch_batches(loaders: Loaders, epoch: int):
 
 def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, bench,
                 cfg: Mapping[str, Any], ctx: DistContext, epoch: int,
-                ckpt_dir: Path) -> EpochStats:
-    """Trains one logged epoch (``loaders.passes`` passes; ``ckpt_dir`` is named in errors).
+                ckpt_dir: Path, average: Optional[WeightAverage] = None) -> EpochStats:
+    """Trains one logged epoch (``loaders.passes`` passes; ``ckpt_dir`` is named in errors);
+    ``average``, when given, follows the weights after every optimiser step.
 
     Raises:
         NonFiniteLossError: a non-finite loss or gradient norm, on every rank
@@ -249,6 +251,8 @@ def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, 
                 f"and the checkpoints in {ckpt_dir} were left untouched. Lower train.lr, set "
                 "train.clip, or look for inf/NaN in the data.")
         optimizer.step()
+        if average is not None:
+            average.update(unwrap(model))
         taken += 1
         if per_step_schedule:
             scheduler.step()

@@ -1,5 +1,7 @@
-"""The optimiser :func:`~brl_graph.train.fit` trains with."""
+"""The optimiser :func:`~brl_graph.train.fit` trains with, and the weight average it can evaluate."""
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -17,3 +19,54 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     # Fused AdamW exists for CPU and CUDA tensors; anything else takes the default.
     fused = bool(params) and devices <= {"cpu", "cuda"} and len(devices) == 1
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+class WeightAverage(torch.nn.Module):
+    r"""An exponential moving average of a model's weights (Polyak averaging), the
+    model that is evaluated and selected when ``train.ema_decay`` is set.
+
+    After every optimiser step the average moves towards the trained weights,
+
+    .. math::
+        \bar\theta \leftarrow \beta_t \bar\theta + (1 - \beta_t)\theta,\qquad
+        \beta_t = \min\left(\beta, \frac{1 + t}{10 + t}\right),
+
+    where :math:`t` counts the updates so far: the ramp keeps the first
+    epochs' average from being dominated by the random initial weights.
+    Floating-point buffers (batch norm's running statistics) are averaged the
+    same way; other buffers (batch counts) are copied.
+
+    Args:
+        model (torch.nn.Module): The trained model (not a DDP wrapper).
+        decay (float): :math:`\beta`, in :math:`(0, 1)`.
+    """
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay!r}")
+        self.decay = decay
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Moves the average one step towards ``model``'s current weights."""
+        beta = min(self.decay, (1.0 + float(self.updates)) / (10.0 + float(self.updates)))
+        mine = _state_tensors(self.module)
+        theirs = _state_tensors(model)
+        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - beta)
+        for a, b in zip(mine, theirs):
+            if not a.is_floating_point():
+                a.copy_(b)
+        self.updates += 1
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(decay={self.decay}, updates={int(self.updates)})"
+
+
+def _state_tensors(model: torch.nn.Module) -> list:
+    """Parameters then buffers, in registration order (the two models share it)."""
+    return [*model.parameters(), *model.buffers()]

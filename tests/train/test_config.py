@@ -82,6 +82,8 @@ def test_free_form_dataset_options():
     ("model.pe=[rwse,rwse]", "model.pe"),
     ("model.pe=[]", "model.pe"),
     ("train.scheduler=plateau train.warmup_epochs=2", "warmup_epochs applies to the cosine"),
+    ("train.ema_decay=1.0", "train.ema_decay"),
+    ("train.ema_decay=true", "train.ema_decay"),
 ])
 def test_bad_values(override, fragment):
     with pytest.raises(ConfigError, match=fragment):

@@ -26,3 +26,34 @@ def test_frozen_parameters_are_left_out():
     model.bias.requires_grad_(False)
     opt = make_optimizer(model, lr=1e-3, weight_decay=0.0)
     assert [p for g in opt.param_groups for p in g["params"]] == [model.weight]
+
+
+def test_weight_average_follows_the_closed_form_and_copies_integer_buffers():
+    from brl_graph.train.optim import WeightAverage
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = WeightAverage(model, decay=0.9)
+    expected = model[0].weight.detach().clone()
+    with torch.no_grad():
+        for t in range(25):
+            model[0].weight.add_(1.0)
+            model(torch.randn(8, 3))  # moves the running stats and the batch count
+            beta = min(0.9, (1 + t) / (10 + t))  # the ramp, then the decay
+            expected = beta * expected + (1 - beta) * model[0].weight
+            average.update(model)
+    torch.testing.assert_close(average.module[0].weight, expected)
+    assert int(average.module[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 25
+    assert not torch.equal(average.module[1].running_mean, model[1].running_mean)  # averaged
+    assert not any(p.requires_grad for p in average.module.parameters())
+    assert repr(average) == "WeightAverage(decay=0.9, updates=25)"
+
+
+def test_weight_average_refuses_a_decay_outside_the_open_unit_interval():
+    import pytest
+
+    from brl_graph.train.optim import WeightAverage
+
+    for decay in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="decay must be in"):
+            WeightAverage(torch.nn.Linear(2, 2), decay)
