@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from brl_graph.train import build_model, evaluate, fit, load_checkpoint, load_config
+from brl_graph.train import (build_model, evaluate, fit, load_checkpoint, load_config,
+                             load_model_checkpoint)
 from brl_graph.train.distributed import setup
 from brl_graph.train.loop import eval_loader
 
@@ -115,10 +116,11 @@ def test_kill9_then_resume_gives_identical_metrics(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_torchrun_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["train.ema_decay=0.9"]], ids=["plain", "ema"])
+def test_torchrun_two_cpu_processes(tmp_path, extra):
     out = tmp_path / "ddp"
     cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(TRAIN_PY), *TINY_RING,
-           "train.epochs=2", f"out_dir={out}"]
+           "train.epochs=2", f"out_dir={out}", *extra]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("epoch 2/2") == 1  # only rank 0 prints
@@ -131,7 +133,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     from brl_graph.data import load_dataset
     bench = load_dataset("ring-transfer", **cfg["data"]["options"], nodes=10)
     model = build_model(cfg, bench)
-    model.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
+    # The evaluated weights: the trained ones, or their average with train.ema_decay.
+    model.load_state_dict(load_model_checkpoint(out / "checkpoints" / "best.pt")[0])
     ctx = setup("cpu")
     single = evaluate(model, eval_loader(bench.valid, cfg, ctx), bench, ctx)
     assert single["accuracy"] == pytest.approx(metrics["valid"]["accuracy"], abs=1e-12)
