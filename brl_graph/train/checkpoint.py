@@ -62,14 +62,18 @@ def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> 
     """Saves ``state`` to ``path`` atomically (temporary file, fsync, :func:`os.replace`).
 
     Raises:
-        CheckpointError: ``state["model"]`` holds inf or NaN; nothing is written,
-            so the checkpoint already at ``path`` stays as it was.
+        CheckpointError: the model (``state["model"]``) or its weight average
+            (``state["average"]``) holds inf or NaN; nothing is written, so the
+            checkpoint already at ``path`` stays as it was.
     """
     path = Path(path)
-    bad = non_finite_entries({**state.get("model", {}), **(state.get("average") or {})})
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise CheckpointError(f"refusing to write {path}: non-finite values in {shown}")
+    for what, tensors in (("the model", state.get("model")),
+                          ("the weight average", state.get("average"))):
+        bad = non_finite_entries(tensors or {})
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise CheckpointError(f"refusing to write {path}: non-finite values in {what}: "
+                                  f"{shown}")
     atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
 

@@ -158,6 +158,14 @@ def wrap_ddp(model: torch.nn.Module, loader: Any, ctx: DistContext) -> torch.nn.
         find_unused_parameters=bool(flag.item() > 0))
 
 
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Gives every rank rank 0's buffers of ``module`` (e.g. batch-norm statistics);
+    nothing in a single process."""
+    if ctx.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a :func:`wrap_ddp` wrapper (``model`` itself in one process)."""
     from torch.nn.parallel import DistributedDataParallel

@@ -40,8 +40,8 @@ from .build import build_bench, build_model, count_parameters
 from .checkpoint import (CheckpointError, get_rng_state, load_checkpoint, save_checkpoint,
                          set_rng_state)
 from .config import ConfigLike, config_differences, load_config, rename_deprecated
-from .distributed import (DistContext, all_gather_objects, barrier, on_rank0, setup, teardown,
-                          wrap_ddp)
+from .distributed import (DistContext, all_gather_objects, barrier, broadcast_buffers, on_rank0,
+                          setup, teardown, wrap_ddp)
 from .loop import (Loaders, epoch_seed, evaluate, is_better, make_loaders, make_scheduler,
                    step_on_evaluation, train_epoch)
 from .optim import WeightAverage, make_optimizer
@@ -152,8 +152,11 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
                                                     trained.steps)}
             improved = False
             if epoch % t["eval_every"] == 0 or epoch == t["epochs"]:
-                scores = _evaluate_splits(model if average is None else average.module,
-                                          loaders, bench, ctx, t["bf16"])
+                evaluated = model if average is None else average.module
+                # DDP: each rank's batch-norm statistics moved with its own last
+                # batches; score with rank 0's, the ones the checkpoint keeps.
+                broadcast_buffers(evaluated, ctx)
+                scores = _evaluate_splits(evaluated, loaders, bench, ctx, t["bf16"])
                 for split, values in scores.items():
                     row.update({f"{split}_{k}": v for k, v in values.items()})
                 step_on_evaluation(scheduler, scores, t["plateau_monitor"], bench.metric)
@@ -169,7 +172,8 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
             state["stop"] = stop.record(t["stop_monitor"])
 
             rng = all_gather_objects(get_rng_state(), ctx)  # DDP: every rank's generators
-            if ctx.is_main:
+
+            def save(improved: bool = improved) -> None:
                 ckpt = {"epoch": epoch, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "best": state["best"], "history": state["history"], "rng": rng,
@@ -179,6 +183,8 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
                 if improved:
                     save_checkpoint(ckpt, ckpt_dir / "best.pt")
                 save_checkpoint(ckpt, ckpt_dir / "last.pt")
+
+            on_rank0(save, ctx)  # DDP: a refused save (non-finite weights) stops every rank
             records.epoch(state, row)
             barrier(ctx)  # DDP
     finally:
@@ -189,6 +195,9 @@ def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: 
 def _evaluate_splits(model: torch.nn.Module, loaders: Loaders, bench, ctx: DistContext,
                      bf16: bool) -> Dict[str, Dict[str, float]]:
     """The benchmark's metrics per split: train (with ``train.eval_train``), valid, test.
+
+    ``model`` is the one that is checkpointed as the run's result: the epoch's
+    final weights, or their average with ``train.ema_decay``.
 
     The train metric comes from an evaluation pass over the training split with
     the epoch's final weights, not from counting hits during the training

@@ -241,15 +241,14 @@ def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, 
         loss.backward()
         # The norm is checked with clipping off too: a finite loss can still
         # give inf/NaN gradients, and one step with them would put NaN weights
-        # into the next checkpoint.
-        norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"]) if t["clip"]
-                else torch.nn.utils.get_total_norm(
-                    [p.grad for p in model.parameters() if p.grad is not None]))
+        # into the next checkpoint. A max norm of inf measures without scaling.
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"] or float("inf"))
         if not torch.isfinite(norm):
             raise NonFiniteLossError(
                 f"non-finite gradient norm at epoch {epoch}, step {step}: the run stopped "
-                f"and the checkpoints in {ckpt_dir} were left untouched. Lower train.lr, set "
-                "train.clip, or look for inf/NaN in the data.")
+                f"and the checkpoints in {ckpt_dir} were left untouched. Lower train.lr, "
+                "turn off train.bf16, or look for an operation with an infinite derivative "
+                "(sqrt or log at 0) or inf/NaN in the data.")
         optimizer.step()
         if average is not None:
             average.update(unwrap(model))

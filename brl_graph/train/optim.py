@@ -34,7 +34,10 @@ class WeightAverage(torch.nn.Module):
     where :math:`t` counts the updates so far: the ramp keeps the first
     epochs' average from being dominated by the random initial weights.
     Floating-point buffers (batch norm's running statistics) are averaged the
-    same way; other buffers (batch counts) are copied.
+    same way; other buffers (batch counts) are copied. Those statistics were
+    gathered under the trained weights, not the averaged ones: with a slow
+    decay they are the average's approximation, as in SWA without a final
+    statistics pass.
 
     Args:
         model (torch.nn.Module): The trained model (not a DDP wrapper).
@@ -55,6 +58,9 @@ class WeightAverage(torch.nn.Module):
         beta = min(self.decay, (1.0 + float(self.updates)) / (10.0 + float(self.updates)))
         mine = _state_tensors(self.module)
         theirs = _state_tensors(model)
+        if len(mine) != len(theirs):
+            raise ValueError(f"the model has {len(theirs)} parameters and buffers, the "
+                             f"average {len(mine)}: not the model it was made from")
         floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
         if floats:
             torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - beta)

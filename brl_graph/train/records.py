@@ -310,7 +310,7 @@ def write_summary(root: Path, summary: Mapping[str, Any], num_seeds: int) -> Non
     write_json(root / "summary.json", summary)
     metric = summary["metric"]
     test = summary["test"].get(metric)
-    if test is None:
+    if test is None or test["n"] == 0:
         print(f"test {metric}: no seed of {num_seeds} produced a value "
               f"(summary in {root / 'summary.json'})", flush=True)
         return

@@ -50,9 +50,13 @@ def test_non_finite_weights_are_never_written(tmp_path):
     save_checkpoint(_full_state(1), path)
     model = {"lin.weight": torch.ones(2, 2), "lin.bias": torch.tensor([0.0, float("nan")]),
              "count": torch.tensor(3)}
-    with pytest.raises(CheckpointError, match=r"non-finite values in lin\.bias$"):
+    with pytest.raises(CheckpointError, match=r"non-finite values in the model: lin\.bias$"):
         save_checkpoint({**_full_state(2), "model": model}, path)
     assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint stays
+    average = {"module.lin.bias": torch.tensor([float("inf")]), "updates": torch.tensor(4)}
+    with pytest.raises(CheckpointError, match=r"in the weight average: module\.lin\.bias$"):
+        save_checkpoint({**_full_state(2), "average": average}, path)
+    assert load_checkpoint(path)["epoch"] == 1
     model["lin.bias"] = torch.zeros(2)
     save_checkpoint({**_full_state(3), "model": model}, path)
     assert load_checkpoint(path)["epoch"] == 3

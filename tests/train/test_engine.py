@@ -239,6 +239,9 @@ def test_aggregate_counts_only_seeds_with_a_value(tmp_path, capsys):
     assert "test ap over 1 of 3 seeds (no value: seed 0, 2): 0.5000" in capsys.readouterr().out
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["test"]["ap"]["values"] == [None, 0.5, None]
+    # Every seed NaN: no mean is printed as if it were one.
+    write_summary(tmp_path, aggregate({0: run({}, {"ap": float("nan")})}), 1)
+    assert "test ap: no seed of 1 produced a value" in capsys.readouterr().out
 
 
 def test_fit_leaves_the_callers_thread_count(tmp_path, readout_bench):

@@ -57,3 +57,13 @@ def test_weight_average_refuses_a_decay_outside_the_open_unit_interval():
     for decay in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="decay must be in"):
             WeightAverage(torch.nn.Linear(2, 2), decay)
+
+
+def test_weight_average_refuses_another_model():
+    import pytest
+
+    from brl_graph.train.optim import WeightAverage
+
+    average = WeightAverage(torch.nn.Linear(2, 2), 0.9)
+    with pytest.raises(ValueError, match="not the model it was made from"):
+        average.update(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)))
