@@ -3,6 +3,8 @@
 Imports nothing heavy, so it can run before torch is loaded.
 """
 import os
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 
 def prefer_passive_omp_wait() -> None:
@@ -26,3 +28,18 @@ def machine_text(device: str, threads: int) -> str:
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "a CUDA GPU"
         return f"{gpu}, {os.cpu_count()} CPU cores"
     return f"{os.cpu_count()}-core CPU, no GPU, {threads} thread(s) per run"
+
+
+@contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """Runs the block with ``threads`` torch threads (``None``: as they are), and
+    gives the caller its own count back however the block ends."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

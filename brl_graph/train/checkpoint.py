@@ -19,6 +19,8 @@ import torch
 
 from brl_graph.io import atomic_write
 
+from .optim import WeightAverage
+
 FORMAT = "brl_graph.train.checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "epoch", "model", "optimizer", "scheduler",
@@ -147,6 +149,5 @@ def load_model_checkpoint(path: Union[str, os.PathLike]
         raise CheckpointError(f"checkpoint {path}: 'config' must be a dict with a 'model' "
                               "section")
     if state.get("average"):  # train.ema_decay: the average is the model that was evaluated
-        return {key[len("module."):]: value for key, value in state["average"].items()
-                if key.startswith("module.")}, config
+        return WeightAverage.model_state(state["average"]), config
     return state["model"], config

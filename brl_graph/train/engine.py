@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import torch
 
+from brl_graph.runtime import torch_threads
+
 from .build import build_bench, build_model, count_parameters
 from .checkpoint import (CheckpointError, get_rng_state, load_checkpoint, save_checkpoint,
                          set_rng_state)
@@ -79,27 +81,20 @@ def fit(config: ConfigLike = None, bench=None, *, resume: bool = False, overwrit
         NonFiniteLossError: the loss became NaN or infinite.
     """
     cfg = load_config(config, overrides)
-    threads = torch.get_num_threads()  # the caller's, restored on the way out
-    if cfg["train"]["threads"] is not None:
-        # Small graphs make many small ops, which one thread runs fastest: on 2
-        # cores a molhiv epoch took 2.4x longer with 2 threads than with 1.
-        torch.set_num_threads(cfg["train"]["threads"])
-    try:
+    # Small graphs make many small ops, which one thread runs fastest: on 2
+    # cores a molhiv epoch took 2.4x longer with 2 threads than with 1.
+    with torch_threads(cfg["train"]["threads"]):
         ctx = setup(cfg["train"]["device"])
-    except BaseException:
-        torch.set_num_threads(threads)
-        raise
-    try:
-        if bench is None:
-            bench = _load_bench_collectively(cfg, ctx)
-        elif getattr(bench, "name", None):
-            cfg["data"]["name"] = bench.name
-        if cfg["train"]["seeds"] is None:
-            return _run(cfg, bench, ctx, resume, overwrite)
-        return _run_seeds(cfg, bench, ctx, resume, overwrite)
-    finally:
-        teardown(ctx)
-        torch.set_num_threads(threads)
+        try:
+            if bench is None:
+                bench = _load_bench_collectively(cfg, ctx)
+            elif getattr(bench, "name", None):
+                cfg["data"]["name"] = bench.name
+            if cfg["train"]["seeds"] is None:
+                return _run(cfg, bench, ctx, resume, overwrite)
+            return _run_seeds(cfg, bench, ctx, resume, overwrite)
+        finally:
+            teardown(ctx)
 
 
 def _run(cfg: Dict[str, Any], bench, ctx: DistContext, resume: bool, overwrite: bool,

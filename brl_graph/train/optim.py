@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, Dict
 
 import torch
 
@@ -51,23 +52,33 @@ class WeightAverage(torch.nn.Module):
         self.module = copy.deepcopy(model)
         self.module.requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # Which tensors are averaged and which copied, decided once (the tensors
+        # themselves are looked up each step: .to() would replace the buffers).
+        self._is_float = [t.is_floating_point() for t in _state_tensors(self.module)]
+        self._float_index = [i for i, f in enumerate(self._is_float) if f]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         """Moves the average one step towards ``model``'s current weights."""
         beta = min(self.decay, (1.0 + float(self.updates)) / (10.0 + float(self.updates)))
-        mine = _state_tensors(self.module)
         theirs = _state_tensors(model)
-        if len(mine) != len(theirs):
+        if len(theirs) != len(self._is_float):
             raise ValueError(f"the model has {len(theirs)} parameters and buffers, the "
-                             f"average {len(mine)}: not the model it was made from")
-        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - beta)
-        for a, b in zip(mine, theirs):
-            if not a.is_floating_point():
+                             f"average {len(self._is_float)}: not the model it was made from")
+        mine = _state_tensors(self.module)
+        if self._float_index:
+            torch._foreach_lerp_([mine[i] for i in self._float_index],
+                                 [theirs[i] for i in self._float_index], 1.0 - beta)
+        for a, b, f in zip(mine, theirs, self._is_float):
+            if not f:
                 a.copy_(b)
         self.updates += 1
+
+    @staticmethod
+    def model_state(average_state: Dict[str, Any]) -> Dict[str, Any]:
+        """The averaged model's own state dict, out of this module's ``state_dict()``."""
+        return {key[len("module."):]: value for key, value in average_state.items()
+                if key.startswith("module.")}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(decay={self.decay}, updates={int(self.updates)})"
