@@ -2,22 +2,25 @@
 # The GPU checks and timings, sized for a short lease on one GPU:
 #   bash benchmarks/device_check.sh OUT_DIR [STEP ...]
 # STEPs (default: all, in this order): checks scaling scaling-bf16
-# scaling-4layer scaling-gps recall. Three more steps, not in the default
-# list, look for where BRL's fp32 time goes at 1M nodes (issue 11, item 6): the
-# costliest operators of one fwd+bwd per model, then the same sizes with TF32
-# matmuls and with folded reservoir projections; at most 320 s, in a call of
-# their own:
+# scaling-4layer scaling-gps step recall. The step step times training steps on
+# real molhiv batches (benchmarks/step_time.py --device cuda), with the raw data
+# under $DATA_ROOT (default ../shared/datasets; the ogb package is needed). Three
+# more steps, not in the default list, show where BRL's time goes at 1M nodes:
+# the costliest operators of one fwd+bwd per model, then the same sizes with
+# TF32 matmuls and with folded reservoir projections; at most 320 s, in a call
+# of their own (profile is what showed the split token-node products at work):
 #   bash benchmarks/device_check.sh OUT_DIR profile scaling-tf32 scaling-fold
 # The checks are the pytest tests marked
 # cuda (tests/device); their --device-report is gpu_check.json. Writes
-# gpu_check.json, scaling_gpu.json, causal_recall_gpu.json and
+# gpu_check.json, scaling_gpu.json, step_time_gpu.json, causal_recall_gpu.json and
 # device_check.log to OUT_DIR. Every step has its
 # own time limit, so a slow one cannot starve the rest; the rows each step
 # finished are kept (scaling rows are appended to one file).
 set -u
 out=${1:?usage: device_check.sh OUT_DIR [STEP ...]}
 shift
-steps=${*:-checks scaling scaling-bf16 scaling-4layer scaling-gps recall}
+steps=${*:-checks scaling scaling-bf16 scaling-4layer scaling-gps step recall}
+data=${DATA_ROOT:-../shared/datasets}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -39,6 +42,11 @@ for s in $steps; do
     scaling-bf16) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --bf16 ;;
     scaling-4layer) run_step 60 $scaling --sizes 1048576 --models mpnn brl --layers 4 ;;
     scaling-gps) run_step 90 $scaling --sizes 131072 1048576 --models full performer ;;
+    step) # the issue's model (batch norm, OGB encoders), then the shipped molhiv model
+          run_step 90 python benchmarks/step_time.py --root "$data" --device cuda \
+            --models brl mpnn full --json "$out/step_time_gpu.json"
+          run_step 60 python benchmarks/step_time.py --root "$data" --device cuda \
+            --pre-norm --pe rwse --fold --models brl mpnn --json "$out/step_time_gpu.json" ;;
     profile) run_step 120 $scaling --sizes 1048576 --models mpnn brl --profile 15 ;;
     scaling-tf32) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --tf32 ;;
     scaling-fold) run_step 100 $scaling --sizes 1048576 4194304 --models brl --fold ;;

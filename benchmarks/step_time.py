@@ -15,6 +15,11 @@ Usage::
     python benchmarks/step_time.py --dataset ogbg-molhiv --root ../shared/datasets
     python benchmarks/step_time.py --dataset peptides-func --root ../shared/datasets \
         --batch-size 128 --json benchmarks/results/step_time.json --append
+    python benchmarks/step_time.py --root ../shared/datasets --device cuda   # on a GPU
+
+On a GPU the batches are moved there once, up front, and each round's clock is
+read after :func:`torch.cuda.synchronize`, so a round counts the kernels its
+steps queued.
 """
 from __future__ import annotations
 
@@ -107,12 +112,20 @@ def settings_of(args: argparse.Namespace) -> List[Setting]:
     return list(zip(args.dropout, args.attn_dropout))
 
 
+def synchronize(device: torch.device) -> None:
+    """Waits for the kernels queued on ``device`` (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_models(models: Sequence[str], bench, batches: list, args: argparse.Namespace,
-                settings: Sequence[Setting] = ((0.0, 0.0),)
+                settings: Sequence[Setting] = ((0.0, 0.0),),
+                device: torch.device = torch.device("cpu"),
                 ) -> Dict[Tuple[str, Setting], Dict[str, Any]]:
     """Every (model, dropout setting) cell, timed in turn within each round."""
     cells = [(m, s) for s in settings for m in models]
-    models_of = {c: build(c[0], bench, args, c[1]) for c in cells}
+    models_of = {c: build(c[0], bench, args, c[1]).to(device) for c in cells}
+    batches = [b.to(device) for b in batches]
     steps = {c: make_step(models_of[c], bench, 1e-3) for c in cells}
     params = {c: sum(p.numel() for p in models_of[c].parameters()) for c in cells}
     for c in cells:  # warm-up: allocator, first-call dispatch
@@ -121,9 +134,11 @@ def time_models(models: Sequence[str], bench, batches: list, args: argparse.Name
     per_round: Dict[Tuple[str, Setting], List[float]] = {c: [] for c in cells}
     for _ in range(args.rounds):
         for c in cells:
+            synchronize(device)
             start = time.perf_counter()
             for batch in batches:
                 steps[c](batch)
+            synchronize(device)
             per_round[c].append((time.perf_counter() - start) / len(batches))
     graphs = sum(b.num_graphs for b in batches) / len(batches)
     out = {}
@@ -166,13 +181,32 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra load_dataset argument, e.g. nodes=20 for ring-transfer")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     p.add_argument("--json", type=Path, default=None, help="append rows to this JSON list")
     return p.parse_args(argv)
+
+
+def device_of(name: str) -> torch.device:
+    """The device to time on; a clear exit when CUDA is asked for but absent."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def where(device: torch.device) -> str:
+    """The processor the steps ran on, for the row: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     settings = settings_of(args)  # before any data is loaded
+    device = device_of(args.device)
     torch.set_num_threads(args.threads)
     from brl_graph.train.config_io import parse_value
 
@@ -184,12 +218,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options[key] = parse_value(raw)
     batches, bench = load_batches(args.dataset, args.root, args.batch_size, args.batches,
                                   args.pe, args.pe_dim, options=options)
-    result = time_models(args.models, bench, batches, args, settings)
+    result = time_models(args.models, bench, batches, args, settings, device)
     nodes = sum(b.num_nodes for b in batches) / len(batches)
     print(f"{args.dataset}: batch {args.batch_size} graphs (~{nodes:.0f} nodes), "
           f"{args.channels} ch, {args.layers} layers, K={args.num_tokens}, norm={args.norm}"
           f"{' (pre-norm)' if args.pre_norm else ''}{', BRL folded' if args.fold else ''}, "
-          f"{args.threads} thread(s); median of {args.rounds} rounds x {len(batches)} steps")
+          f"{args.threads} thread(s), {where(device)}; median of {args.rounds} rounds x {len(batches)} steps")
     for (m, s), r in result.items():
         twin = result.get((MPNN, s))
         ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else float("nan")
@@ -204,13 +238,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  # folded BRL keep rows of their own
                  "run_pre_norm": args.pre_norm, "fold": args.fold,
                  "dropout": s[0], "attn_dropout": s[1],
-                 "threads": args.threads, "torch": torch.__version__,
-                 "machine": platform.processor() or platform.machine(), "command": command, **r}
+                 "threads": args.threads, "torch": torch.__version__, "device": device.type,
+                 "machine": where(device), "command": command, **r}
                 for (m, s), r in result.items()]
 
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout
-            return (row["dataset"], row["model"], row["batch_size"], row.get("dropout", 0.0),
+            return (row["dataset"], row["model"], row["batch_size"], row.get("device", "cpu"),
+                    row.get("dropout", 0.0),
                     row.get("attn_dropout", 0.0),
                     row.get("run_pre_norm", row.get("pre_norm", False)), row.get("fold", False))
 

@@ -16,6 +16,7 @@ from torch_geometric.utils import scatter, softmax
 
 from brl_graph.nn.blocks import block_attention, check_block_args
 from brl_graph.nn.dropout import Dropout, dropout
+from brl_graph.nn.functional import node_scores, spread_tokens
 from brl_graph.nn.plan import BatchPlan, DenseGroup, check_shapes, from_dense, plan_batch, to_dense
 from brl_graph.nn.reservoir import TokenReservoir
 
@@ -475,11 +476,9 @@ class BRLConv(torch.nn.Module):
         keys, shift, values = self._read_maps(T)  # [G, K, C], [G, K, 1], [G, K, C]
         # Logits as [G, K, L] and a softmax over the K tokens on axis 1: PyTorch's
         # CPU softmax over a last axis of length K is about 20x slower.
-        logits = torch.baddbmm(shift, keys, x.transpose(1, 2))
+        logits = node_scores(keys, x, shift)
         w = dropout(torch.softmax(logits, dim=1), p=self._attn_p(), training=self.training)
-        if self.fold:
-            return torch.bmm(w.transpose(1, 2), values)
-        return torch.baddbmm(self.o_b.bias, w.transpose(1, 2), values)
+        return spread_tokens(w, values, None if self.fold else self.o_b.bias)
 
     def _read_causal(self, x: Tensor, T: Tensor) -> Tensor:
         """Broadcast in causal mode: position ``l`` of ``x`` ``[G, L, C]`` reads its

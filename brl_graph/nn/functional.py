@@ -4,6 +4,10 @@ r"""Functional building blocks of the BRL layers.
   compressed tokens seen by position :math:`i` summarise positions :math:`j \le i`
   only, in linear cost and without overflow (:class:`BRLConv` and
   :class:`BRLAttention` in causal mode).
+* :func:`node_scores`, :func:`pool_nodes` and :func:`spread_tokens`: the three
+  products between a graph's :math:`K` tokens and its :math:`L` nodes, with the
+  node axis split into blocks on accelerators when :math:`L` is large (see
+  :func:`node_scores`).
 * :func:`attention`: softmax attention where one side has only the :math:`K`
   tokens, on the fastest path for the device. A public helper for models built
   from these parts; the layers themselves compute their reads with batched
@@ -26,6 +30,9 @@ from brl_graph.nn.dropout import dropout
 NEG = -1e30
 # Softmax axes at most this long are reduced away from the last axis on CPU.
 SMALL_SOFTMAX = 16
+# Node axes at least twice this long are split into blocks of about this many
+# rows for the token-node products off the CPU (see node_scores).
+SPLIT_ROWS = 2048
 
 
 def _quadratic_prefix(s: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
@@ -115,6 +122,117 @@ def prefix_softmax_pool(
     return out.to(out_dtype)
 
 
+def split_blocks(x: Tensor, block: Optional[int] = None) -> int:
+    r"""How many blocks the node axis (``-2``) of ``x`` ``[G, L, C]`` is split into:
+    :math:`\lceil L / b \rceil` for ``block`` :math:`= b`. ``block=None`` means
+    :data:`SPLIT_ROWS` rows off the CPU once :math:`L \ge 2 \cdot` :data:`SPLIT_ROWS`,
+    and no split (1) otherwise: on the CPU one product already reduces in parallel
+    (BRL's layer there stays under twice its twin's time at a million nodes,
+    ``benchmarks/results/scaling.json``)."""
+    L = x.size(-2)
+    if block is None:
+        if x.device.type == "cpu" or L < 2 * SPLIT_ROWS:
+            return 1
+        block = SPLIT_ROWS
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    return max(1, -(-L // block))
+
+
+def _rows(x: Tensor, nb: int) -> Tensor:
+    """``[G, L, C]`` -> ``[G * nb, b, C]``, zero rows padding ``L`` to ``nb * b``."""
+    G, L, C = x.shape
+    b = -(-L // nb)
+    if nb * b > L:
+        x = torch.nn.functional.pad(x, (0, 0, 0, nb * b - L))
+    return x.reshape(G * nb, b, C)
+
+
+def _cols(w: Tensor, nb: int) -> Tensor:
+    """``[G, K, L]`` -> ``[G * nb, K, b]``, zero columns padding ``L`` to ``nb * b``."""
+    G, K, L = w.shape
+    b = -(-L // nb)
+    if nb * b > L:
+        w = torch.nn.functional.pad(w, (0, nb * b - L))
+    return w.view(G, K, nb, b).transpose(1, 2).reshape(G * nb, K, b)
+
+
+def _per_block(t: Tensor, nb: int) -> Tensor:
+    """``[G, K, C]`` -> ``[G * nb, K, C]``: every block sees its graph's tokens."""
+    G, K, C = t.shape
+    return t.unsqueeze(1).expand(G, nb, K, C).reshape(G * nb, K, C)
+
+
+def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
+                block: Optional[int] = None) -> Tensor:
+    r"""Scores of :math:`K` token-side vectors against every node,
+    :math:`\mathbf{S} = \mathbf{T}\mathbf{X}^\top + \mathbf{B}`.
+
+    Of the products between :math:`K` tokens and :math:`L` nodes, this one's
+    backward, :func:`pool_nodes` and the backward of :func:`spread_tokens`
+    reduce over the nodes: a :math:`K \times C` result summed over
+    :math:`L` terms. One such matrix product runs on a handful of thread
+    blocks that step through :math:`L` in sequence; on an H200, for a graph
+    of a million nodes in float32, that made one BRL layer's forward and
+    backward 13.2 times its MPNN twin's, and 1.18 times with the split below
+    (``benchmarks/results/scaling_gpu.json``: run 3; the run-2 rows before
+    the split are in that file at commit c7cbd26).
+    With :math:`n_b` = :func:`split_blocks` :math:`> 1`, the node axis is cut
+    into :math:`n_b` blocks that are multiplied as one batch (the tokens
+    repeated per block), and the :math:`n_b` partial results are summed:
+    the same products, reduced in parallel. With :math:`n_b = 1` (the CPU, or
+    :math:`L < 2\,` :data:`SPLIT_ROWS`) this is one :func:`torch.baddbmm`.
+
+    Args:
+        tokens (torch.Tensor): :math:`\mathbf{T}` of shape :obj:`[G, K, C]`.
+        x (torch.Tensor): Nodes :math:`\mathbf{X}` of shape :obj:`[G, L, C]`.
+        bias (torch.Tensor, optional): Added to the scores; broadcasts to
+            :obj:`[G, K, L]` (a padding mask :obj:`[G, 1, L]`, a per-token
+            shift :obj:`[G, K, 1]`). (default: :obj:`None`)
+        block (int, optional): Rows per block; :obj:`None` chooses as
+            :func:`split_blocks` does. (default: :obj:`None`)
+
+    Returns:
+        torch.Tensor: :obj:`[G, K, L]`.
+    """
+    nb = split_blocks(x, block)
+    if nb == 1:
+        xt = x.transpose(1, 2)
+        return torch.bmm(tokens, xt) if bias is None else torch.baddbmm(bias, tokens, xt)
+    G, K, L = x.size(0), tokens.size(1), x.size(1)
+    s = torch.bmm(_per_block(tokens, nb), _rows(x, nb).transpose(1, 2))  # [G * nb, K, b]
+    s = s.view(G, nb, K, -1).transpose(1, 2).reshape(G, K, -1)[..., :L]
+    return s if bias is None else s + bias
+
+
+def pool_nodes(w: Tensor, x: Tensor, block: Optional[int] = None) -> Tensor:
+    r"""Nodes pooled by weights, :math:`\mathbf{W}\mathbf{X}`: ``w``
+    :obj:`[G, K, L]` and ``x`` :obj:`[G, L, C]` give :obj:`[G, K, C]`. Split
+    into blocks of nodes as :func:`node_scores` says."""
+    nb = split_blocks(x, block)
+    if nb == 1:
+        return torch.bmm(w, x)
+    G, K, C = x.size(0), w.size(1), x.size(2)
+    return torch.bmm(_cols(w, nb), _rows(x, nb)).view(G, nb, K, C).sum(1)
+
+
+def spread_tokens(w: Tensor, values: Tensor, bias: Optional[Tensor] = None,
+                  block: Optional[int] = None) -> Tensor:
+    r"""Token values spread to the nodes, :math:`\mathbf{W}^\top\mathbf{V} +
+    \mathbf{b}`: ``w`` :obj:`[G, K, L]` and ``values`` :obj:`[G, K, C]` give
+    :obj:`[G, L, C]`; ``bias`` broadcasts to it. Split into blocks of nodes as
+    :func:`node_scores` says (here for the backward's sum over the nodes)."""
+    L = w.size(-1)
+    nb = split_blocks(w.transpose(1, 2), block)
+    if nb == 1:
+        wt = w.transpose(1, 2)
+        return torch.bmm(wt, values) if bias is None else torch.baddbmm(bias, wt, values)
+    G, C = w.size(0), values.size(2)
+    out = torch.bmm(_cols(w, nb).transpose(1, 2), _per_block(values, nb))  # [G * nb, b, C]
+    out = out.view(G, -1, C)[:, :L]
+    return out if bias is None else out + bias
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None,
               dropout_p: float = 0.0) -> Tensor:
     r"""Softmax attention :math:`\mathrm{softmax}(QK^\top/\sqrt{d})V` over
@@ -127,7 +245,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None
     Otherwise the explicit product is used: the fused kernels split work over
     queries, so :math:`K` queries over a million keys ran on a handful of
     blocks (on an H200, one BRL layer's fwd+bwd at 1M nodes took 580 ms through
-    SDPA and 294 ms with the explicit product; ``benchmarks/results/scaling_gpu.json``),
+    SDPA and 294 ms with the explicit product, itself since split into blocks of
+    nodes, 26 ms: :func:`node_scores`),
     and on CPU their per-call overhead dominated small batches (about 2 ms per
     call on molecule batches, 3x the cost of the whole MPNN layer). Either way
     the score matrix is :math:`L_q \times L_k` with one side equal to :math:`K`.

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, Parameter
 
 from brl_graph.nn.dropout import dropout
-from brl_graph.nn.functional import prefix_softmax_pool
+from brl_graph.nn.functional import node_scores, pool_nodes, prefix_softmax_pool
 from brl_graph.nn.token_mixer import TokenMixer
 
 
@@ -173,13 +173,11 @@ class TokenReservoir(torch.nn.Module):
             # for every node of the graph, so the softmax drops it. The 1/sqrt(C)
             # goes on the small weight, not on the [G, K, L] logits.
             q_nodes = q @ (w_k * (1.0 / math.sqrt(C)))
-        if mask_bias is None:
-            logits = torch.bmm(q_nodes, x.transpose(1, 2))  # [G, K, L]
-        else:
-            # the plan's bias is float32; a float64 (or half) model needs its own dtype
-            logits = torch.baddbmm(mask_bias.to(q_nodes.dtype), q_nodes, x.transpose(1, 2))
+        # the plan's bias is float32; a float64 (or half) model needs its own dtype
+        bias = None if mask_bias is None else mask_bias.to(q_nodes.dtype)
+        logits = node_scores(q_nodes, x, bias)  # [G, K, L]
         w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
-        return self._write(torch.bmm(w, x), w, tokens, empty)
+        return self._write(pool_nodes(w, x), w, tokens, empty)
 
     def _write(self, pooled_nodes: Tensor, w: Optional[Tensor], tokens: Tensor,
                empty: Optional[Tensor] = None) -> Tensor:

@@ -47,13 +47,17 @@ def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
             pairs = [(r, _twin(by, n, st)) for (m, n, s), r in by.items() if m == BRL and s == st]
             ratios = [r["fwd_bwd_ms"] / lo["fwd_bwd_ms"] for r, lo in pairs if lo]
             if ratios:
-                parts.append(f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x in {precision}"
+                lo, hi = fmt(min(ratios), 1), fmt(max(ratios), 1)
+                parts.append(f"{lo if lo == hi else f'{lo}-{hi}'}x in {precision}"
                              + (" (folded)" if fold else ""))
     if not parts:
         return ""
     return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
-            + ", against the CPU ratios of section 1: linear growth holds on the GPU, "
-            "but the global branch's constant is larger there.")
+            + "; section 1 has the CPU's ratios. On the GPU the products between the tokens "
+            "and a long node axis run in blocks of nodes "
+            "(`brl_graph.nn.functional.node_scores`): as one product each, they had made "
+            "BRL 13.2x its twin in fp32 and 3.0x in bf16 at 1M nodes (run 2, before the "
+            "blocks; its rows are in this file at commit c7cbd26).")
 
 
 def _profiles_text(rows: List[Dict[str, Any]], top: int = 5) -> str:

@@ -38,23 +38,27 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
     body = []
     # rows written before the dropout, pre-norm and fold fields were timed without them;
     # before run_pre_norm, a row's own pre_norm was the run's (no GPS row had pre-norm)
-    rows = [{"dropout": 0.0, "attn_dropout": 0.0, "pre_norm": False, "fold": False, **r}
-            for r in rows]
+    # and rows without a device ran on this repository's CPU
+    rows = [{"dropout": 0.0, "attn_dropout": 0.0, "pre_norm": False, "fold": False,
+             "device": "cpu", **r} for r in rows]
     rows = [{"run_pre_norm": r["pre_norm"], **r} for r in rows]
     # one group per run setting: each ratio is to the twin timed in the same run
-    for (dataset, bs, p, pa, _, fold), group in grouped(
-            rows, ("dataset", "batch_size", "dropout", "attn_dropout", "run_pre_norm",
+    for (device, dataset, bs, p, pa, _, fold), group in grouped(
+            rows, ("device", "dataset", "batch_size", "dropout", "attn_dropout", "run_pre_norm",
                    "fold")).items():
         twin = next((r for r in group if r["model"] == MPNN), None)
         for r in group:
             ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else None
             variant = ", ".join(v for v, on in (("pre-norm", r["pre_norm"]),
                                                 ("folded", fold and r["model"] == BRL)) if on)
-            body.append([dataset, str(bs), f"{fmt(p, 2)} / {fmt(pa, 2)}", r["model"],
+            threads = r.get("threads")
+            on = (r.get("machine") or device if device != "cpu"
+                  else "CPU" + (f", {threads} thread(s)" if threads else ""))
+            body.append([on, dataset, str(bs), f"{fmt(p, 2)} / {fmt(pa, 2)}", r["model"],
                          variant or "-", f"{r['layers']} x {r['channels']}",
                          fmt(r["num_params"] / 1e3, 0) + "k", fmt(r["ms_per_step"], 1),
                          fmt(r["graphs_per_s"], 0), fmt(ratio, 2)])
-    out.append(table(["data", "batch", "dropout / attn", "model", "variant", "layers x ch",
+    out.append(table(["on", "data", "batch", "dropout / attn", "model", "variant", "layers x ch",
                       "params", "ms / step", "graphs / s", f"x {MPNN}"], body))
     commands = sorted({r["command"] for r in rows})
     out += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]

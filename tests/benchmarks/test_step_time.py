@@ -82,3 +82,19 @@ def test_fold_rows_are_kept_apart_and_fold_brl_only(st, tmp_path, capsys):
     brl = {r["fold"]: r["num_params"] for r in rows if r["model"] == "brl"}
     assert brl[True] < brl[False]  # the folded BRL was built, not the plain one twice
     assert "BRL folded" in capsys.readouterr().out
+
+
+def test_device_rows_are_kept_apart_and_a_missing_gpu_is_a_clear_error(st, tmp_path, monkeypatch):
+    out = tmp_path / "step_time.json"
+    argv = quick_argv(out)
+    assert st.main(argv + ["--device", "cpu"]) == 0
+    rows = json.loads(out.read_text())
+    assert {r["device"] for r in rows} == {"cpu"}
+    # a GPU row (written by hand: CI has none) is kept beside the CPU rows
+    gpu = [dict(r, device="cuda", machine="NVIDIA H200") for r in rows]
+    out.write_text(json.dumps(gpu + rows))
+    assert st.main(argv) == 0
+    assert len(json.loads(out.read_text())) == 4
+    monkeypatch.setattr(st.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="CUDA is not available"):
+        st.main(argv + ["--device", "cuda"])

@@ -12,6 +12,10 @@ holds each check's measured values, the input of section 7 of ``docs/RESULTS.md`
   mixed sizes (so the dense padding splits into buckets), float32 on the device
   against a float64 CPU reference with the same weights: outputs, tokens and
   input gradients, as :math:`\lVert a-b\rVert / \lVert b\rVert`.
+- ``split_node_axis_vs_float64``: the same on a graph of over
+  :math:`3 \cdot` :data:`~brl_graph.nn.functional.SPLIT_ROWS` nodes, whose
+  token-node products are split into blocks of nodes off the CPU (the row says
+  into how many).
 - ``batch_invariance``: each graph's output alone against its rows in the batch.
 - ``causal_no_leak_conv`` / ``causal_no_leak_attention``: the gradient of a
   node's (position's) output with respect to every later input is exactly zero.
@@ -42,7 +46,7 @@ from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
 from brl_graph.nn import BRLAttention, BRLConv
-from brl_graph.nn.functional import attention
+from brl_graph.nn.functional import SPLIT_ROWS, attention, split_blocks
 from brl_graph.nn.models import FullCausalAttention
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,10 +113,12 @@ def later_grads(f: Callable[[Tensor], Tensor], x: Tensor, positions: Sequence[in
     return worst
 
 
-def test_brlconv_vs_float64(device, device_report):
+def conv_errors_vs_float64(device: str, sizes: Sequence[int]) -> Dict[str, float]:
+    """A float32 BRLConv on ``device`` against float64 on the CPU, same weights:
+    relative errors of outputs, tokens and gradients on a batch of ``sizes``."""
     torch.manual_seed(0)
     conv = make_conv(32).train()
-    x, ei, ea, b = make_batch(SIZES, 32, seed=1)
+    x, ei, ea, b = make_batch(sizes, 32, seed=1)
     outs = {}
     for name, dev, dtype in (("ref", "cpu", torch.float64), ("dev", device, torch.float32)):
         m = make_conv(32)
@@ -122,9 +128,24 @@ def test_brlconv_vs_float64(device, device_report):
         y, t = m(xi, ei.to(dev), b.to(dev), edge_attr=ea.to(dev, dtype))
         probe_loss(y, t).backward()
         outs[name] = (y, t, xi.grad, m.seeds.grad)
-    errs = {k: rel_err(d, r) for k, d, r in zip(("out", "tokens", "grad_x", "grad_seeds"),
-                                               outs["dev"], outs["ref"])}
+    return {k: rel_err(d, r) for k, d, r in zip(("out", "tokens", "grad_x", "grad_seeds"),
+                                                outs["dev"], outs["ref"])}
+
+
+def test_brlconv_vs_float64(device, device_report):
+    errs = conv_errors_vs_float64(device, SIZES)
     assert device_report.record(device, "brlconv_vs_float64", max(errs.values()) < 1e-4, errs,
+                                "< 1e-4 (float32; TF32 off)"), errs
+
+
+def test_split_node_axis_vs_float64(device, device_report):
+    # A graph long enough that, off the CPU, the token-node products split the
+    # node axis into blocks (functional.split_blocks), next to a small one.
+    sizes = (3 * SPLIT_ROWS + 5, 40)
+    errs = conv_errors_vs_float64(device, sizes)
+    errs["blocks"] = split_blocks(torch.empty(1, sizes[0], 1, device=device))
+    ok = max(v for k, v in errs.items() if k != "blocks") < 1e-4
+    assert device_report.record(device, "split_node_axis_vs_float64", ok, errs,
                                 "< 1e-4 (float32; TF32 off)"), errs
 
 

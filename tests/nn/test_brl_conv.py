@@ -6,7 +6,7 @@ from torch.nn import Linear, ReLU, Sequential
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
-from brl_graph.nn import BRLConv, fold_pool, fold_read
+from brl_graph.nn import BRLConv, fold_pool, fold_read, functional
 
 C = 16
 
@@ -392,6 +392,35 @@ def test_fold_batch_isolation_and_equivariance(causal):
         torch.testing.assert_close(t, expect, atol=1e-5, rtol=1e-5)
     if not causal:  # the causal layer depends on the node order by design
         assert_permutation_equivariant(conv)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_split_node_axis_keeps_the_layer_exact(fold, monkeypatch):
+    # Off the CPU, long node axes are split into blocks (functional.split_blocks).
+    # Forced here on the CPU, with blocks of 7 rows: the same outputs and
+    # gradients, and batch isolation and equivariance still hold.
+    torch.manual_seed(0)
+    conv = make(fold=fold).train()
+    b = Batch.from_data_list([rand_graph(n, 3 * n, i) for i, n in enumerate([30, 2, 45, 1])])
+
+    def run():
+        x = b.x.clone().requires_grad_()
+        out, tok = conv(x, b.edge_index, b.batch, edge_attr=b.edge_attr)
+        ((out @ PROBE).sum() + (tok @ PROBE).sum()).backward()
+        grads = [x.grad] + [p.grad.clone() for p in conv.parameters()]
+        conv.zero_grad()
+        return [out, tok] + grads
+
+    whole = run()
+    monkeypatch.setattr(functional, "split_blocks",
+                        lambda x, block=None: max(1, -(-x.size(-2) // 7)))
+    split = run()
+    for a, ref in zip(split, whole):
+        torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
+    conv.eval()
+    for i, batch, out, tok, o, t in grouped_padding_pairs(conv):
+        torch.testing.assert_close(t, tok[i:i + 1], atol=1e-5, rtol=1e-5)
+    assert_permutation_equivariant(conv)
 
 
 def test_fold_starts_small_and_checks_its_arguments():

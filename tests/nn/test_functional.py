@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from brl_graph.nn.functional import prefix_softmax_pool
+from brl_graph.nn.functional import (SPLIT_ROWS, node_scores, pool_nodes, prefix_softmax_pool,
+                                     split_blocks, spread_tokens)
 from brl_graph.nn.plan import dense_groups
 
 
@@ -105,3 +106,43 @@ def test_attention_matches_sdpa(lq, lk):
     torch.testing.assert_close(attention(q, k, v),
                                torch.nn.functional.scaled_dot_product_attention(q, k, v),
                                atol=1e-5, rtol=1e-5)
+
+
+def token_node_products(block, L, seed=0):
+    """The three token-node products of random float64 inputs with split ``block``,
+    and the gradients of a random functional of them."""
+    g = torch.Generator().manual_seed(seed)
+    G, K, C = 3, 4, 5
+    t, w, v = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+               for shape in ((G, K, C), (G, K, L), (G, K, C)))
+    x = torch.randn(G, L, C, generator=g, dtype=torch.float64, requires_grad=True)
+    mask_bias = torch.randn(G, 1, L, generator=g, dtype=torch.float64)
+    bias = torch.randn(C, generator=g, dtype=torch.float64)
+    outs = [node_scores(t, x, block=block), node_scores(t, x, mask_bias, block=block),
+            pool_nodes(w, x, block=block), spread_tokens(w, v, bias, block=block),
+            spread_tokens(w, v, block=block)]
+    probe = sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64)).sum() for o in outs)
+    return outs + list(torch.autograd.grad(probe, (t, x, w, v)))
+
+
+@pytest.mark.parametrize("L,block", [(12, 3), (13, 3), (1000, 64), (5, 2), (7, 7), (1, 4)])
+def test_split_token_node_products_match_one_product(L, block):
+    # blocks of nodes, padded where block does not divide L, reduced in parallel:
+    # the same values and gradients as the single batched product
+    whole = token_node_products(None, L)
+    split = token_node_products(block, L)
+    for a, b in zip(split, whole):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_split_blocks_decides_by_device_and_length():
+    x = torch.zeros(1, 4 * SPLIT_ROWS, 2)
+    assert split_blocks(x) == 1  # never on the CPU by itself
+    assert split_blocks(x, block=SPLIT_ROWS) == 4
+    assert split_blocks(torch.zeros(2, 10, 3), block=3) == 4
+    meta = torch.zeros(1, 4 * SPLIT_ROWS, 2, device="meta")
+    assert split_blocks(meta) == 4
+    assert split_blocks(meta[:, :2 * SPLIT_ROWS - 1]) == 1  # too short to be worth it
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        split_blocks(x, block=0)

@@ -355,7 +355,7 @@ def test_step_time_ratios_are_to_the_twin_of_the_same_run():
         row("brl", 50.0), row("mpnn", 25.0),                         # an old row: no fields
         row("brl", 60.0, pre_norm=True, fold=True), row("mpnn", 40.0, pre_norm=True, fold=True),
     ])
-    lines = [ln for ln in text.splitlines() if ln.startswith("| ogbg-molhiv")]
+    lines = [ln for ln in text.splitlines() if ln.startswith("| CPU | ogbg-molhiv")]
     assert len(lines) == 4
     assert "| brl | - |" in lines[0] and lines[0].endswith("| 2.00 |")
     # the folded BRL's ratio is to the twin of its own run (40 ms), not the older one
@@ -364,5 +364,15 @@ def test_step_time_ratios_are_to_the_twin_of_the_same_run():
     # GPS timed in a pre-norm run stays post-norm, but its ratio is to that run's twin
     text = step_time_section([row("mpnn", 40.0, pre_norm=True, run_pre_norm=True),
                               row("full", 80.0, pre_norm=False, run_pre_norm=True)])
-    full = [ln for ln in text.splitlines() if ln.startswith("| ogbg-molhiv | 32 | 0.00 / 0.00 | full")]
+    full = [ln for ln in text.splitlines()
+            if ln.startswith("| CPU | ogbg-molhiv | 32 | 0.00 / 0.00 | full")]
     assert len(full) == 1 and "| full | - |" in full[0] and full[0].endswith("| 2.00 |")
+    # GPU rows: their own group, named by the GPU, each ratio to the GPU's twin
+    text = step_time_section([row("mpnn", 20.0, threads=1), row("brl", 30.0, threads=1),
+                              row("mpnn", 10.0, device="cuda", machine="NVIDIA H200"),
+                              row("brl", 25.0, device="cuda", machine="NVIDIA H200")])
+    lines = text.splitlines()
+    cpu = [ln for ln in lines if ln.startswith("| CPU, 1 thread(s) |") and "| brl |" in ln]
+    gpu = [ln for ln in lines if ln.startswith("| NVIDIA H200 |") and "| brl |" in ln]
+    assert len(cpu) == len(gpu) == 1
+    assert cpu[0].endswith("| 1.50 |") and gpu[0].endswith("| 2.50 |")
