@@ -188,9 +188,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def device_of(name: str) -> torch.device:
-    """The device to time on; a clear exit when CUDA is asked for but absent."""
+    """The device to time on (the CPU or a CUDA GPU, whose queued kernels
+    :func:`synchronize` waits for); a clear exit otherwise."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
+        raise SystemExit(f"--device {name}: expected cpu, cuda, cuda:N or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
@@ -244,7 +247,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         def key(row: Dict[str, Any]) -> tuple:
             # rows without dropout fields were timed without dropout
-            return (row["dataset"], row["model"], row["batch_size"], row.get("device", "cpu"),
+            # a GPU row is kept apart per GPU; CPU rows have always been this machine's
+            device = row.get("device", "cpu")
+            return (row["dataset"], row["model"], row["batch_size"], device,
+                    row.get("machine") if device != "cpu" else None,
                     row.get("dropout", 0.0),
                     row.get("attn_dropout", 0.0),
                     row.get("run_pre_norm", row.get("pre_norm", False)), row.get("fold", False))

@@ -122,16 +122,34 @@ def prefix_softmax_pool(
     return out.to(out_dtype)
 
 
-def split_blocks(x: Tensor, block: Optional[int] = None) -> int:
-    r"""How many blocks the node axis (``-2``) of ``x`` ``[G, L, C]`` is split into:
-    :math:`\lceil L / b \rceil` for ``block`` :math:`= b`. ``block=None`` means
-    :data:`SPLIT_ROWS` rows off the CPU once :math:`L \ge 2 \cdot` :data:`SPLIT_ROWS`,
-    and no split (1) otherwise: on the CPU one product already reduces in parallel
+def splits(device: torch.device, length: int) -> bool:
+    r"""Whether the token-node products split a node axis of ``length`` on
+    ``device`` by themselves: off the CPU, once :math:`L \ge 2 \cdot`
+    :data:`SPLIT_ROWS`. On the CPU one product already reduces in parallel
     (BRL's layer there stays under twice its twin's time at a million nodes,
     ``benchmarks/results/scaling.json``)."""
+    return device.type != "cpu" and length >= 2 * SPLIT_ROWS
+
+
+def split_length(length: int, device: torch.device) -> int:
+    r"""The node-axis length a dense layout pads to on ``device``: ``length``
+    rounded up to a multiple of :data:`SPLIT_ROWS` where the products split it
+    (:func:`splits`), else ``length``. The blocks then divide the axis, and no
+    product pads a copy of the nodes of its own (which autograd would keep)."""
+    if not splits(device, length):
+        return length
+    return -(-length // SPLIT_ROWS) * SPLIT_ROWS
+
+
+def split_blocks(x: Tensor, block: Optional[int] = None) -> int:
+    r"""How many blocks the node axis (``-2``) of ``x`` ``[G, L, C]`` is split
+    into: :math:`n_b = \lceil L / b \rceil` for ``block`` :math:`= b`, each of
+    :math:`\lceil L / n_b \rceil \le b` rows. ``block=None`` means
+    :data:`SPLIT_ROWS` where :func:`splits` says so, and no split (1)
+    otherwise."""
     L = x.size(-2)
     if block is None:
-        if x.device.type == "cpu" or L < 2 * SPLIT_ROWS:
+        if not splits(x.device, L):
             return 1
         block = SPLIT_ROWS
     if block < 1:
@@ -139,19 +157,17 @@ def split_blocks(x: Tensor, block: Optional[int] = None) -> int:
     return max(1, -(-L // block))
 
 
-def _rows(x: Tensor, nb: int) -> Tensor:
+def _rows(x: Tensor, nb: int, b: int) -> Tensor:
     """``[G, L, C]`` -> ``[G * nb, b, C]``, zero rows padding ``L`` to ``nb * b``."""
     G, L, C = x.shape
-    b = -(-L // nb)
     if nb * b > L:
         x = torch.nn.functional.pad(x, (0, 0, 0, nb * b - L))
     return x.reshape(G * nb, b, C)
 
 
-def _cols(w: Tensor, nb: int) -> Tensor:
+def _cols(w: Tensor, nb: int, b: int) -> Tensor:
     """``[G, K, L]`` -> ``[G * nb, K, b]``, zero columns padding ``L`` to ``nb * b``."""
     G, K, L = w.shape
-    b = -(-L // nb)
     if nb * b > L:
         w = torch.nn.functional.pad(w, (0, nb * b - L))
     return w.view(G, K, nb, b).transpose(1, 2).reshape(G * nb, K, b)
@@ -161,6 +177,12 @@ def _per_block(t: Tensor, nb: int) -> Tensor:
     """``[G, K, C]`` -> ``[G * nb, K, C]``: every block sees its graph's tokens."""
     G, K, C = t.shape
     return t.unsqueeze(1).expand(G, nb, K, C).reshape(G * nb, K, C)
+
+
+def _plus(t: Tensor, bias: Optional[Tensor]) -> Tensor:
+    # in t's dtype, as baddbmm under autocast gives it (a float32 bias would
+    # otherwise promote a bf16 [G, K, L] or [G, L, C] result)
+    return t if bias is None else t + bias.to(t.dtype)
 
 
 def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
@@ -175,13 +197,17 @@ def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
     blocks that step through :math:`L` in sequence; on an H200, for a graph
     of a million nodes in float32, that made one BRL layer's forward and
     backward 13.2 times its MPNN twin's, and 1.18 times with the split below
-    (``benchmarks/results/scaling_gpu.json``: run 3; the run-2 rows before
-    the split are in that file at commit c7cbd26).
+    (``benchmarks/results/scaling_gpu.json``, runs 2 and 3).
     With :math:`n_b` = :func:`split_blocks` :math:`> 1`, the node axis is cut
     into :math:`n_b` blocks that are multiplied as one batch (the tokens
     repeated per block), and the :math:`n_b` partial results are summed:
-    the same products, reduced in parallel. With :math:`n_b = 1` (the CPU, or
-    :math:`L < 2\,` :data:`SPLIT_ROWS`) this is one :func:`torch.baddbmm`.
+    the same products, reduced in parallel. A node axis that the blocks do not
+    divide is padded with zeros here; the layers' dense layouts are already
+    padded to a multiple (:func:`split_length`). With :math:`n_b = 1` (the CPU,
+    or :math:`L < 2 \cdot` :data:`SPLIT_ROWS`) this is one :func:`torch.bmm`
+    (:func:`torch.baddbmm` with a bias). The pooling of
+    :class:`~brl_graph.nn.TokenReservoir` with several heads per token and
+    :class:`~brl_graph.nn.BRLAttention`'s token read still run as one product.
 
     Args:
         tokens (torch.Tensor): :math:`\mathbf{T}` of shape :obj:`[G, K, C]`.
@@ -189,8 +215,8 @@ def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
         bias (torch.Tensor, optional): Added to the scores; broadcasts to
             :obj:`[G, K, L]` (a padding mask :obj:`[G, 1, L]`, a per-token
             shift :obj:`[G, K, 1]`). (default: :obj:`None`)
-        block (int, optional): Rows per block; :obj:`None` chooses as
-            :func:`split_blocks` does. (default: :obj:`None`)
+        block (int, optional): At most this many nodes per block; :obj:`None`
+            chooses as :func:`split_blocks` does. (default: :obj:`None`)
 
     Returns:
         torch.Tensor: :obj:`[G, K, L]`.
@@ -200,37 +226,56 @@ def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
         xt = x.transpose(1, 2)
         return torch.bmm(tokens, xt) if bias is None else torch.baddbmm(bias, tokens, xt)
     G, K, L = x.size(0), tokens.size(1), x.size(1)
-    s = torch.bmm(_per_block(tokens, nb), _rows(x, nb).transpose(1, 2))  # [G * nb, K, b]
-    s = s.view(G, nb, K, -1).transpose(1, 2).reshape(G, K, -1)[..., :L]
-    return s if bias is None else s + bias
+    b = -(-L // nb)
+    s = torch.bmm(_per_block(tokens, nb), _rows(x, nb, b).transpose(1, 2))  # [G * nb, K, b]
+    s = s.view(G, nb, K, b).transpose(1, 2).reshape(G, K, nb * b)[..., :L]
+    return _plus(s, bias)
 
 
 def pool_nodes(w: Tensor, x: Tensor, block: Optional[int] = None) -> Tensor:
-    r"""Nodes pooled by weights, :math:`\mathbf{W}\mathbf{X}`: ``w``
-    :obj:`[G, K, L]` and ``x`` :obj:`[G, L, C]` give :obj:`[G, K, C]`. Split
-    into blocks of nodes as :func:`node_scores` says."""
+    r"""Nodes pooled by weights, :math:`\mathbf{W}\mathbf{X}`, split into
+    blocks of nodes as :func:`node_scores` says.
+
+    Args:
+        w (torch.Tensor): Weights :math:`\mathbf{W}` of shape :obj:`[G, K, L]`.
+        x (torch.Tensor): Nodes :math:`\mathbf{X}` of shape :obj:`[G, L, C]`.
+        block (int, optional): As in :func:`node_scores`. (default: :obj:`None`)
+
+    Returns:
+        torch.Tensor: :obj:`[G, K, C]`.
+    """
     nb = split_blocks(x, block)
     if nb == 1:
         return torch.bmm(w, x)
-    G, K, C = x.size(0), w.size(1), x.size(2)
-    return torch.bmm(_cols(w, nb), _rows(x, nb)).view(G, nb, K, C).sum(1)
+    G, K, L, C = x.size(0), w.size(1), x.size(1), x.size(2)
+    b = -(-L // nb)
+    return torch.bmm(_cols(w, nb, b), _rows(x, nb, b)).view(G, nb, K, C).sum(1)
 
 
 def spread_tokens(w: Tensor, values: Tensor, bias: Optional[Tensor] = None,
                   block: Optional[int] = None) -> Tensor:
     r"""Token values spread to the nodes, :math:`\mathbf{W}^\top\mathbf{V} +
-    \mathbf{b}`: ``w`` :obj:`[G, K, L]` and ``values`` :obj:`[G, K, C]` give
-    :obj:`[G, L, C]`; ``bias`` broadcasts to it. Split into blocks of nodes as
-    :func:`node_scores` says (here for the backward's sum over the nodes)."""
-    L = w.size(-1)
+    \mathbf{b}`, split into blocks of nodes as :func:`node_scores` says (here
+    for the backward's sum over the nodes).
+
+    Args:
+        w (torch.Tensor): Weights :math:`\mathbf{W}` of shape :obj:`[G, K, L]`.
+        values (torch.Tensor): :math:`\mathbf{V}` of shape :obj:`[G, K, C]`.
+        bias (torch.Tensor, optional): Broadcasts to :obj:`[G, L, C]`.
+            (default: :obj:`None`)
+        block (int, optional): As in :func:`node_scores`. (default: :obj:`None`)
+
+    Returns:
+        torch.Tensor: :obj:`[G, L, C]`.
+    """
     nb = split_blocks(w.transpose(1, 2), block)
     if nb == 1:
         wt = w.transpose(1, 2)
         return torch.bmm(wt, values) if bias is None else torch.baddbmm(bias, wt, values)
-    G, C = w.size(0), values.size(2)
-    out = torch.bmm(_cols(w, nb).transpose(1, 2), _per_block(values, nb))  # [G * nb, b, C]
-    out = out.view(G, -1, C)[:, :L]
-    return out if bias is None else out + bias
+    G, L, C = w.size(0), w.size(2), values.size(2)
+    b = -(-L // nb)
+    out = torch.bmm(_cols(w, nb, b).transpose(1, 2), _per_block(values, nb))  # [G * nb, b, C]
+    return _plus(out.view(G, nb * b, C)[:, :L], bias)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Optional[Tensor] = None,

@@ -19,7 +19,7 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from brl_graph.nn.functional import NEG
+from brl_graph.nn.functional import NEG, split_length
 
 # Padding a group to its largest graph is accepted when it costs at most
 # SLACK times the real rows, or at most MIN_ROWS rows in all. The second bound
@@ -31,7 +31,10 @@ MIN_ROWS = 4096
 
 
 class DenseGroup(NamedTuple):
-    """Graphs padded together to ``[num_graphs, max_nodes, ...]``.
+    """Graphs padded together to ``[num_graphs, max_nodes, ...]``; ``max_nodes``
+    is the largest graph's node count, rounded up off the CPU where the
+    token-node products split the node axis into blocks
+    (:func:`~brl_graph.nn.functional.split_length`).
 
     ``graph_index`` / ``node_index`` select the group's graphs and nodes in the
     batch (``None``: all of them); ``batch`` is each node's graph within the
@@ -66,7 +69,9 @@ def _layout(graph_index: Optional[Tensor], node_index: Optional[Tensor], batch: 
             counts: Tensor) -> DenseGroup:
     """The dense layout of graphs with ``counts`` nodes, nodes listed by ``batch``."""
     G = counts.numel()
-    L = int(counts.max()) if G else 0
+    # Off the CPU a long node axis is padded to whole blocks of the token-node
+    # products (functional.split_length): one masked copy here, not one per product.
+    L = split_length(int(counts.max()) if G else 0, batch.device)
     n = batch.numel()
     if G * L == n:  # no padding at all: a contiguous [G, L] view
         return DenseGroup(graph_index, node_index, batch, G, L)

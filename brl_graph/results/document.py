@@ -86,6 +86,8 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     p_text += "\n" + protocols[PEPTIDES.stem][0]
     o_text, o_verdict = oversquashing_section(
         osq, sens_plot, task_level(p_stats, protocol_stats(results.get(PEPTIDES.stem))))
+    # the CPU's step-time rows and the GPU's (benchmarks/device_check.sh), one table
+    steps = (results.get("step_time") or []) + (results.get("step_time_gpu") or [])
     g_text, g_summary = gpu_section(results.get("gpu_check"), results.get("scaling_gpu"),
                                     results.get("causal_recall_gpu"))
     if g_summary:
@@ -111,7 +113,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         "results, not converged ones.",
         "",
         summary_section(verdicts),
-        s_text, step_time_section(results.get("step_time")), lr_text, h_text, p_text, c_text,
+        s_text, step_time_section(steps), lr_text, h_text, p_text, c_text,
         o_text, g_text,
         targets_section(verdicts),
     ])

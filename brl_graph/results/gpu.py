@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from brl_graph.results.causal import causal_section
 from brl_graph.labels import BRL, MPNN
-from brl_graph.results.common import DEVICE_COMMAND, NOT_RUN, fmt, slope, table
+from brl_graph.results.common import DEVICE_COMMAND, NOT_RUN, fmt, grouped, slope, table
 from brl_graph.results.scaling import SCALING_MODELS
 
 
@@ -38,8 +38,8 @@ def _setting_text(st: Setting) -> str:
     return f"{st[0]} layer(s), {st[1]}" + (", folded BRL" if st[2] else "")
 
 
-def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
-    """One sentence on the BRL/MPNN time ratio per one-layer setting, from the rows."""
+def _ratio_parts(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> List[str]:
+    """BRL/MPNN time ratios per one-layer setting, e.g. ``1.2-1.7x in fp32``."""
     parts = []
     for precision in PRECISIONS:
         for fold in (False, True):
@@ -50,14 +50,29 @@ def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
                 lo, hi = fmt(min(ratios), 1), fmt(max(ratios), 1)
                 parts.append(f"{lo if lo == hi else f'{lo}-{hi}'}x in {precision}"
                              + (" (folded)" if fold else ""))
+    return parts
+
+
+def _by_setting(rows: List[Dict[str, Any]]) -> Dict[Tuple[str, int, Setting], Dict[str, Any]]:
+    return {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
+
+
+def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]],
+                 superseded: List[Dict[str, Any]]) -> str:
+    """One sentence on the BRL/MPNN time ratio per one-layer setting, from the rows, and
+    one on the superseded rows' (older code, kept in the file but not in the table)."""
+    parts = _ratio_parts(by)
     if not parts:
         return ""
-    return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
-            + "; section 1 has the CPU's ratios. On the GPU the products between the tokens "
-            "and a long node axis run in blocks of nodes "
-            "(`brl_graph.nn.functional.node_scores`): as one product each, they had made "
-            "BRL 13.2x its twin in fp32 and 3.0x in bf16 at 1M nodes (run 2, before the "
-            "blocks; its rows are in this file at commit c7cbd26).")
+    text = ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
+            + "; section 1 has the CPU's ratios.")
+    for why, group in grouped(superseded, ("superseded",)).items():
+        old = _ratio_parts(_by_setting(group))
+        runs = ", ".join(str(r) for r in sorted({r.get("lease_run", "?") for r in group}))
+        if old:
+            text += (f" Rows of run {runs}, {why[0]}, had " + " and ".join(old)
+                     + " (kept in the file, marked `superseded`).")
+    return text
 
 
 def _profiles_text(rows: List[Dict[str, Any]], top: int = 5) -> str:
@@ -107,8 +122,10 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  + table(["check", "result", "measured", "bound"], out)
                  + f"\n\nCommand: `{checks.get('command', '')}`\n\n")
     summary = None
+    superseded = [r for r in rows or [] if r.get("superseded")]
+    rows = [r for r in rows or [] if not r.get("superseded")]
     if rows:
-        by = {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
+        by = _by_setting(rows)
         out = []
         for st in sorted({setting(r) for r in rows},
                          key=lambda st: (st[0], PRECISIONS.index(st[1]), st[2])):
@@ -135,7 +152,7 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  + table(["setting", "nodes", *SCALING_MODELS, f"{BRL} / {MPNN}"], out)
                  + "\n\nTime exponents over the fp32 one-layer sizes: "
                  + ", ".join(f"`{m}` n^{fmt(e, 2)}" for m, e in exps.items()) + ". "
-                 + _gpu_reading(by) + "\n\n"
+                 + _gpu_reading(by, superseded) + "\n\n"
                  "Row commands:\n\n"
                  + "".join(f"    {c}\n" for c in dict.fromkeys(r.get("command", "") for r in rows))
                  + "\n")

@@ -23,6 +23,7 @@ from brl_graph.labels import canonical_model
 #: Files read by stem when present (``None`` when absent).
 FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
          "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time",
+         "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",
          "peptides-func-e60", "peptides-func-e60-postnorm", "peptides-func-e60-unfolded",
          "peptides-func-e60-nodereadout",

@@ -52,8 +52,10 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
             variant = ", ".join(v for v, on in (("pre-norm", r["pre_norm"]),
                                                 ("folded", fold and r["model"] == BRL)) if on)
             threads = r.get("threads")
-            on = (r.get("machine") or device if device != "cpu"
-                  else "CPU" + (f", {threads} thread(s)" if threads else ""))
+            if device == "cpu":
+                on = "CPU" + (f", {threads} thread(s)" if threads else "")
+            else:
+                on = r.get("machine") or device
             body.append([on, dataset, str(bs), f"{fmt(p, 2)} / {fmt(pa, 2)}", r["model"],
                          variant or "-", f"{r['layers']} x {r['channels']}",
                          fmt(r["num_params"] / 1e3, 0) + "k", fmt(r["ms_per_step"], 1),

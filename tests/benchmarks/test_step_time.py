@@ -98,3 +98,5 @@ def test_device_rows_are_kept_apart_and_a_missing_gpu_is_a_clear_error(st, tmp_p
     monkeypatch.setattr(st.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="CUDA is not available"):
         st.main(argv + ["--device", "cuda"])
+    with pytest.raises(SystemExit, match="expected cpu, cuda"):  # no synchronize for others
+        st.main(argv + ["--device", "mps"])

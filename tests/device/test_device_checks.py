@@ -144,7 +144,9 @@ def test_split_node_axis_vs_float64(device, device_report):
     sizes = (3 * SPLIT_ROWS + 5, 40)
     errs = conv_errors_vs_float64(device, sizes)
     errs["blocks"] = split_blocks(torch.empty(1, sizes[0], 1, device=device))
-    ok = max(v for k, v in errs.items() if k != "blocks") < 1e-4
+    # on a GPU the check is only a check if the products did split
+    ok = (max(v for k, v in errs.items() if k != "blocks") < 1e-4
+          and (device == "cpu" or errs["blocks"] > 1))
     assert device_report.record(device, "split_node_axis_vs_float64", ok, errs,
                                 "< 1e-4 (float32; TF32 off)"), errs
 

@@ -6,7 +6,7 @@ from torch.nn import Linear, ReLU, Sequential
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
-from brl_graph.nn import BRLConv, fold_pool, fold_read, functional
+from brl_graph.nn import BRLConv, fold_pool, fold_read, functional, plan
 
 C = 16
 
@@ -414,6 +414,12 @@ def test_split_node_axis_keeps_the_layer_exact(fold, monkeypatch):
     whole = run()
     monkeypatch.setattr(functional, "split_blocks",
                         lambda x, block=None: max(1, -(-x.size(-2) // 7)))
+    split = run()
+    for a, ref in zip(split, whole):
+        torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
+    # and with the dense layout padded to whole blocks, as off the CPU (plan.split_length)
+    monkeypatch.setattr(plan, "split_length", lambda length, device: -(-length // 7) * 7)
+    assert plan.plan_batch(b.x.size(0), b.edge_index, b.batch).groups[0].max_nodes == 49
     split = run()
     for a, ref in zip(split, whole):
         torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)

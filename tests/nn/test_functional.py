@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from brl_graph.nn.functional import (SPLIT_ROWS, node_scores, pool_nodes, prefix_softmax_pool,
-                                     split_blocks, spread_tokens)
+                                     split_blocks, split_length, spread_tokens)
 from brl_graph.nn.plan import dense_groups
 
 
@@ -146,3 +146,28 @@ def test_split_blocks_decides_by_device_and_length():
     assert split_blocks(meta[:, :2 * SPLIT_ROWS - 1]) == 1  # too short to be worth it
     with pytest.raises(ValueError, match="block must be >= 1"):
         split_blocks(x, block=0)
+
+
+def test_split_length_pads_to_whole_blocks_off_the_cpu_only():
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert split_length(5 * SPLIT_ROWS + 3, cpu) == 5 * SPLIT_ROWS + 3
+    assert split_length(5 * SPLIT_ROWS + 3, meta) == 6 * SPLIT_ROWS
+    assert split_length(4 * SPLIT_ROWS, meta) == 4 * SPLIT_ROWS
+    assert split_length(2 * SPLIT_ROWS - 1, meta) == 2 * SPLIT_ROWS - 1  # not split: as it is
+    # a padded length splits into whole blocks of SPLIT_ROWS rows
+    L = split_length(3 * SPLIT_ROWS + 1, meta)
+    assert split_blocks(torch.empty(1, L, 1, device="meta")) * SPLIT_ROWS == L
+
+
+def test_split_products_keep_the_autocast_dtype():
+    # under bf16 autocast baddbmm returns bf16 whatever the bias dtype; the split
+    # path adds its float32 bias in the result's dtype too
+    g = torch.Generator().manual_seed(0)
+    t, x = torch.randn(2, 3, 4, generator=g), torch.randn(2, 10, 4, generator=g)
+    w, v = torch.rand(2, 3, 10, generator=g), torch.randn(2, 3, 4, generator=g)
+    mask_bias, bias = torch.zeros(2, 1, 10), torch.zeros(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for block in (None, 3):
+            assert node_scores(t, x, mask_bias, block=block).dtype == torch.bfloat16
+            assert spread_tokens(w, v, bias, block=block).dtype == torch.bfloat16
+            assert pool_nodes(w, x, block=block).dtype == torch.bfloat16

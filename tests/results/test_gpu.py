@@ -39,3 +39,14 @@ def test_profiled_rows_list_their_costliest_ops():
     assert "`aten::op0` 10.00 ms (2x)" in line and "`aten::op4`" in line
     assert "`aten::op5`" not in line  # five per row
     assert "Where the GPU time goes" not in gpu_section(None, rows[:1], None)[0]
+
+
+def test_superseded_rows_leave_the_table_and_are_named_in_the_reading():
+    why = "before the token-node products ran in blocks of nodes"
+    rows = [_row(MPNN, 2.0, lease_run=2, superseded=why), _row(BRL, 26.0, lease_run=2, superseded=why),
+            _row(MPNN, 2.0), _row(BRL, 2.4)]
+    text, summary = gpu_section(None, rows, None)
+    lines = [line for line in text.splitlines() if line.startswith("| 1 layer")]
+    assert len(lines) == 1 and lines[0].endswith("| 1.20x |")  # the current rows only
+    assert "1.2x" in summary and "13.0x" not in summary
+    assert f"Rows of run 2, {why}, had 13.0x in fp32" in text
