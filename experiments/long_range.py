@@ -37,6 +37,14 @@ Usage::
 
     python experiments/long_range.py --json benchmarks/results/long_range.json \
         --tasks ring --sizes 100 200 --models brl mpnn full
+    # r = 5 and 6 of the published protocol on a GPU, one process each (the JSON is shared)
+    python experiments/long_range.py --tasks tree-published --sizes 5 --models brl \
+        --device cuda --tree-log-passes 10 --runs $BRL_RUNS/long_range &
+    python experiments/long_range.py --tasks tree-published --sizes 6 --models brl \
+        --device cuda --tree-log-passes 10 --runs $BRL_RUNS/long_range
+
+A row trained off the CPU names its device and machine (``device``,
+``machine``); the file's ``config.machine`` stays the CPU rows' machine.
 """
 from __future__ import annotations
 
@@ -126,7 +134,7 @@ def log_every(size: int, passes: int) -> List[str]:
 def row_overrides(task: str, size: int, model: str, seed: int,
                   args: argparse.Namespace) -> List[str]:
     return (budget_overrides(task, size, args) + model_overrides(model)
-            + [f"train.seed={seed}", "train.device=cpu", "train.progress=false",
+            + [f"train.seed={seed}", f"train.device={args.device}", "train.progress=false",
                f"out_dir={run_dir(task, size, model, seed, args)}"])
 
 
@@ -171,6 +179,8 @@ def run_row(task: str, size: int, model: str, seed: int,
         "budget": budget_overrides(task, size, args),
         "command": train_command(CONFIGS[task], overrides), "resumed": resumed,
     }
+    if args.device != "cpu":
+        row.update(device=args.device, machine=machine_text(args.device, args.threads))
     if task == "ring":
         row["metric_name"] = "test accuracy at best valid epoch"
         row["metric"] = row["test"]
@@ -225,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true",
                    help="run rows again (e.g. under a new budget) even if already in the JSON")
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
+    p.add_argument("--device", default="cpu",
+                   help="train.device of every run: cpu (default), cuda or cuda:N")
     return p
 
 
@@ -259,8 +271,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                           KEY_FIELDS)
     skips = parse_skips(args.skip)
     # Budgets may differ between table rows (sizes) and are stored in each row.
-    meta = {"machine": machine_text("cpu", args.threads),
-            "script": "python experiments/long_range.py"}
+    # the CPU rows' machine; a GPU row carries its own (run_row)
+    meta = {"script": "python experiments/long_range.py"}
+    if args.device == "cpu":
+        meta["machine"] = machine_text("cpu", args.threads)
     for task in args.tasks:
         sizes = args.sizes or ([100, 200, 500, 1000] if task == "ring" else [2, 3, 4, 5, 6])
         for size in sizes:

@@ -181,7 +181,9 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     # how many of its seeds were bf16 when they differ.
     n, k = r.get("nseeds", 1), r.get("bf16_seeds", int(trained_in_bf16(r)))
     bf16 = "" if not k else (", bf16 autocast" if k == n else f", bf16 autocast in {k} of {n} seeds")
-    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min, {why}{often}{bf16})"
+    # wall minutes on a GPU are not the CPU's: a row trained there names it
+    on = f", on {r['machine']}" if r.get("device", "cpu") != "cpu" and r.get("machine") else ""
+    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min{on}, {why}{often}{bf16})"
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:

@@ -120,3 +120,17 @@ def test_a_stored_row_of_another_precision_is_named_when_skipped(lr, tmp_path):
     assert lr.precision_note(results, key, _args(lr, tmp_path)) == ""
     assert lr.precision_note(results, ("tree-published", 5, "brl", 0),
                              _args(lr, tmp_path, "--bf16")) == ""
+
+
+def test_device_goes_to_every_run_and_a_gpu_row_names_its_machine(lr, tmp_path, monkeypatch):
+    args = _args(lr, tmp_path, "--device", "cuda")
+    assert "train.device=cuda" in lr.row_overrides("tree-published", 5, "brl", 0, args)
+    assert "train.device=cpu" in lr.row_overrides("tree-published", 5, "brl", 0, _args(lr, tmp_path))
+    metrics = {"valid": {"accuracy": 1.0}, "test": {"accuracy": 1.0}, "best_epoch": 1,
+               "epochs_completed": 1, "num_params": 10, "seconds": 60.0,
+               "seconds_per_epoch": 60.0, "train_best": {"accuracy": 1.0}}
+    monkeypatch.setattr(lr, "run_train", lambda *a, **k: (metrics, 61.0, False))
+    monkeypatch.setattr(lr, "machine_text", lambda device, threads: f"GPU text for {device}")
+    row = lr.run_row("tree-published", 5, "brl", 0, args)
+    assert row["device"] == "cuda" and row["machine"] == "GPU text for cuda"
+    assert "device" not in lr.run_row("tree-published", 5, "brl", 0, _args(lr, tmp_path))

@@ -376,3 +376,15 @@ def test_step_time_ratios_are_to_the_twin_of_the_same_run():
     gpu = [ln for ln in lines if ln.startswith("| NVIDIA H200 |") and "| brl |" in ln]
     assert len(cpu) == len(gpu) == 1
     assert cpu[0].endswith("| 1.50 |") and gpu[0].endswith("| 2.50 |")
+
+
+def test_published_tree_cell_names_the_gpu_a_row_trained_on(mr, tmp_path):
+    gpu = {**_published_row(5, "brl", 0.995, 100), "passes_per_epoch": 100,
+           "device": "cuda", "machine": "NVIDIA H200, 16 CPU cores"}
+    cpu = {**_published_row(4, "brl", 1.0, 100), "passes_per_epoch": 100}
+    (tmp_path / "long_range.json").write_text(json.dumps({"rows": [gpu, cpu]}))
+    section = mr.render(mr.load_results(tmp_path), docs_dir=None).split(
+        "### Tree-NeighborsMatch under the published protocol")[1]
+    assert "| 5 | 0.995 (100 passes, 10.0 min, on NVIDIA H200, 16 CPU cores, stopped: target) |" \
+        in section
+    assert "| 4 | 1.000 (100 passes, 10.0 min, stopped: target) |" in section
