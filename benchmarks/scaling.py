@@ -767,7 +767,8 @@ def load_kept_rows(path: Optional[Path], args: argparse.Namespace) -> List[Dict[
     device = resolve_device(args.device)
     redo = {(m, n, args.layers, args.channels, device, args.checkpoint, args.bf16, args.tf32,
              args.fold) for n in args.sizes for m in args.models}
-    return [r for r in old if row_key(r) not in redo]
+    # rows marked superseded (older code, kept for the record) are never replaced
+    return [r for r in old if r.get("superseded") or row_key(r) not in redo]
 
 
 def invocation(args: argparse.Namespace) -> str:

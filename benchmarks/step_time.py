@@ -15,7 +15,8 @@ Usage::
     python benchmarks/step_time.py --dataset ogbg-molhiv --root ../shared/datasets
     python benchmarks/step_time.py --dataset peptides-func --root ../shared/datasets \
         --batch-size 128 --json benchmarks/results/step_time.json --append
-    python benchmarks/step_time.py --root ../shared/datasets --device cuda   # on a GPU
+    python benchmarks/step_time.py --root ../shared/datasets --device cuda \
+        --json benchmarks/results/step_time_gpu.json                      # on a GPU
 
 On a GPU the batches are moved there once, up front, and each round's clock is
 read after :func:`torch.cuda.synchronize`, so a round counts the kernels its

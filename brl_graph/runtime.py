@@ -25,7 +25,7 @@ def machine_text(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         import torch
 
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "a CUDA GPU"
+        gpu = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "a CUDA GPU"
         return f"{gpu}, {os.cpu_count()} CPU cores"
     return f"{os.cpu_count()}-core CPU, no GPU, {threads} thread(s) per run"
 

@@ -39,9 +39,9 @@ Usage::
         --tasks ring --sizes 100 200 --models brl mpnn full
     # r = 5 and 6 of the published protocol on a GPU, one process each (the JSON is shared)
     python experiments/long_range.py --tasks tree-published --sizes 5 --models brl \
-        --device cuda --tree-log-passes 10 --runs $BRL_RUNS/long_range &
+        --device cuda --tree-log-passes 10 --runs ${BRL_RUNS:?}/long_range &
     python experiments/long_range.py --tasks tree-published --sizes 6 --models brl \
-        --device cuda --tree-log-passes 10 --runs $BRL_RUNS/long_range
+        --device cuda --tree-log-passes 10 --runs ${BRL_RUNS:?}/long_range
 
 A row trained off the CPU names its device and machine (``device``,
 ``machine``); the file's ``config.machine`` stays the CPU rows' machine.
@@ -52,6 +52,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -149,6 +150,8 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
         budget = "published" + (f"-log{args.tree_log_passes}" if args.tree_log_passes else "")
     if args.bf16:
         budget += "-bf16"
+    if args.device != "cpu":  # a GPU run never resumes a CPU run's checkpoint, nor the reverse
+        budget += "-" + args.device.replace(":", "")
     return run_folder(lambda label: f"{args.runs}/{task}-{size}-{label}-s{seed}-{budget}",
                       model, ROOT)
 
@@ -235,22 +238,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true",
                    help="run rows again (e.g. under a new budget) even if already in the JSON")
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
-    p.add_argument("--device", default="cpu",
+    p.add_argument("--device", default="cpu", type=device_name,
                    help="train.device of every run: cpu (default), cuda or cuda:N")
     return p
 
 
+def device_name(name: str) -> str:
+    """``--device``: cpu, cuda or cuda:N (a row must say which machine trained it)."""
+    if name == "cpu" or name == "cuda" or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {name!r}")
+
+
 def precision_note(results: ResultsFile, key: tuple, args: argparse.Namespace) -> str:
-    """Says when the stored row was trained at another precision than asked for
-    (the row key has no precision: ``--rerun`` replaces the stored row)."""
+    """Says when the stored row was trained at another precision or on another
+    device than asked for (the row key has neither: ``--rerun`` replaces the
+    stored row)."""
     stored = [r for r in results.rows() if results.key(r) == key]
     if not stored:
         return ""
+    notes = []
     was_bf16 = trained_in_bf16(stored[0])
-    if was_bf16 == args.bf16:
-        return ""
-    return (f" (stored in {'bf16' if was_bf16 else 'fp32'}, asked for "
-            f"{'bf16' if args.bf16 else 'fp32'}: --rerun replaces it)")
+    if was_bf16 != args.bf16:
+        notes.append(f"stored in {'bf16' if was_bf16 else 'fp32'}, asked for "
+                     f"{'bf16' if args.bf16 else 'fp32'}")
+    device = stored[0].get("device", "cpu")
+    if device != args.device:
+        notes.append(f"trained on {device}, asked for {args.device}")
+    return f" ({'; '.join(notes)}: --rerun replaces it)" if notes else ""
 
 
 def parse_skips(items: List[str]) -> Dict[tuple, str]:

@@ -12,7 +12,9 @@ Inputs (all optional)::
     ogbg-molhiv.json     experiments/graph_property.py {"config": {...}, "rows": [...]}
     peptides-func.json   experiments/graph_property.py {"config": {...}, "rows": [...]}
     gpu_check.json       pytest -m cuda tests/device --device-report  {"environment", "checks"}
-    scaling_gpu.json     benchmarks/scaling.py --device cuda   list of rows
+    scaling_gpu.json     benchmarks/scaling.py --device cuda   list of rows (``superseded`` rows:
+                         older code, named in the text, out of the table)
+    step_time_gpu.json   benchmarks/step_time.py --device cuda list of rows (beside step_time.json)
     causal_recall_gpu.json  experiments/causal_recall.py --device cuda
     causal_recall_modes*.json  experiments/causal_recall.py (every attention kind; ``--merge``);
                                one recall/cost table each, e.g. ``_mqar`` at MQAR sizes

@@ -425,6 +425,13 @@ class BRLConv(torch.nn.Module):
         return self.num_tokens > 0 or self.mode == "blocks"
 
     @property
+    def splits_nodes(self) -> bool:
+        """Whether the global branch runs the token-node products that split a long
+        node axis into blocks off the CPU (a non-causal reservoir): its plan then
+        pads the axis to whole blocks (``plan_batch(..., split=True)``)."""
+        return self.num_tokens > 0 and not self.causal
+
+    @property
     def seeds(self) -> Optional[Tensor]:
         """The learned seed tokens ``[K, C]`` (``None`` without them)."""
         return self.reservoir.seeds if self.num_tokens > 0 else None
@@ -437,7 +444,8 @@ class BRLConv(torch.nn.Module):
                              f"got {list(x.shape)}")
         N = x.size(0)
         if plan is None:
-            plan = plan_batch(N, edge_index, batch, dense=self.has_global)
+            plan = plan_batch(N, edge_index, batch, dense=self.has_global,
+                              split=self.splits_nodes)
         else:
             # The plan's value checks were done once for the whole model: only
             # confirm that it describes this input.

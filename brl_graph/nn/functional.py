@@ -122,7 +122,7 @@ def prefix_softmax_pool(
     return out.to(out_dtype)
 
 
-def splits(device: torch.device, length: int) -> bool:
+def splits(length: int, device: torch.device) -> bool:
     r"""Whether the token-node products split a node axis of ``length`` on
     ``device`` by themselves: off the CPU, once :math:`L \ge 2 \cdot`
     :data:`SPLIT_ROWS`. On the CPU one product already reduces in parallel
@@ -136,7 +136,7 @@ def split_length(length: int, device: torch.device) -> int:
     rounded up to a multiple of :data:`SPLIT_ROWS` where the products split it
     (:func:`splits`), else ``length``. The blocks then divide the axis, and no
     product pads a copy of the nodes of its own (which autograd would keep)."""
-    if not splits(device, length):
+    if not splits(length, device):
         return length
     return -(-length // SPLIT_ROWS) * SPLIT_ROWS
 
@@ -149,7 +149,7 @@ def split_blocks(x: Tensor, block: Optional[int] = None) -> int:
     otherwise."""
     L = x.size(-2)
     if block is None:
-        if not splits(x.device, L):
+        if not splits(L, x.device):
             return 1
         block = SPLIT_ROWS
     if block < 1:
@@ -202,8 +202,8 @@ def node_scores(tokens: Tensor, x: Tensor, bias: Optional[Tensor] = None,
     into :math:`n_b` blocks that are multiplied as one batch (the tokens
     repeated per block), and the :math:`n_b` partial results are summed:
     the same products, reduced in parallel. A node axis that the blocks do not
-    divide is padded with zeros here; the layers' dense layouts are already
-    padded to a multiple (:func:`split_length`). With :math:`n_b = 1` (the CPU,
+    divide is padded with zeros here; the dense layouts of the layers that run
+    these products are already padded to whole blocks (:func:`split_length`). With :math:`n_b = 1` (the CPU,
     or :math:`L < 2 \cdot` :data:`SPLIT_ROWS`) this is one :func:`torch.bmm`
     (:func:`torch.baddbmm` with a bias). The pooling of
     :class:`~brl_graph.nn.TokenReservoir` with several heads per token and

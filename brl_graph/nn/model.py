@@ -393,7 +393,9 @@ class BRLGraphModel(torch.nn.Module):
         # then have one row per graph, as the pooled nodes do.
         plan = plan_batch(x.size(0), edge_index, batch, num_graphs=_num_graphs(data),
                           validate=self.validate,
-                          dense=self.num_tokens > 0 or self.brl_mode == "blocks")
+                          dense=self.num_tokens > 0 or self.brl_mode == "blocks",
+                          split=any(isinstance(layer, BRLConv) and layer.splits_nodes
+                                    for layer in self.layers))
         tokens = None
         for layer in self.layers:
             if isinstance(layer, BRLConv):

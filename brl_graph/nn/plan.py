@@ -32,15 +32,16 @@ MIN_ROWS = 4096
 
 class DenseGroup(NamedTuple):
     """Graphs padded together to ``[num_graphs, max_nodes, ...]``; ``max_nodes``
-    is the largest graph's node count, rounded up off the CPU where the
-    token-node products split the node axis into blocks
-    (:func:`~brl_graph.nn.functional.split_length`).
+    is the largest graph's node count, rounded up off the CPU in a plan made for
+    layers whose token-node products split the node axis into blocks
+    (``plan_batch(..., split=True)``, :func:`~brl_graph.nn.functional.split_length`).
 
     ``graph_index`` / ``node_index`` select the group's graphs and nodes in the
     batch (``None``: all of them); ``batch`` is each node's graph within the
     group. ``dense_index`` is each node's row in the flat ``[G * L]`` layout and
     ``mask`` ``[G, L]`` marks real rows; both are ``None`` when no row is padding
-    (one graph, or graphs of equal size), and the layout is then a plain view.
+    (one graph, or graphs of equal size, unless rounded up), and the layout is
+    then a plain view.
     ``mask_bias`` ``[G, 1, L]`` is the same mask as an additive float bias
     (0 for real rows, :data:`NEG` for padding) that attention adds to its logits
     in the same op as the product; ``empty`` ``[G]`` marks graphs without nodes
@@ -65,13 +66,19 @@ class BatchPlan(NamedTuple):
     groups: List[DenseGroup]
 
 
+def _length(counts: Tensor, split: bool) -> int:
+    """The padded node axis of graphs with ``counts`` nodes: the largest count, off
+    the CPU rounded up to whole blocks of the token-node products when ``split``
+    (functional.split_length): one masked copy here, not one per product."""
+    L = int(counts.max()) if counts.numel() else 0
+    return split_length(L, counts.device) if split else L
+
+
 def _layout(graph_index: Optional[Tensor], node_index: Optional[Tensor], batch: Tensor,
-            counts: Tensor) -> DenseGroup:
+            counts: Tensor, split: bool = False) -> DenseGroup:
     """The dense layout of graphs with ``counts`` nodes, nodes listed by ``batch``."""
     G = counts.numel()
-    # Off the CPU a long node axis is padded to whole blocks of the token-node
-    # products (functional.split_length): one masked copy here, not one per product.
-    L = split_length(int(counts.max()) if G else 0, batch.device)
+    L = _length(counts, split)
     n = batch.numel()
     if G * L == n:  # no padding at all: a contiguous [G, L] view
         return DenseGroup(graph_index, node_index, batch, G, L)
@@ -88,7 +95,7 @@ def _layout(graph_index: Optional[Tensor], node_index: Optional[Tensor], batch: 
 
 
 def dense_groups(batch: Tensor, num_graphs: int, slack: float = SLACK,
-                 min_rows: int = MIN_ROWS) -> List[DenseGroup]:
+                 min_rows: int = MIN_ROWS, split: bool = False) -> List[DenseGroup]:
     r"""Plans the dense padding of a sorted ``batch`` vector.
 
     When padding every graph to the largest one costs at most ``slack`` times
@@ -96,14 +103,14 @@ def dense_groups(batch: Tensor, num_graphs: int, slack: float = SLACK,
     returned. Otherwise graphs are bucketed by :math:`\lfloor \log_2 n_g
     \rfloor`, which bounds the padding of each bucket to a factor of two, so the
     global branch stays :math:`O(N K C)` even for a batch with one huge graph
-    and many tiny ones.
+    and many tiny ones. With ``split``, a group's node axis is rounded up as
+    :func:`~brl_graph.nn.functional.split_length` says (off the CPU only).
     """
     counts = torch.bincount(batch, minlength=num_graphs) if batch.numel() else \
         torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
     n = batch.numel()
-    max_nodes = int(counts.max()) if num_graphs > 0 else 0
-    if num_graphs * max_nodes <= max(slack * n, min_rows):
-        return [_layout(None, None, batch, counts)]
+    if num_graphs * _length(counts, split) <= max(slack * n, min_rows):
+        return [_layout(None, None, batch, counts, split)]
     bucket = torch.floor(torch.log2(counts.clamp(min=1).float())).long()
     groups = []
     for b in torch.unique(bucket).tolist():
@@ -112,7 +119,8 @@ def dense_groups(batch: Tensor, num_graphs: int, slack: float = SLACK,
         remap[graph_index] = torch.arange(graph_index.numel(), device=batch.device)
         local = remap[batch]
         node_index = (local >= 0).nonzero().view(-1)
-        groups.append(_layout(graph_index, node_index, local[node_index], counts[graph_index]))
+        groups.append(_layout(graph_index, node_index, local[node_index], counts[graph_index],
+                              split))
     return groups
 
 
@@ -153,7 +161,7 @@ def check_shapes(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor]) ->
 
 def plan_batch(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor] = None,
                num_graphs: Optional[int] = None, validate: bool = True,
-               dense: bool = True) -> BatchPlan:
+               dense: bool = True, split: bool = False) -> BatchPlan:
     r"""Checks a batch once and plans its dense groups.
 
     Args:
@@ -168,6 +176,11 @@ def plan_batch(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor] = Non
             and that no edge joins two graphs. (default: :obj:`True`)
         dense (bool, optional): Plan the dense groups (only layers with a
             global branch need them). (default: :obj:`True`)
+        split (bool, optional): Round each group's node axis up to whole
+            blocks of the token-node products off the CPU
+            (:func:`~brl_graph.nn.functional.split_length`), for layers that
+            run them (non-causal reservoirs): they then pad no copy of their
+            own. (default: :obj:`False`)
     """
     check_shapes(num_nodes, edge_index, batch)
     if validate:
@@ -182,7 +195,7 @@ def plan_batch(num_nodes: int, edge_index: Tensor, batch: Optional[Tensor] = Non
         raise ValueError(f"num_graphs={num_graphs} but batch holds graph index {found - 1}")
     if batch is None:
         batch = torch.zeros(num_nodes, dtype=torch.long, device=edge_index.device)
-    groups = dense_groups(batch, num_graphs) if dense else []
+    groups = dense_groups(batch, num_graphs, split=split) if dense else []
     return BatchPlan(batch, num_graphs, groups)
 
 

@@ -54,25 +54,31 @@ def _ratio_parts(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> List[
 
 
 def _by_setting(rows: List[Dict[str, Any]]) -> Dict[Tuple[str, int, Setting], Dict[str, Any]]:
+    """Timed rows by ``(model, nodes, setting)``; a later row of the same key wins."""
     return {(r["model"], r["num_nodes"], setting(r)): r for r in rows if r.get("fwd_bwd_ms")}
 
 
-def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]],
-                 superseded: List[Dict[str, Any]]) -> str:
-    """One sentence on the BRL/MPNN time ratio per one-layer setting, from the rows, and
-    one on the superseded rows' (older code, kept in the file but not in the table)."""
+def _gpu_reading(by: Mapping[Tuple[str, int, Setting], Dict[str, Any]]) -> str:
+    """One sentence on the BRL/MPNN time ratio per one-layer setting, from the rows."""
     parts = _ratio_parts(by)
     if not parts:
         return ""
-    text = ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
+    return ("BRL's one-layer time over the MPNN twin's is " + " and ".join(parts)
             + "; section 1 has the CPU's ratios.")
-    for why, group in grouped(superseded, ("superseded",)).items():
+
+
+def _superseded_text(rows: List[Dict[str, Any]]) -> str:
+    """What rows of older code, kept in the file but out of the table, measured."""
+    text = ""
+    for (why,), group in grouped(rows, ("superseded",)).items():
+        why = why if isinstance(why, str) else "older code"
+        runs = sorted({str(r["lease_run"]) for r in group if r.get("lease_run") is not None})
         old = _ratio_parts(_by_setting(group))
-        runs = ", ".join(str(r) for r in sorted({r.get("lease_run", "?") for r in group}))
-        if old:
-            text += (f" Rows of run {runs}, {why[0]}, had " + " and ".join(old)
-                     + " (kept in the file, marked `superseded`).")
-    return text
+        text += (f"Rows {'of run ' + ', '.join(runs) + ' ' if runs else ''}superseded ({why}) "
+                 "are kept in the file and left out of the table"
+                 + (f"; in them BRL's time over its twin's was {' and '.join(old)}. " if old
+                    else ". "))
+    return text.strip() + "\n\n" if text else ""
 
 
 def _profiles_text(rows: List[Dict[str, Any]], top: int = 5) -> str:
@@ -152,7 +158,7 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
                  + table(["setting", "nodes", *SCALING_MODELS, f"{BRL} / {MPNN}"], out)
                  + "\n\nTime exponents over the fp32 one-layer sizes: "
                  + ", ".join(f"`{m}` n^{fmt(e, 2)}" for m, e in exps.items()) + ". "
-                 + _gpu_reading(by, superseded) + "\n\n"
+                 + _gpu_reading(by) + "\n\n"
                  "Row commands:\n\n"
                  + "".join(f"    {c}\n" for c in dict.fromkeys(r.get("command", "") for r in rows))
                  + "\n")
@@ -168,6 +174,10 @@ def gpu_section(checks: Optional[Mapping[str, Any]], rows: Optional[List[Dict[st
             summary = (f"on an H200, BRL n^{fmt(exps.get(BRL), 2)} vs MPNN "
                        f"n^{fmt(exps.get(MPNN), 2)}; BRL/MPNN at {fmt(big)} nodes: "
                        + ", ".join(parts))
+    elif superseded:
+        text += (f"### Scaling on the GPU (`benchmarks/scaling.py --device cuda`)\n\n"
+                 f"{NOT_RUN} with the current code.\n\n")
+    text += _superseded_text(superseded)
     if recall is not None:
         ctext, _ = causal_section(recall)
         ctext = ctext.replace("## 5. Causal sequences: multi-query associative recall",

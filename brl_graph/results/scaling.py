@@ -31,7 +31,9 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
     """Training-step time on real small-graph batches (``benchmarks/step_time.py``)."""
     head = "### Training step on real batches: BRL against its twin and GPS\n"
     if not rows:
-        return head + f"\n{NOT_RUN}: `python benchmarks/step_time.py --json benchmarks/results/step_time.json`\n"
+        return head + (f"\n{NOT_RUN}: `python benchmarks/step_time.py --json "
+                   "benchmarks/results/step_time.json` (on a GPU: `--device cuda --json "
+                   "benchmarks/results/step_time_gpu.json`)\n")
     out = [head, "One step = forward, loss, backward, clipping and the fused AdamW update, "
            "as `fit` runs it; the models run side by side in one process, so their ratios "
            "share the machine's load.", ""]
@@ -43,9 +45,11 @@ def step_time_section(rows: Optional[List[Dict[str, Any]]]) -> str:
              "device": "cpu", **r} for r in rows]
     rows = [{"run_pre_norm": r["pre_norm"], **r} for r in rows]
     # one group per run setting: each ratio is to the twin timed in the same run
-    for (device, dataset, bs, p, pa, _, fold), group in grouped(
-            rows, ("device", "dataset", "batch_size", "dropout", "attn_dropout", "run_pre_norm",
-                   "fold")).items():
+    # and GPU rows by GPU: a ratio is to the twin timed on the same one
+    rows = [{**r, "gpu": r.get("machine") if r["device"] != "cpu" else None} for r in rows]
+    for (device, _, dataset, bs, p, pa, _, fold), group in grouped(
+            rows, ("device", "gpu", "dataset", "batch_size", "dropout", "attn_dropout",
+                   "run_pre_norm", "fold")).items():
         twin = next((r for r in group if r["model"] == MPNN), None)
         for r in group:
             ratio = r["ms_per_step"] / twin["ms_per_step"] if twin else None

@@ -134,3 +134,11 @@ def test_device_goes_to_every_run_and_a_gpu_row_names_its_machine(lr, tmp_path, 
     row = lr.run_row("tree-published", 5, "brl", 0, args)
     assert row["device"] == "cuda" and row["machine"] == "GPU text for cuda"
     assert "device" not in lr.run_row("tree-published", 5, "brl", 0, _args(lr, tmp_path))
+    # its own run folder, and a clear error for a device a row could not name
+    assert lr.run_dir("tree-published", 5, "brl", 0, args).endswith("-published-cuda")
+    with pytest.raises(SystemExit):
+        _args(lr, tmp_path, "--device", "auto")
+    results = lr.ResultsFile(tmp_path / "stored.json", lr.KEY_FIELDS)
+    results.add(dict(row, task="tree-published", size=5, model="brl", seed=0, budget=[]))
+    assert "trained on cuda, asked for cpu" in lr.precision_note(
+        results, ("tree-published", 5, "brl", 0), _args(lr, tmp_path))

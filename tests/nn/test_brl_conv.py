@@ -394,39 +394,55 @@ def test_fold_batch_isolation_and_equivariance(causal):
         assert_permutation_equivariant(conv)
 
 
-@pytest.mark.parametrize("fold", [False, True])
-def test_split_node_axis_keeps_the_layer_exact(fold, monkeypatch):
-    # Off the CPU, long node axes are split into blocks (functional.split_blocks).
-    # Forced here on the CPU, with blocks of 7 rows: the same outputs and
-    # gradients, and batch isolation and equivariance still hold.
+@pytest.mark.parametrize("kw", [{}, {"fold": True}, {"joint": True}])
+def test_split_node_axis_keeps_the_layer_exact(kw, monkeypatch):
+    # Off the CPU, long node axes are split into blocks (functional.split_blocks)
+    # and the plan pads them to whole blocks (plan.split_length). Both forced here
+    # on the CPU, with blocks of 7 rows: the same outputs and gradients as without
+    # them, for a batch and for one graph alone (which had no padding at all), and
+    # batch isolation and equivariance still hold.
     torch.manual_seed(0)
-    conv = make(fold=fold).train()
+    conv = make(**kw).train()
     b = Batch.from_data_list([rand_graph(n, 3 * n, i) for i, n in enumerate([30, 2, 45, 1])])
+    g = rand_graph(30, 90, 7)
 
     def run():
-        x = b.x.clone().requires_grad_()
+        x, xg = b.x.clone().requires_grad_(), g.x.clone().requires_grad_()
         out, tok = conv(x, b.edge_index, b.batch, edge_attr=b.edge_attr)
-        ((out @ PROBE).sum() + (tok @ PROBE).sum()).backward()
-        grads = [x.grad] + [p.grad.clone() for p in conv.parameters()]
+        out_g, tok_g = conv(xg, g.edge_index, edge_attr=g.edge_attr)
+        ((out @ PROBE).sum() + (tok @ PROBE).sum() + (out_g @ PROBE).sum()).backward()
+        grads = [x.grad, xg.grad] + [p.grad.clone() for p in conv.parameters()]
         conv.zero_grad()
-        return [out, tok] + grads
+        return [out, tok, out_g, tok_g] + grads
+
+    def check(got, ref):
+        for a, r in zip(got, ref):
+            torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-5)
 
     whole = run()
     monkeypatch.setattr(functional, "split_blocks",
                         lambda x, block=None: max(1, -(-x.size(-2) // 7)))
-    split = run()
-    for a, ref in zip(split, whole):
-        torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
-    # and with the dense layout padded to whole blocks, as off the CPU (plan.split_length)
-    monkeypatch.setattr(plan, "split_length", lambda length, device: -(-length // 7) * 7)
-    assert plan.plan_batch(b.x.size(0), b.edge_index, b.batch).groups[0].max_nodes == 49
-    split = run()
-    for a, ref in zip(split, whole):
-        torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
+    check(run(), whole)
+
+    def round_up(length, device):
+        assert device == b.batch.device  # the plan asks for its batch's device
+        return -(-length // 7) * 7
+
+    monkeypatch.setattr(plan, "split_length", round_up)
+    assert plan.plan_batch(b.x.size(0), b.edge_index, b.batch, split=True).groups[0].max_nodes == 49
+    assert plan.plan_batch(b.x.size(0), b.edge_index, b.batch).groups[0].max_nodes == 45
+    assert plan.plan_batch(30, g.edge_index, split=True).groups[0].dense_index is not None
+    check(run(), whole)
     conv.eval()
     for i, batch, out, tok, o, t in grouped_padding_pairs(conv):
         torch.testing.assert_close(t, tok[i:i + 1], atol=1e-5, rtol=1e-5)
     assert_permutation_equivariant(conv)
+
+
+def test_only_non_causal_reservoirs_pad_for_split_products():
+    assert make().splits_nodes and make(fold=True).splits_nodes and make(joint=True).splits_nodes
+    assert not make(causal=True).splits_nodes
+    assert not make(K=0).splits_nodes
 
 
 def test_fold_starts_small_and_checks_its_arguments():

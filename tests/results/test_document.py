@@ -376,6 +376,13 @@ def test_step_time_ratios_are_to_the_twin_of_the_same_run():
     gpu = [ln for ln in lines if ln.startswith("| NVIDIA H200 |") and "| brl |" in ln]
     assert len(cpu) == len(gpu) == 1
     assert cpu[0].endswith("| 1.50 |") and gpu[0].endswith("| 2.50 |")
+    # two GPUs: each BRL row's ratio is to the twin timed on its own GPU
+    text = step_time_section([row("mpnn", 10.0, device="cuda", machine="NVIDIA H200"),
+                              row("brl", 12.0, device="cuda", machine="NVIDIA H200"),
+                              row("mpnn", 20.0, device="cuda", machine="NVIDIA A100"),
+                              row("brl", 24.0, device="cuda", machine="NVIDIA A100")])
+    brl = [ln for ln in text.splitlines() if "| brl |" in ln]
+    assert len(brl) == 2 and all(ln.endswith("| 1.20 |") for ln in brl)
 
 
 def test_published_tree_cell_names_the_gpu_a_row_trained_on(mr, tmp_path):

@@ -49,4 +49,10 @@ def test_superseded_rows_leave_the_table_and_are_named_in_the_reading():
     lines = [line for line in text.splitlines() if line.startswith("| 1 layer")]
     assert len(lines) == 1 and lines[0].endswith("| 1.20x |")  # the current rows only
     assert "1.2x" in summary and "13.0x" not in summary
-    assert f"Rows of run 2, {why}, had 13.0x in fp32" in text
+    assert (f"Rows of run 2 superseded ({why}) are kept in the file and left out of the table; "
+            "in them BRL's time over its twin's was 13.0x in fp32.") in text
+    # superseded rows alone, without a run number or a reason: named, and no crash
+    text, summary = gpu_section(None, [{**r, "superseded": True} for r in rows[:2]]
+                                + [_row(MPNN, 2.0, superseded=True, lease_run=None)], None)
+    assert summary is None and "not run" in text.lower()
+    assert "Rows of run 2 superseded (older code) are kept" in text and "13.0x in fp32" in text
