@@ -75,10 +75,10 @@ def _length(counts: Tensor, split: bool) -> int:
 
 
 def _layout(graph_index: Optional[Tensor], node_index: Optional[Tensor], batch: Tensor,
-            counts: Tensor, split: bool = False) -> DenseGroup:
-    """The dense layout of graphs with ``counts`` nodes, nodes listed by ``batch``."""
+            counts: Tensor, L: int) -> DenseGroup:
+    """The dense layout, ``L`` rows per graph (:func:`_length`), of graphs with
+    ``counts`` nodes, nodes listed by ``batch``."""
     G = counts.numel()
-    L = _length(counts, split)
     n = batch.numel()
     if G * L == n:  # no padding at all: a contiguous [G, L] view
         return DenseGroup(graph_index, node_index, batch, G, L)
@@ -109,8 +109,9 @@ def dense_groups(batch: Tensor, num_graphs: int, slack: float = SLACK,
     counts = torch.bincount(batch, minlength=num_graphs) if batch.numel() else \
         torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
     n = batch.numel()
-    if num_graphs * _length(counts, split) <= max(slack * n, min_rows):
-        return [_layout(None, None, batch, counts, split)]
+    L = _length(counts, split)  # a host sync: once for the single-group test and its layout
+    if num_graphs * L <= max(slack * n, min_rows):
+        return [_layout(None, None, batch, counts, L)]
     bucket = torch.floor(torch.log2(counts.clamp(min=1).float())).long()
     groups = []
     for b in torch.unique(bucket).tolist():
@@ -119,8 +120,9 @@ def dense_groups(batch: Tensor, num_graphs: int, slack: float = SLACK,
         remap[graph_index] = torch.arange(graph_index.numel(), device=batch.device)
         local = remap[batch]
         node_index = (local >= 0).nonzero().view(-1)
-        groups.append(_layout(graph_index, node_index, local[node_index], counts[graph_index],
-                              split))
+        sizes = counts[graph_index]
+        groups.append(_layout(graph_index, node_index, local[node_index], sizes,
+                              _length(sizes, split)))
     return groups
 
 
