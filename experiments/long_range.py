@@ -147,13 +147,22 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
     elif task == "tree":
         budget = f"e{args.tree_epochs}-b{args.tree_batch}-{args.tree_scheduler}"
     else:
-        budget = "published" + (f"-log{args.tree_log_passes}" if args.tree_log_passes else "")
+        # The head is in the name since the config's became one linear layer: a run
+        # never resumes a checkpoint of the two-layer head that earlier rows used.
+        budget = (f"published-head{published_head_layers()}"
+                  + (f"-log{args.tree_log_passes}" if args.tree_log_passes else ""))
     if args.bf16:
         budget += "-bf16"
     if args.device != "cpu":  # a GPU run never resumes a CPU run's checkpoint, nor the reverse
         budget += "-" + args.device.replace(":", "")
     return run_folder(lambda label: f"{args.runs}/{task}-{size}-{label}-s{seed}-{budget}",
                       model, ROOT)
+
+
+def published_head_layers() -> int:
+    """The prediction head's depth in the published protocol's config."""
+    from brl_graph.train.config import load_config
+    return int(load_config(ROOT / CONFIGS["tree-published"])["model"]["head_layers"])
 
 
 def _max_train_accuracy(out_dir: Path) -> Optional[float]:

@@ -51,7 +51,8 @@ def cells(data: Mapping[str, Any], task: str, finished_only: bool = False) -> Ce
         if ran:
             merged[key] = dict(ran[0], metric=sum(r["metric"] for r in ran) / len(ran),
                                nseeds=len(ran), values=[r["metric"] for r in ran],
-                               bf16_seeds=sum(trained_in_bf16(r) for r in ran))
+                               bf16_seeds=sum(trained_in_bf16(r) for r in ran),
+                               head_layers=sorted({head_layers_of(r) for r in ran}, key=str))
         else:
             merged[key] = rs[0]
     return merged
@@ -160,6 +161,28 @@ def trained_in_bf16(row: Mapping[str, Any]) -> bool:
     return BF16_OVERRIDE in (row.get("budget") or [])
 
 
+def head_layers_of(row: Mapping[str, Any]) -> Optional[int]:
+    """The prediction head's depth a row's budget sets (``model.head_layers=N``),
+    or ``None`` when it took the config's."""
+    for item in row.get("budget") or []:
+        key, _, value = item.partition("=")
+        if key == "model.head_layers":
+            return int(value)
+    return None
+
+
+def _head_text(r: Mapping[str, Any]) -> str:
+    """Names the head of a ``tree-published`` cell when it is not the config's one
+    linear layer (the authors' readout): rows trained before the config took it
+    ran with two layers, and their budget says so."""
+    heads = sorted({1 if h is None else h for h in r.get("head_layers", [head_layers_of(r)])})
+    if heads == [1]:
+        return ""
+    if len(heads) == 1:
+        return f", {heads[0]}-layer head"
+    return ", heads of " + " and ".join(map(str, heads)) + " layers across seeds"
+
+
 def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     if r is None:
         return NOT_RUN
@@ -183,7 +206,8 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     bf16 = "" if not k else (", bf16 autocast" if k == n else f", bf16 autocast in {k} of {n} seeds")
     # wall minutes on a GPU are not the CPU's: a row trained there names it
     on = f", on {r['machine']}" if r.get("device", "cpu") != "cpu" and r.get("machine") else ""
-    return text + f" ({fmt(passes)} passes, {fmt(minutes, 1)} min{on}, {why}{often}{bf16})"
+    return text + (f" ({fmt(passes)} passes, {fmt(minutes, 1)} min{on}, {why}{often}{bf16}"
+                   f"{_head_text(r)})")
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:
@@ -216,12 +240,13 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
     names = [name for _, name in PUBLISHED_MODELS] + [f"{k} (published)" for k in TREE_ANCHORS]
     text = ("### Tree-NeighborsMatch under the published protocol, best training accuracy\n\n"
             "`configs/tree-neighbors-match-published.yaml`: edges child to parent only, the "
-            "prediction read at the root, r + 1 layers, Adam 1e-3 halved on a plateau of the "
+            "prediction read at the root through one linear layer, r + 1 layers, Adam 1e-3 halved on a plateau of the "
             "*train* accuracy, 100 passes per logged epoch (1,000 at r = 2), stop at train "
             "accuracy 1.0 or after 20 logged epochs without gain; batch 64 up to r = 3 and "
             "1,024 above. Cells: best train accuracy (passes over the training set, counted in "
             "whole logged epochs since the stop rule is checked after each; wall minutes; why "
-            "the run ended). GGNN and GIN are the published figures (Alon & "
+            "the run ended; the prediction head when it is not the config's one linear layer). "
+            "GGNN and GIN are the published figures (Alon & "
             "Yahav, ICLR 2021); the authors report the better of two seeds where one got stuck, "
             "and our rows are single seeds unless marked.\n\n"
             + table(["r"] + names, lines) + "\n\n")

@@ -85,6 +85,8 @@ def test_published_tree_can_log_more_often_with_the_protocol_kept_in_passes(lr, 
     assert lr.run_dir("tree-published", 5, "brl", 0, args) != lr.run_dir(
         "tree-published", 5, "brl", 0, _args(lr, tmp_path))
     assert "-log25" in lr.run_dir("tree-published", 5, "brl", 0, args)
+    # the config's head is in the name: no resuming the two-layer head's earlier runs
+    assert "s0-published-head1-log25" in lr.run_dir("tree-published", 5, "brl", 0, args)
     with pytest.raises(SystemExit, match="must divide"):
         lr.budget_overrides("tree-published", 5, _args(lr, tmp_path, "--tree-log-passes", "30"))
     # the overrides are valid config keys and values
@@ -101,7 +103,7 @@ def test_bf16_is_part_of_the_budget_and_of_the_run_folder(lr, tmp_path):
     # every model of a row runs at the same precision
     assert all("train.bf16=true" in lr.row_overrides("ring", 100, m, 0, bf16) for m in lr.MODELS)
     # an fp32 run never resumes as bf16, nor the reverse
-    assert lr.run_dir("tree-published", 5, "brl", 0, bf16).endswith("-published-bf16")
+    assert lr.run_dir("tree-published", 5, "brl", 0, bf16).endswith("-published-head1-bf16")
     assert lr.run_dir("tree-published", 5, "brl", 0, bf16) != lr.run_dir(
         "tree-published", 5, "brl", 0, fp32)
     from brl_graph.train.config import load_config
@@ -135,7 +137,7 @@ def test_device_goes_to_every_run_and_a_gpu_row_names_its_machine(lr, tmp_path, 
     assert row["device"] == "cuda" and row["machine"] == "GPU text for cuda"
     assert "device" not in lr.run_row("tree-published", 5, "brl", 0, _args(lr, tmp_path))
     # its own run folder, and a clear error for a device a row could not name
-    assert lr.run_dir("tree-published", 5, "brl", 0, args).endswith("-published-cuda")
+    assert lr.run_dir("tree-published", 5, "brl", 0, args).endswith("-published-head1-cuda")
     with pytest.raises(SystemExit):
         _args(lr, tmp_path, "--device", "auto")
     results = lr.ResultsFile(tmp_path / "stored.json", lr.KEY_FIELDS)

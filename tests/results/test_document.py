@@ -343,6 +343,25 @@ def test_published_tree_cell_says_when_a_run_logged_more_often_or_in_bf16(mr, tm
     assert "logged every 20 passes, bf16 autocast in 1 of 2 seeds) |" in section
 
 
+def test_published_tree_cell_names_a_head_other_than_the_configs_linear_one(mr, tmp_path):
+    def row(size, seed, budget):
+        return {**_published_row(size, "brl", 1.0, 100), "passes_per_epoch": 100,
+                "seed": seed, "budget": budget}
+
+    two = ["data.depth=4", "model.head_layers=2"]
+    rows = [row(4, 0, two), row(3, 0, ["data.depth=3"]),
+            row(5, 0, two), row(5, 1, ["data.depth=5", "model.head_layers=1"]),
+            row(6, 0, ["data.depth=6", "model.head_layers=1"])]
+    (tmp_path / "long_range.json").write_text(json.dumps({"rows": rows}))
+    section = mr.render(mr.load_results(tmp_path), docs_dir=None).split(
+        "### Tree-NeighborsMatch under the published protocol")[1]
+    assert "| 4 | 1.000 (100 passes, 10.0 min, stopped: target, 2-layer head) |" in section
+    # the config's head, named or not, goes unsaid
+    assert "| 3 | 1.000 (100 passes, 10.0 min, stopped: target) |" in section
+    assert "| 6 | 1.000 (100 passes, 10.0 min, stopped: target) |" in section
+    assert "stopped: target, heads of 1 and 2 layers across seeds) |" in section
+
+
 def test_step_time_ratios_are_to_the_twin_of_the_same_run():
     from brl_graph.results.scaling import step_time_section
 

@@ -1,5 +1,6 @@
 import io
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -71,6 +72,11 @@ def test_model_kwargs_are_config_keys():
     assert sum(isinstance(m, torch.nn.Linear) for m in deep.head) == 3
     with pytest.raises(ConfigError, match="model.head_layers must be an integer >= 1"):
         load_config(overrides=["model.head_layers=0"])
+    # The published tree protocol reads the root through one linear layer, as the
+    # authors do (the results page names every other head its rows ran with).
+    tree = load_config(Path(__file__).resolve().parents[2] / "configs"
+                       / "tree-neighbors-match-published.yaml")
+    assert [type(m) for m in build_model(tree, fake_bench()).head] == [torch.nn.Linear]
 
 
 def test_pe_norm_key_reaches_every_pe_encoder():
