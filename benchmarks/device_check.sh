@@ -10,6 +10,9 @@
 # TF32 matmuls and with folded reservoir projections; at most 320 s, in a call
 # of their own (profile is what showed the split token-node products at work):
 #   bash benchmarks/device_check.sh OUT_DIR profile scaling-tf32 scaling-fold
+# The tree step, also not in the default list, trains Tree-NeighborsMatch at r = 5 and 6
+# (issue 12) in a call of its own and returns resumable run folders:
+#   bash benchmarks/device_check.sh OUT_DIR tree
 # The checks are the pytest tests marked
 # cuda (tests/device); their --device-report is gpu_check.json. Writes
 # gpu_check.json, scaling_gpu.json, step_time_gpu.json, causal_recall_gpu.json and
@@ -50,6 +53,28 @@ for s in $steps; do
     profile) run_step 120 $scaling --sizes 1048576 --models mpnn brl --profile 15 ;;
     scaling-tf32) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --tf32 ;;
     scaling-fold) run_step 100 $scaling --sizes 1048576 4194304 --models brl --fold ;;
+    tree) # Tree-NeighborsMatch, published protocol (linear head), BRL at r = 5 and 6 side by
+          # side for TREE_SECONDS (default 360), a checkpoint every 10 passes. The run folders
+          # live under TREE_RUNS (default OUT/tree_runs); point it at folders unpacked from an
+          # earlier lease and the runs resume. A lease returns files at most two folders down,
+          # so each run folder comes back as tree_rR.tar in parts of 15 MB: after the lease,
+          # cat tree_rR.tar.part-* | tar -x -C FOLDER. Rows that finish go to long_range_gpu.json.
+          # TREE_DEVICE and TREE_SIZES exist to try the step on a CPU with a small r.
+          runs=${TREE_RUNS:-$out/tree_runs}
+          for r in ${TREE_SIZES:-5 6}; do
+            run_step "${TREE_SECONDS:-360}" python experiments/long_range.py \
+              --tasks tree-published --sizes "$r" --models brl --device "${TREE_DEVICE:-cuda}" \
+              --tree-log-passes 10 --runs "$runs" --json "$out/long_range_gpu.json" &
+          done
+          wait
+          rm -f "$out/long_range_gpu.json.lock"  # one file fewer to return (the lease caps them at 8)
+          for r in ${TREE_SIZES:-5 6}; do
+            for d in "$runs"/tree-published-"$r"-brl-s0-*; do
+              [ -d "$d" ] || continue
+              tar -C "$runs" -cf - "$(basename "$d")" | split -b 15m - "$out/tree_r$r.tar.part-"
+              ls -l "$out"/tree_r"$r".tar.part-* | tee -a "$log"
+            done
+          done ;;
     recall) run_step 150 python experiments/causal_recall.py --device cuda --threads 4 \
               --json "$out/causal_recall_gpu.json" ;;
     *) echo "unknown step '$s'" | tee -a "$log"; exit 2 ;;
