@@ -11,7 +11,8 @@
 # of their own (profile is what showed the split token-node products at work):
 #   bash benchmarks/device_check.sh OUT_DIR profile scaling-tf32 scaling-fold
 # The tree step, also not in the default list, trains Tree-NeighborsMatch at r = 5 and 6
-# (issue 12) in a call of its own and returns resumable run folders:
+# (issue 12) in a call of its own; it writes long_range_gpu.json (rows that finished) and
+# tree_rR.tar.part-* (the run folders, to resume on the next lease; see the step):
 #   bash benchmarks/device_check.sh OUT_DIR tree
 # The checks are the pytest tests marked
 # cuda (tests/device); their --device-report is gpu_check.json. Writes
@@ -25,6 +26,7 @@ shift
 steps=${*:-checks scaling scaling-bf16 scaling-4layer scaling-gps step recall}
 data=${DATA_ROOT:-../shared/datasets}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # OUT as given, relative to the caller, before the cd below
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 log="$out/device_check.log"
@@ -54,24 +56,32 @@ for s in $steps; do
     scaling-tf32) run_step 100 $scaling --sizes 1048576 4194304 --models mpnn brl --tf32 ;;
     scaling-fold) run_step 100 $scaling --sizes 1048576 4194304 --models brl --fold ;;
     tree) # Tree-NeighborsMatch, published protocol (linear head), BRL at r = 5 and 6 side by
-          # side for TREE_SECONDS (default 360), a checkpoint every 10 passes. The run folders
-          # live under TREE_RUNS (default OUT/tree_runs); point it at folders unpacked from an
-          # earlier lease and the runs resume. A lease returns files at most two folders down,
-          # so each run folder comes back as tree_rR.tar in parts of 15 MB: after the lease,
-          # cat tree_rR.tar.part-* | tar -x -C FOLDER. Rows that finish go to long_range_gpu.json.
-          # TREE_DEVICE and TREE_SIZES exist to try the step on a CPU with a small r.
-          runs=${TREE_RUNS:-$out/tree_runs}
+          # side for TREE_SECONDS (default 360; the lease's own limit must allow about 60 s
+          # more, or nothing is packed), a checkpoint every 10 passes. The run folders live
+          # under TREE_RUNS (default runs/tree_lease, git-ignored, relative to the repo),
+          # not under OUT: a lease returns at most 8 files, none over two folders down. So
+          # each run folder comes back as tree_rR.tar in parts of 15 MiB. For the next
+          # lease, unpack them into runs/tree_lease (cat tree_rR.tar.part-* | tar -x -C
+          # runs/tree_lease), carry that folder, and the runs resume. Rows that finish go to
+          # OUT/long_range_gpu.json. TREE_DEVICE and TREE_SIZES exist to try it on a CPU.
+          runs=${TREE_RUNS:-runs/tree_lease}
+          device=${TREE_DEVICE:-cuda}
+          suffix=-log10; [ "$device" = cpu ] || suffix="$suffix-${device//:/}"
           for r in ${TREE_SIZES:-5 6}; do
             run_step "${TREE_SECONDS:-360}" python experiments/long_range.py \
-              --tasks tree-published --sizes "$r" --models brl --device "${TREE_DEVICE:-cuda}" \
+              --tasks tree-published --sizes "$r" --models brl --device "$device" \
               --tree-log-passes 10 --runs "$runs" --json "$out/long_range_gpu.json" &
           done
           wait
-          rm -f "$out/long_range_gpu.json.lock"  # one file fewer to return (the lease caps them at 8)
+          rm -f "$out/long_range_gpu.json.lock"  # one file fewer to return
           for r in ${TREE_SIZES:-5 6}; do
-            for d in "$runs"/tree-published-"$r"-brl-s0-*; do
+            # this step's folder only (its log interval and device), not older runs beside it
+            for d in "$runs"/tree-published-"$r"-brl-s0-*"$suffix"; do
               [ -d "$d" ] || continue
-              tar -C "$runs" -cf - "$(basename "$d")" | split -b 15m - "$out/tree_r$r.tar.part-"
+              rm -f "$out"/tree_r"$r".tar.part-*
+              ( set -o pipefail
+                tar -C "$runs" -cf - "$(basename "$d")" | split -b 15m - "$out/tree_r$r.tar.part-" ) \
+                || echo "### packing $d failed" | tee -a "$log"
               ls -l "$out"/tree_r"$r".tar.part-* | tee -a "$log"
             done
           done ;;
