@@ -43,6 +43,11 @@ Usage::
     python experiments/long_range.py --tasks tree-published --sizes 6 --models brl \
         --device cuda --tree-log-passes 10 --runs ${BRL_RUNS:?}/long_range
 
+    # one setting changed, in rows of their own (``variant``): the twin at the
+    # authors' width of 32 at r = 4
+    python experiments/long_range.py --tasks tree-published --sizes 4 --models mpnn \
+        --set model.channels=32 --runs ${BRL_RUNS:?}/long_range
+
 A row trained off the CPU names its device and machine (``device``,
 ``machine``); the file's ``config.machine`` stays the CPU rows' machine.
 """
@@ -69,14 +74,29 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("ring", "tree", "tree-published")
 CONFIGS = {"ring": "configs/ring-transfer.yaml", "tree": "configs/tree-neighbors-match.yaml",
            "tree-published": "configs/tree-neighbors-match-published.yaml"}
-KEY_FIELDS = ("task", "size", "model", "seed")
+# ``variant`` is the --set overrides of a row (absent or None for none): a row that
+# changes one setting (e.g. the twin at the authors' width) is a cell of its own.
+KEY_FIELDS = ("task", "size", "model", "seed", "variant")
 
 
 def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
     """The training budget of one table row: identical for every model of one call."""
     # The precision is part of the budget: the row stores it, and its cell says so
     # (a table may then mix fp32 and bf16 cells, each labelled).
-    return task_budget(task, size, args) + ([BF16_OVERRIDE] if args.bf16 else [])
+    return (task_budget(task, size, args) + ([BF16_OVERRIDE] if args.bf16 else [])
+            + list(args.set))
+
+
+def variant_of(args: argparse.Namespace) -> Optional[str]:
+    """The row's ``variant`` key: its ``--set`` overrides, or ``None``."""
+    return " ".join(args.set) or None
+
+
+def variant_slug(overrides: List[str]) -> str:
+    """A run-folder suffix for ``--set`` overrides: ``model.channels=32`` gives
+    ``-channels32``, so a variant never resumes the plain row's run."""
+    parts = [re.sub(r"[^A-Za-z0-9_.-]", "", o.split(".", 1)[-1].replace("=", "")) for o in overrides]
+    return "".join("-" + p for p in parts)
 
 
 def task_budget(task: str, size: int, args: argparse.Namespace) -> List[str]:
@@ -151,6 +171,7 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
         # never resumes a checkpoint of the two-layer head that earlier rows used.
         budget = (f"published-head{published_head_layers()}"
                   + (f"-log{args.tree_log_passes}" if args.tree_log_passes else ""))
+    budget += variant_slug(args.set)
     if args.bf16:
         budget += "-bf16"
     if args.device != "cpu":  # a GPU run never resumes a CPU run's checkpoint, nor the reverse
@@ -184,7 +205,7 @@ def run_row(task: str, size: int, model: str, seed: int,
                                  threads=args.threads)
     fields = metric_fields(m, "accuracy")
     row: Dict[str, Any] = {
-        "task": task, "size": size, "model": model, "seed": seed,
+        "task": task, "size": size, "model": model, "seed": seed, "variant": variant_of(args),
         **{k: fields[k] for k in ("epochs", "best_epoch", "valid", "test", "seconds",
                                   "seconds_per_epoch", "num_params")},
         "wall_seconds": wall, "chance": 0.2 if task == "ring" else 1.0 / 2 ** size,
@@ -211,7 +232,8 @@ def run_row(task: str, size: int, model: str, seed: int,
 def skip_row(task: str, size: int, model: str, seed: int, reason: str,
              args: argparse.Namespace) -> Dict[str, Any]:
     overrides = row_overrides(task, size, model, seed, args)
-    return {"task": task, "size": size, "model": model, "seed": seed, "metric": None,
+    return {"task": task, "size": size, "model": model, "seed": seed,
+            "variant": variant_of(args), "metric": None,
             "skipped": reason, "command": train_command(CONFIGS[task], overrides)}
 
 
@@ -242,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 autocast (train.bf16=true): on a CPU with AVX-512 BF16, "
                         "1.6-1.8x the training throughput of fp32 at r = 4 (docs/RECIPE.md); "
                         "the row's budget and its RESULTS cell say so")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run of the call, e.g. model.channels=32: "
+                        "part of the budget and of the run folder, and the rows' variant "
+                        "(their own cells, in their own table)")
     p.add_argument("--skip", action="append", default=[], metavar="MODEL:TASK:SIZE=REASON",
                    help="record a row as skipped with REASON instead of running it")
     p.add_argument("--rerun", action="store_true",
@@ -291,6 +317,9 @@ def parse_skips(items: List[str]) -> Dict[tuple, str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    for item in args.set:
+        if "=" not in item or item.startswith("="):
+            raise SystemExit(f"--set {item!r} is not KEY=VALUE")
     results = ResultsFile(ROOT / args.json if not os.path.isabs(args.json) else Path(args.json),
                           KEY_FIELDS)
     skips = parse_skips(args.skip)
@@ -304,9 +333,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for size in sizes:
             for model in args.models:
                 for seed in args.seeds:
-                    if (task, size, model, seed) in results.done() and not args.rerun:
+                    key = (task, size, model, seed, variant_of(args))
+                    if key in results.done() and not args.rerun:
                         print(f"skip {task} {size} {model} s{seed}: already in {results.path}"
-                              + precision_note(results, (task, size, model, seed), args),
+                              + precision_note(results, key, args),
                               flush=True)
                         continue
                     if (task, size, model) in skips:

@@ -19,7 +19,15 @@ Cells = Dict[Tuple[int, str], Dict[str, Any]]  # (size, model) -> row, seeds ave
 
 
 def task_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
-    return [r for r in (data or {}).get("rows", []) if r.get("task") == task]
+    """The rows of ``task`` that its main tables show: a row that changed one setting
+    (``variant``, from ``long_range.py --set``) is not the model of its column."""
+    return [r for r in (data or {}).get("rows", [])
+            if r.get("task") == task and not r.get("variant")]
+
+
+def variant_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
+    """The rows of ``task`` with one setting changed (``variant``)."""
+    return [r for r in (data or {}).get("rows", []) if r.get("task") == task and r.get("variant")]
 
 
 def budget_of(command: str) -> str:
@@ -49,8 +57,10 @@ def cells(data: Mapping[str, Any], task: str, finished_only: bool = False) -> Ce
     for key, rs in by.items():
         ran = [r for r in rs if not r.get("skipped") and r.get("metric") is not None]
         if ran:
+            tests = [r.get("test") for r in ran]
             merged[key] = dict(ran[0], metric=sum(r["metric"] for r in ran) / len(ran),
                                nseeds=len(ran), values=[r["metric"] for r in ran],
+                               test=(None if None in tests else sum(tests) / len(tests)),
                                bf16_seeds=sum(trained_in_bf16(r) for r in ran),
                                head_layers=sorted({head_layers_of(r) for r in ran}, key=str))
         else:
@@ -191,6 +201,10 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     text = fmt(r.get("metric"), 3)
     if r.get("nseeds", 1) > 1:
         text += " = mean of " + ", ".join(fmt(v, 3) for v in r["values"])
+    # Train accuracy alone cannot tell a model that routes the leaf's label to the
+    # root from one that memorises the training trees; the held-out trees can.
+    if r.get("test") is not None:
+        text += f", test {fmt(r['test'], 3)}"
     passes = r.get("passes")
     minutes = (r.get("seconds") or 0.0) / 60
     why = "stopped: " + str(r["stopped"]) if r.get("stopped") else (
@@ -208,6 +222,21 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     on = f", on {r['machine']}" if r.get("device", "cpu") != "cpu" and r.get("machine") else ""
     return text + (f" ({fmt(passes)} passes, {fmt(minutes, 1)} min{on}, {why}{often}{bf16}"
                    f"{_head_text(r)})")
+
+
+def variant_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The published-protocol rows that changed one setting (``long_range.py --set``),
+    one line each; empty when there are none."""
+    if not rows:
+        return ""
+    names = dict(PUBLISHED_MODELS)
+    lines = [[str(r["size"]), names.get(r["model"], r["model"]), f"`{r['variant']}`",
+              fmt(r.get("num_params")), _published_cell(r)]
+             for r in sorted(rows, key=lambda r: (r["size"], r["model"], r["variant"], r["seed"]))]
+    return ("\n#### One setting changed\n\nThe same protocol with one config override "
+            "(`experiments/long_range.py --set`); each row is one seed, its cell read as above.\n\n"
+            + table(["r", "model", "setting", "parameters", "best train accuracy"], lines)
+            + "\n\nCommands:\n\n" + commands_block(sorted(r["command"] for r in rows)) + "\n")
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:
@@ -243,7 +272,9 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
             "prediction read at the root through one linear layer, r + 1 layers, Adam 1e-3 halved on a plateau of the "
             "*train* accuracy, 100 passes per logged epoch (1,000 at r = 2), stop at train "
             "accuracy 1.0 or after 20 logged epochs without gain; batch 64 up to r = 3 and "
-            "1,024 above. Cells: best train accuracy (passes over the training set, counted in "
+            "1,024 above. Cells: best train accuracy, then the test accuracy at that epoch "
+            "(held-out trees: a model that fits the training trees by memorising them stays "
+            "near chance there) (passes over the training set, counted in "
             "whole logged epochs since the stop rule is checked after each; wall minutes; why "
             "the run ended; the prediction head when it is not the config's one linear layer). "
             "GGNN and GIN are the published figures (Alon & "
@@ -253,6 +284,7 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
     cmds = sorted({r["command"] for r in task_rows(data, "tree-published")})
     if cmds:
         text += "Commands:\n\n" + commands_block(cmds) + "\n"
+    text += variant_section(variant_rows(data, "tree-published"))
     return text, published_tree_verdict(cells(data, "tree-published", finished_only=True))
 
 

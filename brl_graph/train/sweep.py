@@ -127,8 +127,10 @@ class ResultsFile:
 
     Rows are identified by ``key_fields``; a ``model`` field is compared by its
     current label, so a row written under a legacy label (``twin``) is the same
-    cell as its replacement (``mpnn``). Rows are kept in table order: the
-    ``model`` field by :data:`MODELS`, every other field by value.
+    cell as its replacement (``mpnn``). A key field a row lacks counts as
+    ``None``, so a field added to the key later (e.g. ``variant``) leaves the
+    rows stored before it their cells. Rows are kept in table order: the
+    ``model`` field by :data:`MODELS`, every other field by value, ``None`` first.
 
     Args:
         path (str or Path): The JSON file (created on the first row).
@@ -140,12 +142,14 @@ class ResultsFile:
         self.key_fields = tuple(key_fields)
 
     def key(self, row: Mapping[str, Any]) -> tuple:
-        return tuple(canonical_model(row[f]) if f == "model" else row[f] for f in self.key_fields)
+        return tuple(canonical_model(row[f]) if f == "model" else row.get(f)
+                     for f in self.key_fields)
 
     def _order(self, row: Mapping[str, Any]) -> tuple:
         def rank(field: str) -> Any:
             if field != "model":
-                return row[field]
+                value = row.get(field)
+                return (value is not None, value)  # None and a value never meet in a comparison
             name = canonical_model(row[field])
             return MODELS.index(name) if name in MODELS else len(MODELS)
         return tuple(rank(f) for f in self.key_fields)

@@ -114,13 +114,13 @@ def test_bf16_is_part_of_the_budget_and_of_the_run_folder(lr, tmp_path):
 
 def test_a_stored_row_of_another_precision_is_named_when_skipped(lr, tmp_path):
     results = lr.ResultsFile(tmp_path / "lr.json", lr.KEY_FIELDS)
-    key = ("tree-published", 4, "brl", 0)
+    key = ("tree-published", 4, "brl", 0, None)
     results.add({"task": "tree-published", "size": 4, "model": "brl", "seed": 0,
                  "budget": ["data.depth=4"], "metric": 1.0})
     note = lr.precision_note(results, key, _args(lr, tmp_path, "--bf16"))
     assert "stored in fp32, asked for bf16" in note and "--rerun" in note
     assert lr.precision_note(results, key, _args(lr, tmp_path)) == ""
-    assert lr.precision_note(results, ("tree-published", 5, "brl", 0),
+    assert lr.precision_note(results, ("tree-published", 5, "brl", 0, None),
                              _args(lr, tmp_path, "--bf16")) == ""
 
 
@@ -143,4 +143,27 @@ def test_device_goes_to_every_run_and_a_gpu_row_names_its_machine(lr, tmp_path, 
     results = lr.ResultsFile(tmp_path / "stored.json", lr.KEY_FIELDS)
     results.add(dict(row, task="tree-published", size=5, model="brl", seed=0, budget=[]))
     assert "trained on cuda, asked for cpu" in lr.precision_note(
-        results, ("tree-published", 5, "brl", 0), _args(lr, tmp_path))
+        results, ("tree-published", 5, "brl", 0, None), _args(lr, tmp_path))
+
+
+def test_set_makes_a_variant_with_its_own_budget_folder_and_cell(lr, tmp_path, monkeypatch):
+    plain, narrow = _args(lr, tmp_path), _args(lr, tmp_path, "--set", "model.channels=32")
+    assert lr.budget_overrides("tree-published", 4, narrow) == (
+        lr.budget_overrides("tree-published", 4, plain) + ["model.channels=32"])
+    assert "model.channels=32" in lr.row_overrides("tree-published", 4, "mpnn", 0, narrow)
+    # a variant never resumes the plain row's run, nor the reverse
+    folder = lr.run_dir("tree-published", 4, "mpnn", 0, narrow)
+    assert folder.endswith("-published-head1-channels32")
+    assert folder != lr.run_dir("tree-published", 4, "mpnn", 0, plain)
+    metrics = {"valid": {"accuracy": 0.2}, "test": {"accuracy": 0.2}, "best_epoch": 1,
+               "epochs_completed": 1, "num_params": 10, "seconds": 60.0,
+               "seconds_per_epoch": 60.0, "train_best": {"accuracy": 0.8}}
+    monkeypatch.setattr(lr, "run_train", lambda *a, **k: (metrics, 61.0, False))
+    argv = ["--json", str(tmp_path / "lr.json"), "--runs", str(tmp_path / "runs"),
+            "--tasks", "tree-published", "--sizes", "4", "--models", "mpnn"]
+    assert lr.main(argv) == 0 and lr.main(argv + ["--set", "model.channels=32"]) == 0
+    rows = json.loads((tmp_path / "lr.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == [None, "model.channels=32"]  # two cells, not one
+    assert "model.channels=32" in shlex.split(rows[1]["command"])
+    with pytest.raises(SystemExit, match="not KEY=VALUE"):
+        lr.main(argv + ["--set", "model.channels"])

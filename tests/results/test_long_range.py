@@ -49,3 +49,29 @@ def test_published_depths_beyond_the_short_grid_and_unfinished_runs():
     assert ev == "published protocol: r=2: BRL 1.00"
     _, ev = tree_verdict(short, [2], True)
     assert "plateau schedule" in ev
+
+
+def test_variant_rows_get_their_own_table_and_cells_name_the_test_accuracy():
+    from brl_graph.labels import MPNN
+    row = {"task": "tree-published", "size": 4, "model": MPNN, "seed": 0, "metric": 1.0,
+           "test": 0.15, "passes": 300, "seconds": 3600.0, "stopped": "target",
+           "finished": True, "passes_per_epoch": 100, "num_params": 171600, "command": "plain"}
+    narrow = dict(row, variant="model.channels=32", metric=0.8, test=0.12, num_params=44848,
+                  stopped="patience", command="narrow")
+    data = {"rows": [row, narrow]}
+    # the variant is not the twin of the main table, and does not average into it
+    cell = cells(data, "tree-published")[(4, MPNN)]
+    assert cell["values"] == [1.0] and cell["test"] == 0.15
+    text, (_, ev) = published_tree_section(data)
+    assert "twin r=4: 1.000 (GIN 0.77)" in ev  # the verdict reads the plain twin only
+    main, _, variants = text.partition("#### One setting changed")
+    assert "1.000, test 0.150 (300 passes, 60.0 min, stopped: target)" in main
+    assert "narrow" not in main and "0.800" not in main
+    assert "| 4 | MPNN twin (K=0) | `model.channels=32` | 44,848 | 0.800, test 0.120 (" in variants
+    assert "    narrow" in variants
+    # seeds average their test accuracy too; one without it leaves the mean out
+    two = {"rows": [row, dict(row, seed=1, metric=0.5, test=0.35)]}
+    assert cells(two, "tree-published")[(4, MPNN)]["test"] == 0.25
+    assert cells({"rows": [row, dict(row, seed=1, test=None)]},
+                 "tree-published")[(4, MPNN)]["test"] is None
+    assert "#### One setting changed" not in published_tree_section({"rows": [row]})[0]
