@@ -43,7 +43,7 @@ Usage::
     python experiments/long_range.py --tasks tree-published --sizes 6 --models brl \
         --device cuda --tree-log-passes 10 --runs ${BRL_RUNS:?}/long_range
 
-    # one setting changed, in rows of their own (``variant``): the twin at the
+    # one setting changed, in rows of their own (``settings``): the twin at the
     # authors' width of 32 at r = 4
     python experiments/long_range.py --tasks tree-published --sizes 4 --models mpnn \
         --set model.channels=32 --runs ${BRL_RUNS:?}/long_range
@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
@@ -74,9 +75,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("ring", "tree", "tree-published")
 CONFIGS = {"ring": "configs/ring-transfer.yaml", "tree": "configs/tree-neighbors-match.yaml",
            "tree-published": "configs/tree-neighbors-match-published.yaml"}
-# ``variant`` is the --set overrides of a row (absent or None for none): a row that
+# ``settings`` is the --set overrides of a row (absent or None for none): a row that
 # changes one setting (e.g. the twin at the authors' width) is a cell of its own.
-KEY_FIELDS = ("task", "size", "model", "seed", "variant")
+KEY_FIELDS = ("task", "size", "model", "seed", "settings")
+# --set may change what the protocol leaves open, not what the driver sets itself.
+DRIVER_KEYS = {"train.seed": "--seeds", "train.device": "--device", "train.bf16": "--bf16",
+               "train.progress": None, "out_dir": "--runs"}
 
 
 def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str]:
@@ -84,19 +88,58 @@ def budget_overrides(task: str, size: int, args: argparse.Namespace) -> List[str
     # The precision is part of the budget: the row stores it, and its cell says so
     # (a table may then mix fp32 and bf16 cells, each labelled).
     return (task_budget(task, size, args) + ([BF16_OVERRIDE] if args.bf16 else [])
-            + list(args.set))
+            + settings(args))
 
 
-def variant_of(args: argparse.Namespace) -> Optional[str]:
-    """The row's ``variant`` key: its ``--set`` overrides, or ``None``."""
-    return " ".join(args.set) or None
+def settings(args: argparse.Namespace) -> List[str]:
+    """The ``--set`` overrides in one canonical form: the last value of each key,
+    sorted by key, so that the same config is always the same cell and folder."""
+    last = {item.partition("=")[0]: item for item in args.set}
+    return [last[key] for key in sorted(last)]
 
 
-def variant_slug(overrides: List[str]) -> str:
-    """A run-folder suffix for ``--set`` overrides: ``model.channels=32`` gives
-    ``-channels32``, so a variant never resumes the plain row's run."""
-    parts = [re.sub(r"[^A-Za-z0-9_.-]", "", o.split(".", 1)[-1].replace("=", "")) for o in overrides]
-    return "".join("-" + p for p in parts)
+def settings_of(args: argparse.Namespace) -> Optional[str]:
+    """The row's ``settings`` key: its ``--set`` overrides, or ``None``."""
+    return " ".join(settings(args)) or None
+
+
+def settings_slug(args: argparse.Namespace) -> str:
+    """A run-folder suffix for the ``--set`` overrides, whole keys and values kept
+    (``-model.channels=32``), so that no two settings share a run folder and a
+    variant never resumes the plain row's run; characters a folder name should
+    not hold become ``_``, with a digest of the text when any did."""
+    text = "-".join(settings(args))
+    if not text:
+        return ""
+    safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", text)
+    return "-" + safe + ("" if safe == text else "-" + hashlib.sha1(text.encode()).hexdigest()[:8])
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """Refuses ``--set`` overrides that would not do what the row would claim."""
+    if not args.set:
+        return
+    if set(args.tasks) != {"tree-published"}:
+        raise SystemExit("--set makes variant rows of the tree-published task only (their table "
+                         "is in RESULTS' published-protocol section); run it with "
+                         "--tasks tree-published")
+    for item in args.set:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r} is not KEY=VALUE")
+        if key in DRIVER_KEYS:
+            instead = DRIVER_KEYS[key]
+            raise SystemExit(f"--set {key}: the driver sets it itself"
+                             + (f"; use {instead}" if instead else ""))
+        for model in args.models:
+            if any(o.partition("=")[0] == key for o in model_overrides(model)):
+                raise SystemExit(f"--set {key}: model {model!r} sets it itself; a variant of "
+                                 "it must change another setting")
+    from brl_graph.train.config import ConfigError, load_config
+    try:  # a typo fails here, not in the first train.py run
+        load_config(ROOT / CONFIGS["tree-published"], settings(args))
+    except ConfigError as err:
+        raise SystemExit(f"--set: {err}") from err
 
 
 def task_budget(task: str, size: int, args: argparse.Namespace) -> List[str]:
@@ -171,7 +214,7 @@ def run_dir(task: str, size: int, model: str, seed: int, args: argparse.Namespac
         # never resumes a checkpoint of the two-layer head that earlier rows used.
         budget = (f"published-head{published_head_layers()}"
                   + (f"-log{args.tree_log_passes}" if args.tree_log_passes else ""))
-    budget += variant_slug(args.set)
+    budget += settings_slug(args)
     if args.bf16:
         budget += "-bf16"
     if args.device != "cpu":  # a GPU run never resumes a CPU run's checkpoint, nor the reverse
@@ -205,7 +248,7 @@ def run_row(task: str, size: int, model: str, seed: int,
                                  threads=args.threads)
     fields = metric_fields(m, "accuracy")
     row: Dict[str, Any] = {
-        "task": task, "size": size, "model": model, "seed": seed, "variant": variant_of(args),
+        "task": task, "size": size, "model": model, "seed": seed, "settings": settings_of(args),
         **{k: fields[k] for k in ("epochs", "best_epoch", "valid", "test", "seconds",
                                   "seconds_per_epoch", "num_params")},
         "wall_seconds": wall, "chance": 0.2 if task == "ring" else 1.0 / 2 ** size,
@@ -233,7 +276,7 @@ def skip_row(task: str, size: int, model: str, seed: int, reason: str,
              args: argparse.Namespace) -> Dict[str, Any]:
     overrides = row_overrides(task, size, model, seed, args)
     return {"task": task, "size": size, "model": model, "seed": seed,
-            "variant": variant_of(args), "metric": None,
+            "settings": settings_of(args), "metric": None,
             "skipped": reason, "command": train_command(CONFIGS[task], overrides)}
 
 
@@ -266,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the row's budget and its RESULTS cell say so")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override for every run of the call, e.g. model.channels=32: "
-                        "part of the budget and of the run folder, and the rows' variant "
-                        "(their own cells, in their own table)")
+                        "part of the budget, of the run folder and of the rows' key (their "
+                        "own cells, in their own table); tree-published only")
     p.add_argument("--skip", action="append", default=[], metavar="MODEL:TASK:SIZE=REASON",
                    help="record a row as skipped with REASON instead of running it")
     p.add_argument("--rerun", action="store_true",
@@ -317,9 +360,7 @@ def parse_skips(items: List[str]) -> Dict[tuple, str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    for item in args.set:
-        if "=" not in item or item.startswith("="):
-            raise SystemExit(f"--set {item!r} is not KEY=VALUE")
+    check_settings(args)
     results = ResultsFile(ROOT / args.json if not os.path.isabs(args.json) else Path(args.json),
                           KEY_FIELDS)
     skips = parse_skips(args.skip)
@@ -333,9 +374,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for size in sizes:
             for model in args.models:
                 for seed in args.seeds:
-                    key = (task, size, model, seed, variant_of(args))
+                    key = (task, size, model, seed, settings_of(args))
                     if key in results.done() and not args.rerun:
-                        print(f"skip {task} {size} {model} s{seed}: already in {results.path}"
+                        with_settings = f" ({key[-1]})" if key[-1] else ""
+                        print(f"skip {task} {size} {model} s{seed}{with_settings}: already in "
+                              f"{results.path}"
                               + precision_note(results, key, args),
                               flush=True)
                         continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from brl_graph.labels import BRL, BRL_K1, FULL, MPNN
+from brl_graph.labels import BRL, BRL_K1, FULL, MPNN, canonical_model
 from brl_graph.results.common import NOT_RUN, Verdict, commands_block, fmt, table
 
 LR_MODELS = ((BRL, "BRL"), (MPNN, "MPNN twin (K=0)"), (FULL, "GPSConv multihead"))
@@ -19,15 +19,15 @@ Cells = Dict[Tuple[int, str], Dict[str, Any]]  # (size, model) -> row, seeds ave
 
 
 def task_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
-    """The rows of ``task`` that its main tables show: a row that changed one setting
-    (``variant``, from ``long_range.py --set``) is not the model of its column."""
+    """The rows of ``task`` that its main tables show: a row that changed a setting
+    (``settings``, from ``long_range.py --set``) is not the model of its column."""
     return [r for r in (data or {}).get("rows", [])
-            if r.get("task") == task and not r.get("variant")]
+            if r.get("task") == task and not r.get("settings")]
 
 
 def variant_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
-    """The rows of ``task`` with one setting changed (``variant``)."""
-    return [r for r in (data or {}).get("rows", []) if r.get("task") == task and r.get("variant")]
+    """The rows of ``task`` with a setting changed (``settings``)."""
+    return [r for r in (data or {}).get("rows", []) if r.get("task") == task and r.get("settings")]
 
 
 def budget_of(command: str) -> str:
@@ -229,14 +229,22 @@ def variant_section(rows: Sequence[Mapping[str, Any]]) -> str:
     one line each; empty when there are none."""
     if not rows:
         return ""
+    order = [m for m, _ in PUBLISHED_MODELS]
     names = dict(PUBLISHED_MODELS)
-    lines = [[str(r["size"]), names.get(r["model"], r["model"]), f"`{r['variant']}`",
-              fmt(r.get("num_params")), _published_cell(r)]
-             for r in sorted(rows, key=lambda r: (r["size"], r["model"], r["variant"], r["seed"]))]
-    return ("\n#### One setting changed\n\nThe same protocol with one config override "
-            "(`experiments/long_range.py --set`); each row is one seed, its cell read as above.\n\n"
-            + table(["r", "model", "setting", "parameters", "best train accuracy"], lines)
-            + "\n\nCommands:\n\n" + commands_block(sorted(r["command"] for r in rows)) + "\n")
+
+    def place(r: Mapping[str, Any]) -> tuple:
+        model = canonical_model(r["model"])
+        return (r["size"], order.index(model) if model in order else len(order), model,
+                r["settings"], r["seed"])
+
+    lines = [[str(r["size"]), names.get(canonical_model(r["model"]), r["model"]),
+              f"`{r['settings']}`", str(r["seed"]), fmt(r.get("num_params")), _published_cell(r)]
+             for r in sorted(rows, key=place)]
+    return ("\n#### One setting changed\n\nThe same protocol with config overrides "
+            "(`experiments/long_range.py --set`), one row per seed, each cell read as above.\n\n"
+            + table(["r", "model", "setting", "seed", "parameters",
+                     "best train accuracy, test accuracy"], lines)
+            + "\n\nCommands:\n\n" + commands_block(sorted({r["command"] for r in rows})) + "\n")
 
 
 def published_tree_verdict(tree: Cells) -> Verdict:
@@ -267,16 +275,17 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
         line += [fmt(v[size - 2], 2) if 2 <= size <= 6 else "—" for v in TREE_ANCHORS.values()]
         lines.append(line)
     names = [name for _, name in PUBLISHED_MODELS] + [f"{k} (published)" for k in TREE_ANCHORS]
-    text = ("### Tree-NeighborsMatch under the published protocol, best training accuracy\n\n"
+    text = ("### Tree-NeighborsMatch under the published protocol, best training accuracy and "
+            "test accuracy\n\n"
             "`configs/tree-neighbors-match-published.yaml`: edges child to parent only, the "
             "prediction read at the root through one linear layer, r + 1 layers, Adam 1e-3 halved on a plateau of the "
             "*train* accuracy, 100 passes per logged epoch (1,000 at r = 2), stop at train "
             "accuracy 1.0 or after 20 logged epochs without gain; batch 64 up to r = 3 and "
             "1,024 above. Cells: best train accuracy, then the test accuracy at the best valid "
             "epoch (held-out trees: a model that fits the training trees by memorising them "
-            "stays near chance there) (passes over the training set, counted in "
-            "whole logged epochs since the stop rule is checked after each; wall minutes; why "
-            "the run ended; the prediction head when it is not the config's one linear layer). "
+            "stays near chance there); in brackets the passes over the training set (counted in "
+            "whole logged epochs, since the stop rule is checked after each), wall minutes, why "
+            "the run ended, and the prediction head when it is not the config's one linear layer. "
             "GGNN and GIN are the published figures (Alon & "
             "Yahav, ICLR 2021); the authors report the better of two seeds where one got stuck, "
             "and our rows are single seeds unless marked.\n\n"

@@ -128,7 +128,7 @@ class ResultsFile:
     Rows are identified by ``key_fields``; a ``model`` field is compared by its
     current label, so a row written under a legacy label (``twin``) is the same
     cell as its replacement (``mpnn``). A key field a row lacks counts as
-    ``None``, so a field added to the key later (e.g. ``variant``) leaves the
+    ``None``, so a field added to the key later (e.g. ``settings``) leaves the
     rows stored before it their cells. Rows are kept in table order: the
     ``model`` field by :data:`MODELS`, every other field by value, ``None`` first.
 

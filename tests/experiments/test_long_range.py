@@ -153,7 +153,7 @@ def test_set_makes_a_variant_with_its_own_budget_folder_and_cell(lr, tmp_path, m
     assert "model.channels=32" in lr.row_overrides("tree-published", 4, "mpnn", 0, narrow)
     # a variant never resumes the plain row's run, nor the reverse
     folder = lr.run_dir("tree-published", 4, "mpnn", 0, narrow)
-    assert folder.endswith("-published-head1-channels32")
+    assert folder.endswith("-published-head1-model.channels=32")
     assert folder != lr.run_dir("tree-published", 4, "mpnn", 0, plain)
     metrics = {"valid": {"accuracy": 0.2}, "test": {"accuracy": 0.2}, "best_epoch": 1,
                "epochs_completed": 1, "num_params": 10, "seconds": 60.0,
@@ -163,7 +163,37 @@ def test_set_makes_a_variant_with_its_own_budget_folder_and_cell(lr, tmp_path, m
             "--tasks", "tree-published", "--sizes", "4", "--models", "mpnn"]
     assert lr.main(argv) == 0 and lr.main(argv + ["--set", "model.channels=32"]) == 0
     rows = json.loads((tmp_path / "lr.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == [None, "model.channels=32"]  # two cells, not one
+    assert [r["settings"] for r in rows] == [None, "model.channels=32"]  # two cells, not one
     assert "model.channels=32" in shlex.split(rows[1]["command"])
-    with pytest.raises(SystemExit, match="not KEY=VALUE"):
-        lr.main(argv + ["--set", "model.channels"])
+
+
+def test_set_is_canonical_and_its_folders_never_collide(lr, tmp_path):
+    def folder(*sets):
+        args = _args(lr, tmp_path, *[w for s in sets for w in ("--set", s)])
+        return lr.run_dir("tree-published", 4, "mpnn", 0, args), lr.settings_of(args)
+    # the order of --set and a repeated key do not make another cell
+    a = folder("model.channels=32", "model.dropout=0.1")
+    assert a == folder("model.dropout=0.1", "model.channels=16", "model.channels=32")
+    assert a[1] == "model.channels=32 model.dropout=0.1"
+    # the section prefix and odd characters are kept apart
+    assert folder("data.seed=1")[0] != folder("train.seed=1")[0]
+    odd, other = folder("train.seeds=[1,23]")[0], folder("train.seeds=[12,3]")[0]
+    assert odd != other and "[" not in odd and "," not in odd
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "model.channels"], "not KEY=VALUE"),
+    (["--set", "=32"], "not KEY=VALUE"),
+    (["--set", "train.seed=3"], "use --seeds"),
+    (["--set", "train.bf16=true"], "use --bf16"),
+    (["--set", "out_dir=x"], "use --runs"),
+    (["--set", "model.num_tokens=4"], "sets it itself"),
+    (["--set", "model.chanels=32"], "unknown config key 'model.chanels'"),
+    (["--set", "model.channels=32", "--tasks", "ring"], "of the tree-published task only"),
+])
+def test_set_refuses_what_would_not_do_what_the_row_says(lr, tmp_path, extra, message):
+    argv = ["--json", str(tmp_path / "lr.json"), "--runs", str(tmp_path / "runs"),
+            "--tasks", "tree-published", "--sizes", "4", "--models", "mpnn", *extra]
+    with pytest.raises(SystemExit, match=message):
+        lr.main(argv)
+    assert not (tmp_path / "lr.json").exists()

@@ -56,7 +56,7 @@ def test_variant_rows_get_their_own_table_and_cells_name_the_test_accuracy():
     row = {"task": "tree-published", "size": 4, "model": MPNN, "seed": 0, "metric": 1.0,
            "test": 0.15, "passes": 300, "seconds": 3600.0, "stopped": "target",
            "finished": True, "passes_per_epoch": 100, "num_params": 171600, "command": "plain"}
-    narrow = dict(row, variant="model.channels=32", metric=0.8, test=0.12, num_params=44848,
+    narrow = dict(row, settings="model.channels=32", metric=0.8, test=0.12, num_params=44848,
                   stopped="patience", command="narrow")
     data = {"rows": [row, narrow]}
     # the variant is not the twin of the main table, and does not average into it
@@ -67,8 +67,15 @@ def test_variant_rows_get_their_own_table_and_cells_name_the_test_accuracy():
     main, _, variants = text.partition("#### One setting changed")
     assert "1.000, test 0.150 (300 passes, 60.0 min, stopped: target)" in main
     assert "narrow" not in main and "0.800" not in main
-    assert "| 4 | MPNN twin (K=0) | `model.channels=32` | 44,848 | 0.800, test 0.120 (" in variants
-    assert "    narrow" in variants
+    assert "| 4 | MPNN twin (K=0) | `model.channels=32` | 0 | 44,848 | 0.800, test 0.120 (" in variants
+    assert variants.count("    narrow") == 1
+    # a legacy label reads as its model, rows sort in the main table's model order, and
+    # a command two rows share is listed once
+    brl = dict(narrow, model=BRL, command="narrow")
+    text = published_tree_section({"rows": [dict(narrow, model="twin"), brl]})[0]
+    variants = text.partition("#### One setting changed")[2]
+    assert variants.index("| BRL (K=8) |") < variants.index("| MPNN twin (K=0) |")
+    assert variants.count("    narrow") == 1
     # seeds average their test accuracy too; one without it leaves the mean out
     two = {"rows": [row, dict(row, seed=1, metric=0.5, test=0.35)]}
     assert cells(two, "tree-published")[(4, MPNN)]["test"] == 0.25

@@ -69,18 +69,18 @@ def test_results_file_sorts_other_fields_by_value_and_rejects_foreign_files(tmp_
 
 
 def test_a_key_field_added_later_leaves_stored_rows_their_cells(tmp_path):
-    # rows stored before "variant" joined the key keep their cell, and a variant
+    # rows stored before "settings" joined the key keep their cell, and a variant
     # row of the same model is a cell of its own, sorted after the plain one
     old = ResultsFile(tmp_path / "lr.json", key_fields=("task", "size", "model", "seed"))
     old.add({"task": "tree", "size": 4, "model": "mpnn", "seed": 0, "metric": 1.0})
     results = ResultsFile(tmp_path / "lr.json",
-                          key_fields=("task", "size", "model", "seed", "variant"))
+                          key_fields=("task", "size", "model", "seed", "settings"))
     assert results.done() == {("tree", 4, "mpnn", 0, None)}
     results.add({"task": "tree", "size": 4, "model": "mpnn", "seed": 0,
-                 "variant": "model.channels=32", "metric": 0.8})
-    results.add({"task": "tree", "size": 4, "model": "mpnn", "seed": 0, "variant": None,
+                 "settings": "model.channels=32", "metric": 0.8})
+    results.add({"task": "tree", "size": 4, "model": "mpnn", "seed": 0, "settings": None,
                  "metric": 0.9})  # replaces the stored plain row
-    assert [(r.get("variant"), r["metric"]) for r in results.rows()] == [
+    assert [(r.get("settings"), r["metric"]) for r in results.rows()] == [
         (None, 0.9), ("model.channels=32", 0.8)]
 
 
