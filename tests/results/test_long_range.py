@@ -63,7 +63,7 @@ def test_variant_rows_get_their_own_table_and_cells_name_the_test_accuracy():
     cell = cells(data, "tree-published")[(4, MPNN)]
     assert cell["values"] == [1.0] and cell["test"] == 0.15
     text, (_, ev) = published_tree_section(data)
-    assert "twin r=4: 1.000 (GIN 0.77)" in ev  # the verdict reads the plain twin only
+    assert "twin r=4: 1.000 (test 0.150) (GIN 0.77)" in ev  # the plain twin only, its test beside
     main, _, variants = text.partition("#### One setting changed")
     assert "1.000, test 0.150 (300 passes, 60.0 min, stopped: target)" in main
     assert "narrow" not in main and "0.800" not in main
