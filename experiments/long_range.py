@@ -364,6 +364,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = ResultsFile(ROOT / args.json if not os.path.isabs(args.json) else Path(args.json),
                           KEY_FIELDS)
     skips = parse_skips(args.skip)
+    setting = settings_of(args)  # one for the whole call
+    with_setting = f" ({setting})" if setting else ""
     # Budgets may differ between table rows (sizes) and are stored in each row.
     # the CPU rows' machine; a GPU row carries its own (run_row)
     meta = {"script": "python experiments/long_range.py"}
@@ -374,10 +376,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for size in sizes:
             for model in args.models:
                 for seed in args.seeds:
-                    key = (task, size, model, seed, settings_of(args))
+                    key = (task, size, model, seed, setting)
                     if key in results.done() and not args.rerun:
-                        with_settings = f" ({key[-1]})" if key[-1] else ""
-                        print(f"skip {task} {size} {model} s{seed}{with_settings}: already in "
+                        print(f"skip {task} {size} {model} s{seed}{with_setting}: already in "
                               f"{results.path}"
                               + precision_note(results, key, args),
                               flush=True)

@@ -18,16 +18,20 @@ TREE_SIZES = (2, 3, 4, 5, 6)
 Cells = Dict[Tuple[int, str], Dict[str, Any]]  # (size, model) -> row, seeds averaged
 
 
+def _rows(data: Optional[Mapping[str, Any]], task: str, variants: bool) -> List[Dict[str, Any]]:
+    return [r for r in (data or {}).get("rows", [])
+            if r.get("task") == task and bool(r.get("settings")) == variants]
+
+
 def task_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
     """The rows of ``task`` that its main tables show: a row that changed a setting
     (``settings``, from ``long_range.py --set``) is not the model of its column."""
-    return [r for r in (data or {}).get("rows", [])
-            if r.get("task") == task and not r.get("settings")]
+    return _rows(data, task, variants=False)
 
 
 def variant_rows(data: Optional[Mapping[str, Any]], task: str) -> List[Dict[str, Any]]:
     """The rows of ``task`` with a setting changed (``settings``)."""
-    return [r for r in (data or {}).get("rows", []) if r.get("task") == task and r.get("settings")]
+    return _rows(data, task, variants=True)
 
 
 def budget_of(command: str) -> str:
