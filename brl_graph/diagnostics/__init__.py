@@ -1,5 +1,6 @@
-r"""Over-squashing diagnostics: effective resistance of a graph's geometry and
-Jacobian sensitivity of a model, with and without BRL's global tokens.
+r"""Over-squashing diagnostics: effective resistance of a graph's geometry,
+Jacobian sensitivity of a model, with and without BRL's global tokens, and
+what those tokens pool.
 
 Run ``python -m brl_graph.diagnostics --help`` for the dataset report.
 """
@@ -11,6 +12,7 @@ from brl_graph.diagnostics.resistance import (add_global_tokens, commute_time,
                                               component_total_resistance,
                                               effective_resistance, resistance_by_hop,
                                               resistance_summary, total_effective_resistance)
+from brl_graph.diagnostics.tokens import TokenFocus, token_attention, token_focus
 
 __all__ = [
     "effective_resistance",
@@ -26,4 +28,7 @@ __all__ = [
     "sensitivity_by_distance",
     "jacobian_mass_beyond",
     "pyg_total_influence",
+    "token_attention",
+    "token_focus",
+    "TokenFocus",
 ]

@@ -156,7 +156,8 @@ class BRLGraphModel(torch.nn.Module):
             GPS layers (:obj:`global_attn` :obj:`"full"` or :obj:`"performer"`)
             have no BRL branch: they ignore :obj:`brl_mode`, :obj:`joint`,
             :obj:`window`, :obj:`block_size`, :obj:`block_tokens`,
-            :obj:`top_k`, :obj:`fold` and :obj:`readout_tokens`, so that one
+            :obj:`top_k`, :obj:`fold`, :obj:`readout_tokens` and
+            :obj:`readout_query`, so that one
             config serves BRL and its GPS baseline. (default: :obj:`"reservoir"`)
         window (int, optional): Window of the blocks mode. (default: :obj:`64`)
         block_size (int, optional): Block length of the blocks mode.
@@ -205,6 +206,20 @@ class BRLGraphModel(torch.nn.Module):
             config serves all of them; causal models and node-level tasks
             predict per node, not per graph, and refuse it.
             (default: :obj:`False`)
+        readout_query (bool, optional): At readout level, the first layer's
+            tokens start from the seeds *plus* a linear map of each graph's
+            readout node (its encoded input state), so their first pooling
+            queries carry the question that node asks and the reservoir can
+            fetch by content what it needs. Without it the seeds are the same
+            for every graph: the first queries cannot depend on the question,
+            and a token can only learn to fetch a fixed place. On
+            Tree-NeighborsMatch at depth 5 that is what happened: each token of
+            the second layer held one fixed leaf, and the test accuracy was
+            high for exactly those leaves (docs/RECIPE.md). The map starts at
+            zero, so a fresh model computes what it would without the option.
+            Models without a reservoir ignore it, as they ignore :obj:`fold`;
+            other task levels and causal models have no single readout node
+            per graph and refuse it. (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -251,6 +266,7 @@ class BRLGraphModel(torch.nn.Module):
         pe_norm: bool = False,
         fold: bool = False,
         readout_tokens: bool = False,
+        readout_query: bool = False,
     ) -> None:
         super().__init__()
         if global_attn not in GLOBAL_ATTNS:
@@ -273,6 +289,10 @@ class BRLGraphModel(torch.nn.Module):
                              "'graph' or 'readout') and causal=False: a causal model's and a "
                              "node-level task's outputs are per node, and no node may read "
                              "the tokens of its whole graph")
+        if readout_query and (causal or task_level != "readout"):
+            raise ValueError("readout_query=True conditions each graph's tokens on its readout "
+                             "node: it needs task_level='readout' and causal=False, got "
+                             f"task_level={task_level!r}, causal={causal}")
         if global_attn == "none":
             num_tokens = 0
         if global_attn != "brl":
@@ -297,6 +317,7 @@ class BRLGraphModel(torch.nn.Module):
         self.pe_norm = pe_norm
         self.fold = fold and self.num_tokens > 0
         self.readout_tokens = readout_tokens and self.num_tokens > 0  # blocks mode has none
+        self.readout_query = readout_query and self.num_tokens > 0
         blocks = ({"mode": "blocks", "window": window, "block_size": block_size,
                    "block_tokens": block_tokens, "top_k": top_k} if brl_mode == "blocks" else {})
 
@@ -333,6 +354,8 @@ class BRLGraphModel(torch.nn.Module):
         # Layer norm keeps each graph's token summary its own (a batch norm over
         # the graphs of a batch would mix them in training).
         self.token_norm = LayerNorm(channels) if self.readout_tokens else None
+        self.query_map = Linear(channels, channels) if self.readout_query else None
+        self._reset_query_map()
         self.head = make_head(channels, out_channels, head_layers, dropout,
                               2 * channels if self.readout_tokens else channels)
 
@@ -349,6 +372,15 @@ class BRLGraphModel(torch.nn.Module):
         for m in self.head:
             if isinstance(m, Linear):
                 m.reset_parameters()
+        self._reset_query_map()
+
+    def _reset_query_map(self) -> None:
+        # Zero: a fresh model with readout_query computes what it would without
+        # it, and the gradient (readout state times the tokens' gradient) still
+        # reaches the map from the first step.
+        if self.query_map is not None:
+            torch.nn.init.zeros_(self.query_map.weight)
+            torch.nn.init.zeros_(self.query_map.bias)
 
     def encode(self, data) -> Tensor:
         """The encoded input node states ``[N, channels]``."""
@@ -397,6 +429,10 @@ class BRLGraphModel(torch.nn.Module):
                           split=any(isinstance(layer, BRLConv) and layer.splits_nodes
                                     for layer in self.layers))
         tokens = None
+        if self.readout_query:
+            rows = self._readout_rows(data, x, plan.batch, plan.num_graphs)
+            tokens = (self.layers[0].reservoir.initial(plan.num_graphs)
+                      + self.query_map(rows).unsqueeze(1))
         for layer in self.layers:
             if isinstance(layer, BRLConv):
                 x, tokens = layer(x, edge_index, tokens=tokens, plan=plan, **kwargs)
@@ -411,16 +447,21 @@ class BRLGraphModel(torch.nn.Module):
         if self.task_level == "node":
             return self.head(x)
         if self.task_level == "readout":
-            mark = self._require(data, self.readout_attr).view(-1).bool()
-            if mark.numel() != x.size(0):
-                raise ValueError(f"data.{self.readout_attr} must have one entry per node")
-            counts = torch.bincount(batch[mark], minlength=num_graphs)
-            if bool((counts != 1).any()):
-                raise ValueError(f"every graph needs exactly one node marked by "
-                                 f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
-            order = torch.argsort(batch[mark])
-            return self.head(self._with_tokens(x[mark][order], tokens))
+            return self.head(self._with_tokens(
+                self._readout_rows(data, x, batch, num_graphs), tokens))
         return self.head(self._with_tokens(POOLS[self.pool](x, batch, size=num_graphs), tokens))
+
+    def _readout_rows(self, data, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """The rows of ``x`` at each graph's marked readout node, ``[B, C]`` in graph order."""
+        mark = self._require(data, self.readout_attr).view(-1).bool()
+        if mark.numel() != x.size(0):
+            raise ValueError(f"data.{self.readout_attr} must have one entry per node")
+        counts = torch.bincount(batch[mark], minlength=num_graphs)
+        if bool((counts != 1).any()):
+            raise ValueError(f"every graph needs exactly one node marked by "
+                             f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
+        order = torch.argsort(batch[mark])
+        return x[mark][order]
 
     def _with_tokens(self, per_graph: Tensor, tokens: Optional[Tensor]) -> Tensor:
         """``[B, C]`` per-graph states, with the token summary beside them if configured."""
@@ -436,5 +477,6 @@ class BRLGraphModel(torch.nn.Module):
                 + (f"head_layers={self.head_layers}, " if self.head_layers != 2 else "")
                 + ("pe_norm=True, " if self.pe_norm else "")
                 + ("fold=True, " if self.fold else "")
-                + ("readout_tokens=True, " if self.readout_tokens else "") +
+                + ("readout_tokens=True, " if self.readout_tokens else "")
+                + ("readout_query=True, " if self.readout_query else "") +
                 f"task_level={self.task_level!r})")

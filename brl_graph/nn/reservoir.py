@@ -72,6 +72,12 @@ class TokenReservoir(torch.nn.Module):
     folded reservoir draws from the same functions as an unfolded one; only the
     training dynamics differ. :func:`fold_pool` folds trained weights.
 
+    With :attr:`keep_weights` set, :meth:`compress` keeps its pooling weights
+    in :attr:`last_weights` (:math:`(G, K, L)`, or :math:`(G, P, K, L)` with
+    several pooling heads), detached;
+    :func:`~brl_graph.diagnostics.token_attention` reads them. The causal
+    prefix pooling never forms them and keeps nothing.
+
     Args:
         channels (int): Token and node width :math:`C`.
         num_tokens (int): :math:`K`.
@@ -115,6 +121,10 @@ class TokenReservoir(torch.nn.Module):
         self.fold = fold
         self.dropout, self.attn_dropout = dropout, attn_dropout
         self.prefix_block = prefix_block
+        # Opt-in record of the last non-causal pooling weights, for diagnostics
+        # (brl_graph.diagnostics.token_attention); off, nothing is kept.
+        self.keep_weights = False
+        self.last_weights: Optional[Tensor] = None
         self.seeds = Parameter(torch.empty(num_tokens, channels)) if learn_seeds else None
         self.norm = LayerNorm(channels)
         if fold:
@@ -177,7 +187,12 @@ class TokenReservoir(torch.nn.Module):
         bias = None if mask_bias is None else mask_bias.to(q_nodes.dtype)
         logits = node_scores(q_nodes, x, bias)  # [G, K, L]
         w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        self._keep(w)
         return self._write(pool_nodes(w, x), w, tokens, empty)
+
+    def _keep(self, w: Tensor) -> None:
+        if self.keep_weights:
+            self.last_weights = w.detach()
 
     def _write(self, pooled_nodes: Tensor, w: Optional[Tensor], tokens: Tensor,
                empty: Optional[Tensor] = None) -> Tensor:
@@ -212,6 +227,7 @@ class TokenReservoir(torch.nn.Module):
         if mask_bias is not None:
             logits = logits + mask_bias.to(logits.dtype)[:, None]
         w = dropout(torch.softmax(logits, dim=-1), p=self._attn_p(), training=self.training)
+        self._keep(w)
         pooled = torch.einsum("gpkl,glpd->gkpd", w, v).reshape(G, -1, C)
         if empty is not None:
             pooled = pooled.masked_fill(empty[:, None, None], 0.0)

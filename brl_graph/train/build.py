@@ -98,7 +98,7 @@ def model_kwargs(model_cfg: Mapping[str, Any], bench, task_level: str) -> Dict[s
         block_size=m["block_size"], block_tokens=m["block_tokens"], top_k=m["top_k"],
         pre_norm=m["pre_norm"],
         head_layers=m["head_layers"], pe_norm=m["pe_norm"], fold=m["fold"],
-        readout_tokens=m["readout_tokens"],
+        readout_tokens=m["readout_tokens"], readout_query=m["readout_query"],
     )
     if bench.atom_features:
         kwargs.update(node_encoder="atom", edge_encoder="bond")

@@ -64,6 +64,7 @@ DEFAULTS: Dict[str, Any] = {
         "pre_norm": False,     # normalise each branch's input, not each residual sum (BRL layers)
         "fold": False,         # one matrix per pair of reservoir projections (BRL layers)
         "readout_tokens": False,  # the head also reads the last layer's tokens (graph level)
+        "readout_query": False,   # the first tokens start from the readout node (readout level)
         "head_layers": 2,      # linear layers in the prediction head
         "joint": False,
         "causal": False,
@@ -285,7 +286,7 @@ def _validate(cfg: Dict[str, Any]) -> None:
                                            or device.startswith("cuda:")):
         raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:<i>', got {device!r}")
     for path in ("model.joint", "model.causal", "model.pre_norm", "model.pe_norm", "model.fold",
-                 "model.readout_tokens",
+                 "model.readout_tokens", "model.readout_query",
                  "train.bf16", "train.progress", "train.eval_train"):
         if not isinstance(get(path), bool):
             raise ConfigError(f"{path} must be true or false, got {get(path)!r}")
@@ -299,6 +300,10 @@ def _validate(cfg: Dict[str, Any]) -> None:
         raise ConfigError("train.warmup_epochs applies to the cosine and none schedules only; "
                           "train.scheduler=plateau starts at train.lr: set "
                           "train.warmup_epochs=0 or choose another schedule")
+    if get("model.readout_query") and get("model.causal"):
+        raise ConfigError("model.readout_query=true conditions each graph's tokens on its "
+                          "readout node; a causal model keeps tokens per position: set one "
+                          "of them false")
     if get("model.readout_tokens") and get("model.causal"):
         raise ConfigError("model.readout_tokens=true needs one set of tokens per graph; a "
                           "causal model keeps one per position: set one of them false")

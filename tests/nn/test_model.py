@@ -335,3 +335,70 @@ def test_readout_tokens_without_a_reservoir_or_per_graph_tokens():
     for kw in ({"causal": True}, {"task_level": "node"}):
         with pytest.raises(ValueError, match="readout_tokens=True needs a per-graph prediction"):
             BRLGraphModel(3, in_channels=4, readout_tokens=True, **kw)
+
+
+def _query_readout(**kw):
+    kw = {"num_tokens": 4, **kw}
+    return BRLGraphModel(3, channels=16, num_layers=2, node_encoder="atom",
+                         edge_encoder="bond", task_level="readout", norm="layer_norm", **kw)
+
+
+def test_readout_query_starts_as_the_plain_model_and_then_reads_the_question():
+    torch.manual_seed(5)
+    model = _query_readout(readout_query=True).eval()
+    plain = _query_readout()
+    assert "readout_query=True" in repr(model) and "readout_query" not in repr(plain)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("query_map.")}
+    plain.load_state_dict(state)
+    plain.eval()
+    b = Batch.from_data_list([mol(6, 0), mol(9, 1)])
+    # the map starts at zero: the same function as without the option
+    torch.testing.assert_close(model(b), plain(b))
+    model.train()
+    model(b).sum().backward()
+    assert model.query_map.weight.grad is not None and model.query_map.weight.grad.abs().sum() > 0
+    # with the map non-zero the first tokens, and so the first pooling, follow the
+    # readout node: change only that node's features and the pooling changes
+    model.eval()
+    torch.nn.init.normal_(model.query_map.weight)
+    res = model.layers[0].reservoir
+    g = mol(6, 0)
+    h = g.clone()
+    h.x[-1] = 1 - h.x[-1]  # the readout node is the last one
+    pools = []
+    for graph in (g, h):
+        res.keep_weights = True
+        model(Batch.from_data_list([graph]))
+        pools.append(res.last_weights)
+    res.keep_weights, res.last_weights = False, None
+    assert not torch.allclose(pools[0], pools[1])
+    model.reset_parameters()
+    assert model.query_map.weight.abs().sum() == 0
+
+
+def test_readout_query_keeps_graphs_apart_and_ignores_node_order():
+    torch.manual_seed(6)
+    model = _query_readout(readout_query=True).train()  # layer norm: no batch statistics
+    torch.nn.init.normal_(model.query_map.weight)
+    graphs = [mol(n, i) for i, n in enumerate([3, 40, 1, 12])]
+    out = model(Batch.from_data_list(graphs))
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-5, rtol=1e-5)
+    g = graphs[1]
+    perm = torch.randperm(g.num_nodes)
+    inv = torch.argsort(perm)
+    moved = Data(x=g.x[perm], edge_index=inv[g.edge_index], edge_attr=g.edge_attr,
+                 readout_mask=g.readout_mask[perm])
+    torch.testing.assert_close(model(Batch.from_data_list([moved])), out[1:2],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_readout_query_needs_a_readout_node_and_a_reservoir():
+    for kw in ({"num_tokens": 0}, {"global_attn": "full"}):
+        other = _query_readout(readout_query=True, **kw)
+        assert other.query_map is None and "readout_query" not in repr(other), kw
+        assert other(Batch.from_data_list([mol(5, 0), mol(3, 1)])).shape == (2, 3)
+    for kw in ({"causal": True, "task_level": "readout"}, {"task_level": "graph"},
+               {"task_level": "node"}):
+        with pytest.raises(ValueError, match="readout_query=True conditions"):
+            BRLGraphModel(3, in_channels=4, readout_query=True, **kw)

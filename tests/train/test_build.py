@@ -167,3 +167,20 @@ def test_readout_tokens_key_reaches_the_head_and_is_refused_where_it_cannot_appl
         load_config(overrides=["model.readout_tokens=true", "model.causal=true"])
     with pytest.raises(ConfigError, match="model.readout_tokens must be true or false"):
         load_config(overrides=["model.readout_tokens=yes please"])
+
+
+def test_readout_query_key_reaches_the_model_and_is_refused_where_it_cannot_apply():
+    trees = fake_bench(level="readout", name="trees")
+    model = build_model(load_config(overrides=["model.readout_query=true"]), trees)
+    plain = build_model(load_config(), trees)
+    C = model.channels  # the map is one C x C linear layer
+    assert model.readout_query and count_parameters(model) == count_parameters(plain) + C * C + C
+    twin = build_model(load_config(overrides=["model.readout_query=true", "model.num_tokens=0"]),
+                       trees)
+    assert not twin.readout_query
+    with pytest.raises(ConfigError, match="readout_query=True conditions"):
+        build_model(load_config(overrides=["model.readout_query=true"]), fake_bench())
+    with pytest.raises(ConfigError, match="a causal model keeps tokens per position"):
+        load_config(overrides=["model.readout_query=true", "model.causal=true"])
+    with pytest.raises(ConfigError, match="model.readout_query must be true or false"):
+        load_config(overrides=["model.readout_query=1"])

@@ -1,0 +1,129 @@
+r"""What a trained model's tokens pool: per reservoir and token, the node it weights
+most, how sharply, and whether that changes from graph to graph
+(:func:`brl_graph.diagnostics.token_focus`).
+
+A token that puts most of its weight on the same node of every graph is a
+*slot*: it carries that node's state, and only that. On Tree-NeighborsMatch the
+script also gives the accuracy by the root's key (the leaf to be found) and the
+leaves that the slots cover, which together say whether the model solves the
+task by looking the key up or by carrying a fixed set of leaves.
+
+Usage::
+
+    python experiments/token_attention.py RUN/checkpoints/last.pt --split test --graphs 256
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence, Set
+
+import torch
+from torch_geometric.loader import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brl_graph.diagnostics import TokenFocus, token_attention, token_focus  # noqa: E402
+from brl_graph.train.build import build_bench, build_model  # noqa: E402
+from brl_graph.train.checkpoint import load_model_checkpoint  # noqa: E402
+from brl_graph.train.config import load_config  # noqa: E402
+
+# A slot: most of the token's weight on one node, and nearly the same weights in
+# every graph. Both bounds are loose on purpose; slots seen so far have mass
+# 0.96-1.00 and variation under 0.05.
+SLOT_MASS = 0.5
+SLOT_VARIATION = 0.1
+
+
+def is_slot(row: TokenFocus) -> bool:
+    return row.top_mass >= SLOT_MASS and row.variation <= SLOT_VARIATION
+
+
+def subtree_leaves(node: int, num_nodes: int, first_leaf: int) -> List[int]:
+    """The leaf keys (1-based) under heap node ``node`` (children of i: 2i+1, 2i+2)."""
+    frontier, leaves = [node], []
+    while frontier:
+        i = frontier.pop()
+        if i >= first_leaf:
+            leaves.append(i - first_leaf + 1)
+        else:
+            frontier += [c for c in (2 * i + 1, 2 * i + 2) if c < num_nodes]
+    return sorted(leaves)
+
+
+def tree_key_accuracy(model: torch.nn.Module, split, num_leaves: int) -> torch.Tensor:
+    """Accuracy on ``split`` for each root key 1..L (index 0: key 1)."""
+    hits, count = torch.zeros(num_leaves + 1), torch.zeros(num_leaves + 1)
+    model.eval()
+    with torch.no_grad():
+        for batch in DataLoader(split, batch_size=1024):
+            pred = model(batch).argmax(-1)
+            # PairOneHot's layout: the first L + 1 features are the key's one-hot
+            x = batch.x.view(batch.num_graphs, -1, batch.x.size(-1))
+            keys = x[:, 0, :num_leaves + 1].argmax(-1)
+            hits.index_add_(0, keys, (pred == batch.y.view(-1)).float())
+            count.index_add_(0, keys, torch.ones(batch.num_graphs))
+    return hits[1:] / count[1:].clamp_min(1)
+
+
+def print_focus(rows: Sequence[TokenFocus], num_nodes: int, names: Dict[int, str]) -> None:
+    print(f"| reservoir | token | top node | mean weight | entropy (max {math.log(num_nodes):.2f})"
+          " | variation | slot |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.layer} | {r.token} | {names.get(r.top_node, r.top_node)} | "
+              f"{r.top_mass:.2f} | {r.entropy:.2f} | {r.variation:.2f} | "
+              f"{'yes' if is_slot(r) else ''} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a run's checkpoints/last.pt or best.pt")
+    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    parser.add_argument("--graphs", type=int, default=256,
+                        help="graphs of the split whose weights are summarised")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.graphs <= 0:
+        parser.error(f"--graphs must be positive, got {args.graphs}")
+    torch.set_num_threads(args.threads)
+
+    state, saved = load_model_checkpoint(args.checkpoint)
+    cfg = load_config(saved)
+    bench = build_bench(cfg)
+    model = build_model(cfg, bench)
+    model.load_state_dict(state)
+    split = getattr(bench, args.split)
+    graphs = [split[i] for i in range(min(args.graphs, len(split)))]
+    rows = token_focus([token_attention(model, g) for g in graphs])
+    num_nodes = graphs[0].num_nodes
+    print(f"{args.checkpoint}: {args.split} split, {len(graphs)} graphs of {num_nodes} nodes")
+
+    if bench.name != "tree-neighbors-match":
+        print_focus(rows, num_nodes, {})
+        return 0
+    num_leaves = (num_nodes + 1) // 2
+    first_leaf = num_leaves - 1
+    names = {i: (f"leaf {i - first_leaf + 1}" if i >= first_leaf else f"node {i}")
+             for i in range(num_nodes)}
+    print_focus(rows, num_nodes, names)
+    covered: Set[int] = set()
+    for r in rows:
+        if is_slot(r):
+            covered.update(subtree_leaves(r.top_node, num_nodes, first_leaf))
+    acc = tree_key_accuracy(model, split, num_leaves)
+    good = {k + 1 for k in range(num_leaves) if acc[k] >= 0.9}
+    print(f"\n{args.split} accuracy by the root's key: "
+          + " ".join(f"{k + 1}:{a:.2f}" for k, a in enumerate(acc.tolist())))
+    print(f"overall {acc.mean():.3f} (keys equally frequent up to the split's rounding)")
+    print(f"keys under a slot: {sorted(covered)}")
+    print(f"keys answered >= 0.9: {sorted(good)}")
+    print(f"both: {len(good & covered)}; answered without a slot: {sorted(good - covered)}; "
+          f"slot but not answered: {sorted(covered - good)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
