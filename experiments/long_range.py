@@ -132,7 +132,8 @@ def check_settings(args: argparse.Namespace) -> None:
             raise SystemExit(f"--set {key}: the driver sets it itself"
                              + (f"; use {instead}" if instead else ""))
         for model in args.models:
-            if any(o.partition("=")[0] == key for o in model_overrides(model)):
+            if any(o.partition("=")[0] == key
+                   for o in task_model_overrides("tree-published", model)):
                 raise SystemExit(f"--set {key}: model {model!r} sets it itself; a variant of "
                                  "it must change another setting")
     from brl_graph.train.config import ConfigError, load_config
@@ -195,9 +196,24 @@ def log_every(size: int, passes: int) -> List[str]:
             f"train.stop_patience={STOP_LOGS * scale}"]
 
 
+def task_model_overrides(task: str, model: str) -> List[str]:
+    """``model``'s overrides for ``task``.
+
+    The published recipe conditions the tokens on the root
+    (``model.readout_query``). The twin and full attention have no reservoir, so
+    it means nothing to them; false keeps their configs what they were before the
+    recipe took it, and their earlier runs resume (a resume refuses any config
+    difference).
+    """
+    out = model_overrides(model)
+    if task == "tree-published" and canonical_model(model) in ("mpnn", "full"):
+        out.append("model.readout_query=false")
+    return out
+
+
 def row_overrides(task: str, size: int, model: str, seed: int,
                   args: argparse.Namespace) -> List[str]:
-    return (budget_overrides(task, size, args) + model_overrides(model)
+    return (budget_overrides(task, size, args) + task_model_overrides(task, model)
             + [f"train.seed={seed}", f"train.device={args.device}", "train.progress=false",
                f"out_dir={run_dir(task, size, model, seed, args)}"])
 

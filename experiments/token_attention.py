@@ -53,6 +53,11 @@ def subtree_leaves(node: int, num_nodes: int, first_leaf: int) -> List[int]:
     return sorted(leaves)
 
 
+def root_key(graph, num_leaves: int) -> int:
+    """The root's key (1..L): PairOneHot puts the key's one-hot in the first L + 1 features."""
+    return int(graph.x[0, :num_leaves + 1].argmax())
+
+
 def tree_key_accuracy(model: torch.nn.Module, split, num_leaves: int) -> torch.Tensor:
     """Accuracy on ``split`` for each root key 1..L (index 0: key 1)."""
     hits, count = torch.zeros(num_leaves + 1), torch.zeros(num_leaves + 1)
@@ -60,7 +65,7 @@ def tree_key_accuracy(model: torch.nn.Module, split, num_leaves: int) -> torch.T
     with torch.no_grad():
         for batch in DataLoader(split, batch_size=1024):
             pred = model(batch).argmax(-1)
-            # PairOneHot's layout: the first L + 1 features are the key's one-hot
+            # the key of each tree's root, as root_key reads it
             x = batch.x.view(batch.num_graphs, -1, batch.x.size(-1))
             keys = x[:, 0, :num_leaves + 1].argmax(-1)
             hits.index_add_(0, keys, (pred == batch.y.view(-1)).float())
@@ -97,7 +102,8 @@ def main(argv=None) -> int:
     model.load_state_dict(state)
     split = getattr(bench, args.split)
     graphs = [split[i] for i in range(min(args.graphs, len(split)))]
-    rows = token_focus([token_attention(model, g) for g in graphs])
+    per_graph = [token_attention(model, g) for g in graphs]
+    rows = token_focus(per_graph)
     num_nodes = graphs[0].num_nodes
     print(f"{args.checkpoint}: {args.split} split, {len(graphs)} graphs of {num_nodes} nodes")
 
@@ -113,6 +119,14 @@ def main(argv=None) -> int:
     for r in rows:
         if is_slot(r):
             covered.update(subtree_leaves(r.top_node, num_nodes, first_leaf))
+    # A lookup shows as weight on the leaf the root asks for, which moves from tree to tree.
+    targets = [first_leaf + root_key(g, num_leaves) - 1 for g in graphs]
+    on_target = [sum(float(layers[i].reshape(-1, num_nodes)[:, t].max())
+                     for layers, t in zip(per_graph, targets)) / len(graphs)
+                 for i in range(len(per_graph[0]))]
+    print("\nlargest weight a token puts on the target leaf, mean over trees, per reservoir: "
+          + " ".join(f"{i}:{m:.2f}" for i, m in enumerate(on_target))
+          + f" (a token spread evenly over the leaves: {1 / num_leaves:.3f})")
     acc = tree_key_accuracy(model, split, num_leaves)
     good = {k + 1 for k in range(num_leaves) if acc[k] >= 0.9}
     print(f"\n{args.split} accuracy by the root's key: "

@@ -45,6 +45,17 @@ def test_published_tree_rows_pass_only_the_authors_per_depth_settings(lr, tmp_pa
     assert lr.run_dir("tree-published", 3, "brl", 0, args) != lr.run_dir("tree", 3, "brl", 0, args)
 
 
+def test_published_recipe_conditions_brl_tokens_and_leaves_the_others_as_they_were(lr, tmp_path):
+    from brl_graph.train.config import load_config
+    args = _args(lr, tmp_path)
+    config = lr.ROOT / lr.CONFIGS["tree-published"]
+    for model, expected in (("brl", True), ("brl-k1", True), ("mpnn", False), ("full", False)):
+        overrides = lr.row_overrides("tree-published", 4, model, 0, args)
+        assert load_config(config, overrides)["model"]["readout_query"] is expected, model
+    # the other tasks' configs never took it
+    assert "model.readout_query=false" not in lr.row_overrides("tree", 4, "mpnn", 0, args)
+
+
 def test_max_train_accuracy_reads_the_best_epoch(lr, tmp_path):
     (tmp_path / "log.csv").write_text(
         "epoch,train_loss,train_accuracy\n1,2.0,0.25\n2,1.0,0.875\n3,1.5,0.5\n")
@@ -188,6 +199,7 @@ def test_set_is_canonical_and_its_folders_never_collide(lr, tmp_path):
     (["--set", "train.bf16=true"], "use --bf16"),
     (["--set", "out_dir=x"], "use --runs"),
     (["--set", "model.num_tokens=4"], "sets it itself"),
+    (["--set", "model.readout_query=true"], "sets it itself"),  # the twin has no reservoir
     (["--set", "model.chanels=32"], "unknown config key 'model.chanels'"),
     (["--set", "model.channels=32", "--tasks", "ring"], "of the tree-published task only"),
 ])

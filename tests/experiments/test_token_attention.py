@@ -38,6 +38,12 @@ def test_tree_report_from_a_checkpoint(tok, tmp_path, capsys):
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 3 * 2  # header, rule, 3 reservoirs x 2 tokens
     assert "keys under a slot:" in out and "keys answered >= 0.9:" in out
+    line = next(x for x in out.splitlines() if x.startswith("largest weight a token puts"))
+    weights = [float(item.split(":")[1]) for item in line.split("reservoir: ")[1].split(" (")[0].split()]
+    assert len(weights) == 3 and all(0.0 <= w <= 1.0 for w in weights)
+    for g in bench.test:  # the root's key names the leaf whose value is the label
+        leaf = 3 + tok.root_key(g, 4) - 1
+        assert int(g.x[leaf, 5:].argmax()) - 1 == int(g.y)
 
     # the per-key accuracies, weighted by how often each key occurs, are the accuracy
     acc = tok.tree_key_accuracy(model, bench.test, num_leaves=4)
