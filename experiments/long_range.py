@@ -63,7 +63,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from brl_graph.labels import canonical_model
+from brl_graph.labels import FULL, MPNN, canonical_model
 from brl_graph.results.long_range import BF16_OVERRIDE, trained_in_bf16
 from brl_graph.runtime import machine_text, prefer_passive_omp_wait
 from brl_graph.train.sweep import (MODELS, ResultsFile, metric_fields, model_overrides,
@@ -135,7 +135,8 @@ def check_settings(args: argparse.Namespace) -> None:
             if any(o.partition("=")[0] == key
                    for o in task_model_overrides("tree-published", model)):
                 raise SystemExit(f"--set {key}: model {model!r} sets it itself; a variant of "
-                                 "it must change another setting")
+                                 "it must change another setting (or leave the model out: "
+                                 "--models)")
     from brl_graph.train.config import ConfigError, load_config
     try:  # a typo fails here, not in the first train.py run
         load_config(ROOT / CONFIGS["tree-published"], settings(args))
@@ -206,7 +207,7 @@ def task_model_overrides(task: str, model: str) -> List[str]:
     difference).
     """
     out = model_overrides(model)
-    if task == "tree-published" and canonical_model(model) in ("mpnn", "full"):
+    if task == "tree-published" and canonical_model(model) in (MPNN, FULL):
         out.append("model.readout_query=false")
     return out
 

@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
-from typing import Dict, List, Sequence, Set
+from typing import Dict, List, Sequence, Set, Tuple
 
 import torch
+from torch import Tensor
 from torch_geometric.loader import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from brl_graph.diagnostics import TokenFocus, token_attention, token_focus  # noqa: E402
-from brl_graph.train.build import build_bench, build_model  # noqa: E402
-from brl_graph.train.checkpoint import load_model_checkpoint  # noqa: E402
-from brl_graph.train.config import load_config  # noqa: E402
+from brl_graph.diagnostics import TokenFocus, token_attention, token_focus
+from brl_graph.train.build import build_bench, build_model
+from brl_graph.train.checkpoint import load_model_checkpoint
+from brl_graph.train.config import load_config
 
 # A slot: most of the token's weight on one node, and nearly the same weights in
 # every graph. Both bounds are loose on purpose; slots seen so far have mass
@@ -58,8 +56,9 @@ def root_key(graph, num_leaves: int) -> int:
     return int(graph.x[0, :num_leaves + 1].argmax())
 
 
-def tree_key_accuracy(model: torch.nn.Module, split, num_leaves: int) -> torch.Tensor:
-    """Accuracy on ``split`` for each root key 1..L (index 0: key 1)."""
+def tree_key_hits(model: torch.nn.Module, split, num_leaves: int) -> Tuple[Tensor, Tensor]:
+    """Correct predictions and trees on ``split`` for each root key 1..L (index 0:
+    key 1). The split is stratified by label, not by key, so the counts differ."""
     hits, count = torch.zeros(num_leaves + 1), torch.zeros(num_leaves + 1)
     model.eval()
     with torch.no_grad():
@@ -70,7 +69,7 @@ def tree_key_accuracy(model: torch.nn.Module, split, num_leaves: int) -> torch.T
             keys = x[:, 0, :num_leaves + 1].argmax(-1)
             hits.index_add_(0, keys, (pred == batch.y.view(-1)).float())
             count.index_add_(0, keys, torch.ones(batch.num_graphs))
-    return hits[1:] / count[1:].clamp_min(1)
+    return hits[1:], count[1:]
 
 
 def print_focus(rows: Sequence[TokenFocus], num_nodes: int, names: Dict[int, str]) -> None:
@@ -102,6 +101,11 @@ def main(argv=None) -> int:
     model.load_state_dict(state)
     split = getattr(bench, args.split)
     graphs = [split[i] for i in range(min(args.graphs, len(split)))]
+    sizes = sorted({g.num_nodes for g in graphs})
+    if len(sizes) != 1:
+        raise SystemExit(f"this report compares node i across graphs, so it needs graphs that "
+                         f"share one node layout; the {args.split} split has graphs of "
+                         f"{sizes[0]} to {sizes[-1]} nodes (use token_attention per graph)")
     per_graph = [token_attention(model, g) for g in graphs]
     rows = token_focus(per_graph)
     num_nodes = graphs[0].num_nodes
@@ -127,11 +131,12 @@ def main(argv=None) -> int:
     print("\nlargest weight a token puts on the target leaf, mean over trees, per reservoir: "
           + " ".join(f"{i}:{m:.2f}" for i, m in enumerate(on_target))
           + f" (a token spread evenly over the leaves: {1 / num_leaves:.3f})")
-    acc = tree_key_accuracy(model, split, num_leaves)
-    good = {k + 1 for k in range(num_leaves) if acc[k] >= 0.9}
-    print(f"\n{args.split} accuracy by the root's key: "
-          + " ".join(f"{k + 1}:{a:.2f}" for k, a in enumerate(acc.tolist())))
-    print(f"overall {acc.mean():.3f} (keys equally frequent up to the split's rounding)")
+    hits, count = tree_key_hits(model, split, num_leaves)
+    acc = [float(h / c) if c else None for h, c in zip(hits, count)]
+    good = {k + 1 for k, a in enumerate(acc) if a is not None and a >= 0.9}
+    print(f"\n{args.split} accuracy by the root's key ('-': no tree asks for it): "
+          + " ".join(f"{k + 1}:" + ("-" if a is None else f"{a:.2f}") for k, a in enumerate(acc)))
+    print(f"overall {float(hits.sum() / count.sum()):.3f} over {int(count.sum())} trees")
     print(f"keys under a slot: {sorted(covered)}")
     print(f"keys answered >= 0.9: {sorted(good)}")
     print(f"both: {len(good & covered)}; answered without a slot: {sorted(good - covered)}; "

@@ -76,14 +76,17 @@ def token_attention(model: torch.nn.Module, data) -> List[Tensor]:
         times in one forward gives its last call.
 
     Raises:
-        ValueError: :obj:`data` holds more than one graph, the model has no
-            reservoir, or a reservoir kept no weights (causal mode pools by
+        ValueError: :obj:`data` holds more than one graph or none, or no
+            nodes, the model has no reservoir, or a reservoir kept no weights (causal mode pools by
             prefix and never forms them; or the forward did not call it).
     """
     num_graphs = getattr(data, "num_graphs", 1)
     if num_graphs != 1:
         raise ValueError(f"token_attention reads one graph at a time (weights of graphs of "
                          f"different sizes do not stack); got a batch of {num_graphs}")
+    if not data.num_nodes:
+        raise ValueError("the graph has no nodes, so its tokens pool nothing: there is no "
+                         "distribution to read")
     reservoirs = _reservoirs(model)
     was_training = model.training
     model.eval()

@@ -97,6 +97,7 @@ class States(NamedTuple):
     tokens: Optional[Tensor]  # the last layer's tokens; None without a reservoir
     num_graphs: int  # the batch's graph count, trailing graphs without nodes included
     batch: Tensor  # graph of each node [N] (zeros for one graph), as the layers used it
+    readout: Optional[Tensor]  # each graph's marked node [B], in graph order; None unless readout level
 
 
 def _num_graphs(data: Any) -> Optional[int]:
@@ -219,7 +220,9 @@ class BRLGraphModel(torch.nn.Module):
             zero, so a fresh model computes what it would without the option.
             Models without a reservoir ignore it, as they ignore :obj:`fold`;
             other task levels and causal models have no single readout node
-            per graph and refuse it. (default: :obj:`False`)
+            per graph and refuse it. (Building the map draws from the random
+            generator, so the same seed gives the other layers other initial
+            weights.) (default: :obj:`False`)
         validate (bool, optional): Check each input batch's values once at
             the model's entry (edge indices in range, a sorted :obj:`batch`, no
             edge between graphs); the layers then check only shapes.
@@ -428,40 +431,40 @@ class BRLGraphModel(torch.nn.Module):
                           dense=self.num_tokens > 0 or self.brl_mode == "blocks",
                           split=any(isinstance(layer, BRLConv) and layer.splits_nodes
                                     for layer in self.layers))
+        readout = (self._readout_index(data, x.size(0), plan.batch, plan.num_graphs)
+                   if self.task_level == "readout" else None)
         tokens = None
         if self.readout_query:
-            rows = self._readout_rows(data, x, plan.batch, plan.num_graphs)
             tokens = (self.layers[0].reservoir.initial(plan.num_graphs)
-                      + self.query_map(rows).unsqueeze(1))
+                      + self.query_map(x[readout]).unsqueeze(1))
         for layer in self.layers:
             if isinstance(layer, BRLConv):
                 x, tokens = layer(x, edge_index, tokens=tokens, plan=plan, **kwargs)
             else:
                 x = layer(x, edge_index, batch, **kwargs)
         x = apply_norm(self.final_norm, x, plan.batch, plan.num_graphs)
-        return States(x, tokens, plan.num_graphs, plan.batch)
+        return States(x, tokens, plan.num_graphs, plan.batch, readout)
 
     def forward(self, data) -> Tensor:
         # the plan's batch vector: one graph's zeros are made once, by plan_batch
-        x, tokens, num_graphs, batch = self._states(data)
+        x, tokens, num_graphs, batch, readout = self._states(data)
         if self.task_level == "node":
             return self.head(x)
         if self.task_level == "readout":
-            return self.head(self._with_tokens(
-                self._readout_rows(data, x, batch, num_graphs), tokens))
+            return self.head(self._with_tokens(x[readout], tokens))
         return self.head(self._with_tokens(POOLS[self.pool](x, batch, size=num_graphs), tokens))
 
-    def _readout_rows(self, data, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """The rows of ``x`` at each graph's marked readout node, ``[B, C]`` in graph order."""
+    def _readout_index(self, data, num_nodes: int, batch: Tensor, num_graphs: int) -> Tensor:
+        """Each graph's marked readout node, ``[B]`` node indices in graph order."""
         mark = self._require(data, self.readout_attr).view(-1).bool()
-        if mark.numel() != x.size(0):
+        if mark.numel() != num_nodes:
             raise ValueError(f"data.{self.readout_attr} must have one entry per node")
         counts = torch.bincount(batch[mark], minlength=num_graphs)
         if bool((counts != 1).any()):
             raise ValueError(f"every graph needs exactly one node marked by "
                              f"data.{self.readout_attr}; got counts {counts.tolist()[:10]}")
-        order = torch.argsort(batch[mark])
-        return x[mark][order]
+        index = mark.nonzero().view(-1)
+        return index[torch.argsort(batch[index])]
 
     def _with_tokens(self, per_graph: Tensor, tokens: Optional[Tensor]) -> Tensor:
         """``[B, C]`` per-graph states, with the token summary beside them if configured."""

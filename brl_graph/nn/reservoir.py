@@ -74,9 +74,11 @@ class TokenReservoir(torch.nn.Module):
 
     With :attr:`keep_weights` set, :meth:`compress` keeps its pooling weights
     in :attr:`last_weights` (:math:`(G, K, L)`, or :math:`(G, P, K, L)` with
-    several pooling heads), detached;
-    :func:`~brl_graph.diagnostics.token_attention` reads them. The causal
-    prefix pooling never forms them and keeps nothing.
+    several pooling heads), detached: those of its last call, so for a batch
+    split into several dense groups only the last group's graphs, and in
+    training mode after attention dropout.
+    :func:`~brl_graph.diagnostics.token_attention` reads them for one graph in
+    eval mode. The causal prefix pooling never forms them and keeps nothing.
 
     Args:
         channels (int): Token and node width :math:`C`.

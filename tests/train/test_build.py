@@ -76,7 +76,9 @@ def test_model_kwargs_are_config_keys():
     # authors do (the results page names every other head its rows ran with).
     tree = load_config(Path(__file__).resolve().parents[2] / "configs"
                        / "tree-neighbors-match-published.yaml")
-    assert [type(m) for m in build_model(tree, fake_bench()).head] == [torch.nn.Linear]
+    model = build_model(tree, fake_bench(level="readout", name="trees"))
+    assert [type(m) for m in model.head] == [torch.nn.Linear]
+    assert model.readout_query  # the tokens start from the root (docs/RECIPE.md)
 
 
 def test_pe_norm_key_reaches_every_pe_encoder():
