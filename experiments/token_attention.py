@@ -51,9 +51,16 @@ def subtree_leaves(node: int, num_nodes: int, first_leaf: int) -> List[int]:
     return sorted(leaves)
 
 
+def root_keys(data, num_leaves: int) -> Tensor:
+    """Each tree's root key (1..L), ``[B]``: the root is node 0 of each tree, and
+    PairOneHot puts the key's one-hot in the first L + 1 features."""
+    x = data.x.view(getattr(data, "num_graphs", 1), -1, data.x.size(-1))
+    return x[:, 0, :num_leaves + 1].argmax(-1)
+
+
 def root_key(graph, num_leaves: int) -> int:
-    """The root's key (1..L): PairOneHot puts the key's one-hot in the first L + 1 features."""
-    return int(graph.x[0, :num_leaves + 1].argmax())
+    """One tree's root key (1..L)."""
+    return int(root_keys(graph, num_leaves)[0])
 
 
 def tree_key_hits(model: torch.nn.Module, split, num_leaves: int) -> Tuple[Tensor, Tensor]:
@@ -64,9 +71,7 @@ def tree_key_hits(model: torch.nn.Module, split, num_leaves: int) -> Tuple[Tenso
     with torch.no_grad():
         for batch in DataLoader(split, batch_size=1024):
             pred = model(batch).argmax(-1)
-            # the key of each tree's root, as root_key reads it
-            x = batch.x.view(batch.num_graphs, -1, batch.x.size(-1))
-            keys = x[:, 0, :num_leaves + 1].argmax(-1)
+            keys = root_keys(batch, num_leaves)
             hits.index_add_(0, keys, (pred == batch.y.view(-1)).float())
             count.index_add_(0, keys, torch.ones(batch.num_graphs))
     return hits[1:], count[1:]
