@@ -65,6 +65,9 @@ def cells(data: Mapping[str, Any], task: str, finished_only: bool = False) -> Ce
             merged[key] = dict(ran[0], metric=sum(r["metric"] for r in ran) / len(ran),
                                nseeds=len(ran), values=[r["metric"] for r in ran],
                                test=(None if None in tests else sum(tests) / len(tests)),
+                               seed_passes=[r.get("passes") for r in ran],
+                               seed_seconds=[r.get("seconds") for r in ran],
+                               seed_stops=[r.get("stopped") for r in ran],
                                bf16_seeds=sum(trained_in_bf16(r) for r in ran),
                                head_layers=sorted({head_layers_of(r) for r in ran}, key=str))
         else:
@@ -209,9 +212,11 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     # root from one that memorises the training trees; the held-out trees can.
     if r.get("test") is not None:
         text += f", test {fmt(r['test'], 3)}"
-    passes = r.get("passes")
-    minutes = (r.get("seconds") or 0.0) / 60
-    why = "stopped: " + str(r["stopped"]) if r.get("stopped") else (
+    # each seed's budget, in seed order, where several ran
+    passes = ", ".join(fmt(p) for p in r.get("seed_passes") or [r.get("passes")])
+    minutes = ", ".join(fmt((t or 0.0) / 60, 1) for t in r.get("seed_seconds") or [r.get("seconds")])
+    stops = sorted({str(s) for s in r.get("seed_stops") or [r.get("stopped")] if s})
+    why = "stopped: " + " and ".join(stops) if stops else (
         "budget spent" if r.get("finished") else "unfinished")
     # A run logged more often than the protocol (long_range.py --tree-log-passes)
     # checks its stop rule more often too: say so where it happened.
@@ -224,7 +229,7 @@ def _published_cell(r: Optional[Dict[str, Any]]) -> str:
     bf16 = "" if not k else (", bf16 autocast" if k == n else f", bf16 autocast in {k} of {n} seeds")
     # wall minutes on a GPU are not the CPU's: a row trained there names it
     on = f", on {r['machine']}" if r.get("device", "cpu") != "cpu" and r.get("machine") else ""
-    return text + (f" ({fmt(passes)} passes, {fmt(minutes, 1)} min{on}, {why}{often}{bf16}"
+    return text + (f" ({passes} passes, {minutes} min{on}, {why}{often}{bf16}"
                    f"{_head_text(r)})")
 
 

@@ -82,3 +82,16 @@ def test_variant_rows_get_their_own_table_and_cells_name_the_test_accuracy():
     assert cells({"rows": [row, dict(row, seed=1, test=None)]},
                  "tree-published")[(4, MPNN)]["test"] is None
     assert "#### One setting changed" not in published_tree_section({"rows": [row]})[0]
+
+
+def test_a_cell_of_several_seeds_gives_each_seeds_budget():
+    row = {"task": "tree-published", "size": 5, "model": BRL, "seed": 0, "metric": 1.0,
+           "test": 1.0, "passes": 50, "seconds": 1848.0, "stopped": "target",
+           "finished": True, "passes_per_epoch": 10, "command": "c0"}
+    data = {"rows": [row, dict(row, seed=1, passes=60, seconds=2402.0, command="c1")]}
+    main = published_tree_section(data)[0]
+    assert ("1.000 = mean of 1.000, 1.000, test 1.000 (50, 60 passes, 30.8, 40.0 min, "
+            "stopped: target, logged every 10 passes)") in main
+    # seeds that stopped for different reasons name both
+    data["rows"][1].update(stopped="patience")
+    assert "stopped: patience and target" in published_tree_section(data)[0]
