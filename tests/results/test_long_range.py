@@ -95,3 +95,13 @@ def test_a_cell_of_several_seeds_gives_each_seeds_budget():
     # seeds that stopped for different reasons name both
     data["rows"][1].update(stopped="patience")
     assert "stopped: patience and target" in published_tree_section(data)[0]
+
+
+def test_a_depth_fitted_by_memorising_does_not_count_as_shown():
+    published = {(5, BRL): {"metric": 1.0, "test": 1.0}, (6, BRL): {"metric": 1.0, "test": 0.045}}
+    status, ev = tree_verdict({}, [2], False, published=published)
+    assert status == "partial"
+    assert ev == "published protocol: r=5: BRL 1.00, r=6: BRL 1.00 (test 0.04: memorised)"
+    # a depth only memorised fails alone; without a test accuracy, train accuracy decides
+    assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0, "test": 0.3}})[0] == "fails"
+    assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0}})[0] == "holds"
