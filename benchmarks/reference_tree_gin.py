@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "test": accuracy(model, bench.test, readout_attr),
             "published_train": PUBLISHED_GIN.get(args.depth),
             "history": progress["history"],
-            "command": ("python benchmarks/reference_tree_gin.py "
-                        + shlex.join(args.argv).replace(str(Path.home()), "~"))}
+            # as typed; docs/RESULTS.md shows run folders under $BRL_RUNS portably
+            "command": "python benchmarks/reference_tree_gin.py " + shlex.join(args.argv)}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from brl_graph.labels import canonical_model
 
 #: Files read by stem when present (``None`` when absent).
-FILES = ("scaling", "long_range", "causal_recall", "oversquashing", "ogbg-molhiv",
+FILES = ("scaling", "long_range", "reference_tree_gin", "causal_recall", "oversquashing", "ogbg-molhiv",
          "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time",
          "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",

@@ -294,8 +294,37 @@ def published_tree_verdict(tree: Cells) -> Verdict:
     return (status, "; ".join(parts) + note)
 
 
-def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
-    """Tree-NeighborsMatch under Alon & Yahav's protocol (``tree-published`` rows)."""
+def reference_gin_section(rows: Optional[Sequence[Mapping[str, Any]]]) -> str:
+    """The published GIN rebuilt in plain PyG (``benchmarks/reference_tree_gin.py``)
+    on our trees, beside the paper's figure; empty without rows."""
+    if not rows:
+        return ""
+    lines = [[str(r["depth"]), str(r["seed"]), fmt(r.get("num_params")),
+              f"{fmt(r['train_max'], 3)} (pass {fmt(r.get('best_pass'))})",
+              fmt(r.get("train_eval"), 3), fmt(r.get("test"), 3),
+              f"{fmt(r.get('passes'))} passes, {fmt(r.get('minutes'), 1)} min, "
+              f"stopped: {r.get('stop')}",
+              fmt(TREE_ANCHORS["GIN"][r["depth"] - 2], 2) if 2 <= r["depth"] <= 6 else "—"]
+             for r in sorted(rows, key=lambda r: (r["depth"], r["seed"]))]
+    return ("#### The published GIN, rebuilt in plain PyG\n\n"
+            "Alon & Yahav's GIN as their paper and code describe it (width 32, GIN MLPs with "
+            "batch norm, residual and layer norm per layer, self-loops, a linear readout at the "
+            "root), trained on our trees by their loop: train accuracy counted during each "
+            "logged epoch's training steps, as theirs is, and the final weights' accuracy in "
+            "evaluation mode beside it. It tells our data and loop apart from our twin: where "
+            "it lands near the paper's figure and the twin does not, the difference is the "
+            "twin's.\n\n"
+            + table(["r", "seed", "parameters", "train (during training)",
+                     "train (final weights)", "test (final weights)", "budget",
+                     "GIN (published)"], lines)
+            + "\n\nCommands:\n\n" + commands_block(sorted({r["command"] for r in rows})) + "\n")
+
+
+def published_tree_section(data: Mapping[str, Any],
+                           reference: Optional[Sequence[Mapping[str, Any]]] = None
+                           ) -> Tuple[str, Verdict]:
+    """Tree-NeighborsMatch under Alon & Yahav's protocol (``tree-published`` rows),
+    with the rebuilt published GIN (``reference``) where it ran."""
     tree = cells(data, "tree-published")
     sizes = sorted({int(r["size"]) for r in task_rows(data, "tree-published")} | set(TREE_SIZES))
     lines = []
@@ -327,10 +356,12 @@ def published_tree_section(data: Mapping[str, Any]) -> Tuple[str, Verdict]:
     if cmds:
         text += "Commands:\n\n" + commands_block(cmds) + "\n"
     text += variant_section(variant_rows(data, "tree-published"))
+    text += ("\n" if text.endswith("\n") and reference else "") + reference_gin_section(reference)
     return text, published_tree_verdict(cells(data, "tree-published", finished_only=True))
 
 
-def long_range_section(data: Optional[Mapping[str, Any]]
+def long_range_section(data: Optional[Mapping[str, Any]],
+                       reference: Optional[Sequence[Mapping[str, Any]]] = None
                        ) -> Tuple[str, Verdict, Verdict, Verdict]:
     """Section 2's text, and the verdicts of RingTransfer, Tree-NeighborsMatch (either
     budget fitting each depth) and Tree-NeighborsMatch (the published protocol)."""
@@ -374,7 +405,7 @@ def long_range_section(data: Optional[Mapping[str, Any]]
                  "at chance they reflect the schedule and budget, not a limit of the model.\n\n")
     cmds = sorted({r["command"] for r in task_rows(data, "ring") + task_rows(data, "tree")})
     text += "Commands (one per cell, from the repository root):\n\n" + commands_block(cmds) + "\n"
-    published_text, published_verdict = published_tree_section(data)
+    published_text, published_verdict = published_tree_section(data, reference)
     return (text + "\n" + published_text, ring_verdict(ring, ring_sizes),
             tree_verdict(tree, tree_sizes, bool(plateau),
                          cells(data, "tree-published", finished_only=True)),

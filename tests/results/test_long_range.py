@@ -105,3 +105,19 @@ def test_a_depth_fitted_by_memorising_does_not_count_as_shown():
     # a depth only memorised fails alone; without a test accuracy, train accuracy decides
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0, "test": 0.3}})[0] == "fails"
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0}})[0] == "holds"
+
+
+def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
+    row = {"depth": 4, "seed": 0, "num_params": 13264, "train_max": 0.7812, "best_pass": 1800,
+           "train_eval": 0.70, "test": 0.12, "passes": 2000, "minutes": 87.0,
+           "stop": "max_passes", "command": "python benchmarks/reference_tree_gin.py --depth 4"}
+    data = {"rows": [{"task": "tree-published", "size": 4, "model": BRL, "seed": 0,
+                      "metric": 1.0, "test": 1.0, "passes": 40, "seconds": 600.0,
+                      "stopped": "target", "finished": True, "command": "c"}]}
+    alone = published_tree_section(data)[0]
+    assert "rebuilt in plain PyG" not in alone
+    text = published_tree_section(data, [row])[0]
+    assert text.startswith(alone)
+    assert ("| 4 | 0 | 13,264 | 0.781 (pass 1,800) | 0.700 | 0.120 | 2,000 passes, 87.0 min, "
+            "stopped: max_passes | 0.77 |") in text
+    assert "    python benchmarks/reference_tree_gin.py --depth 4" in text
