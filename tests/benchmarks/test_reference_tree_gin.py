@@ -9,9 +9,10 @@ def rtg(benchmark_script):
     yield from benchmark_script("reference_tree_gin")
 
 
-def test_parameter_count_is_the_published_models(rtg):
-    # r = 4, width 32: an embedding of the 2(16 + 1) one-hot inputs, 5 GIN layers
-    # (two 32 x 32 maps with batch norm each, plus a layer norm), a bias-free head
+def test_parameter_count_follows_the_published_architecture(rtg):
+    # r = 4, width 32: an embedding of our 2(16 + 1) one-hot inputs (theirs are 2 * 16
+    # wide, 64 weights fewer), 5 GIN layers (two 32 x 32 maps with batch norm each,
+    # plus a layer norm), a bias-free head
     c, f, out, layers = 32, 34, 16, 5
     per_layer = 2 * (c * c + c) + 2 * 2 * c + 2 * c
     expected = f * c + c + layers * per_layer + c * out
@@ -29,8 +30,11 @@ def test_prediction_is_read_at_the_root_and_flows_upward_only(rtg):
     batch = next(iter(DataLoader(bench.train, batch_size=4)))
     x, edge_index, root = rtg._inputs(batch, bench.node_readout)
     assert root.tolist() == [0, 7, 14, 21]
-    # a self-loop at every node, beside the child -> parent edges
-    assert int((edge_index[0] == edge_index[1]).sum()) == batch.num_nodes
+    # a self-loop at every node, and every other edge from a child to its parent
+    loop = edge_index[0] == edge_index[1]
+    assert int(loop.sum()) == batch.num_nodes
+    src, dst = edge_index[:, ~loop] % 7  # heap order within each tree of 7 nodes
+    assert torch.equal(dst, (src - 1) // 2) and int((~loop).sum()) == 4 * 6
     x = x.clone().requires_grad_(True)
     model(x, edge_index, root)[0].sum().backward()
     # the first tree's root sees its own 7 nodes and nothing of the other trees
@@ -57,11 +61,22 @@ def test_run_writes_a_row_and_resumes_exactly(rtg, tmp_path):
                      "--out", str(tmp_path / "straight"), "--json", str(straight_json)]) == 0
     straight = json.loads(straight_json.read_text())[0]
     assert straight["history"] == resumed["history"]
-    a = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    timing = ("seconds",)  # wall time is the only thing that may differ
+    assert ({k: v for k, v in a["progress"].items() if k not in timing}
+            == {k: v for k, v in b["progress"].items() if k not in timing})
+    assert a["settings"] == b["settings"]
+    assert a["scheduler"] == b["scheduler"]
+    # a resume under other settings is refused, naming them
+    with pytest.raises(SystemExit, match="other settings.*'lr': \\(0.001, 0.1\\)"):
+        rtg.main(common + ["--max-passes", "6", "--resume", "--lr", "0.1"])
 
 
 def test_bad_arguments_are_refused(rtg):
     with pytest.raises(SystemExit, match="--log-passes must be at least 1"):
         rtg.parse_args(["--depth", "2", "--log-passes", "0"])
+    with pytest.raises(SystemExit, match="must be a multiple of the passes per logged epoch"):
+        rtg.parse_args(["--depth", "4", "--max-passes", "150"])  # logged every 100 at r = 4
+    assert rtg.parse_args(["--depth", "2", "--max-passes", "2000"]).max_passes == 2000

@@ -92,9 +92,12 @@ def test_a_cell_of_several_seeds_gives_each_seeds_budget():
     main = published_tree_section(data)[0]
     assert ("1.000 = mean of 1.000, 1.000, test 1.000 (50, 60 passes, 30.8, 40.0 min, "
             "stopped: target, logged every 10 passes)") in main
-    # seeds that stopped for different reasons name both
-    data["rows"][1].update(stopped="patience")
-    assert "stopped: patience and target" in published_tree_section(data)[0]
+    # seeds that ended for different reasons name each, in seed order, whatever the
+    # order of the rows; a seed without a wall time shows none
+    data["rows"][1].update(stopped=None, finished=False, seconds=None)
+    data["rows"].reverse()
+    assert ("(50, 60 passes, 30.8, — min, stopped: target, unfinished, logged every 10 passes)"
+            in published_tree_section(data)[0])
 
 
 def test_a_depth_fitted_by_memorising_does_not_count_as_shown():
@@ -102,13 +105,24 @@ def test_a_depth_fitted_by_memorising_does_not_count_as_shown():
     status, ev = tree_verdict({}, [2], False, published=published)
     assert status == "partial"
     assert ev == "published protocol: r=5: BRL 1.00, r=6: BRL 1.00 (test 0.04: memorised)"
+    # one memorised seed is enough, even where the seeds' mean test accuracy is high
+    two = {(6, BRL): {"metric": 1.0, "test": 0.515, "values": [1.0, 1.0],
+                      "seed_tests": [0.04, 0.99]}}
+    assert tree_verdict({}, [2], False, two) == (
+        "fails", "published protocol: r=6: BRL 1.00 (test 0.04: memorised)")
+    # the short budget is read the same way; either budget's honest fit shows the depth
+    short = {(2, BRL): {"metric": 1.0, "test": 0.375}}
+    status, ev = tree_verdict(short, [2], False)
+    assert status == "fails" and ev.startswith("short budget: r=2: BRL 1.00 (test 0.38: memorised)")
+    assert tree_verdict(short, [2], False, {(2, BRL): {"metric": 1.0, "test": 0.5}})[0] == "holds"
     # a depth only memorised fails alone; without a test accuracy, train accuracy decides
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0, "test": 0.3}})[0] == "fails"
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0}})[0] == "holds"
 
 
 def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
-    row = {"depth": 4, "seed": 0, "num_params": 13264, "train_max": 0.7812, "best_pass": 1800,
+    row = {"depth": 4, "seed": 0, "channels": 32, "log_passes": 20, "num_params": 13264,
+           "train_max": 0.7812, "best_pass": 1800,
            "train_eval": 0.70, "test": 0.12, "passes": 2000, "minutes": 87.0,
            "stop": "max_passes", "command": "python benchmarks/reference_tree_gin.py --depth 4"}
     data = {"rows": [{"task": "tree-published", "size": 4, "model": BRL, "seed": 0,
@@ -118,6 +132,9 @@ def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
     assert "rebuilt in plain PyG" not in alone
     text = published_tree_section(data, [row])[0]
     assert text.startswith(alone)
-    assert ("| 4 | 0 | 13,264 | 0.781 (pass 1,800) | 0.700 | 0.120 | 2,000 passes, 87.0 min, "
-            "stopped: max_passes | 0.77 |") in text
+    assert ("| 4 | 0 | 32 | 13,264 | 0.781 (pass 1,800) | 0.700 | 0.120 | 2,000 passes, 87.0 min, "
+            "logged every 20, stopped: max_passes | 0.77 |") in text
     assert "    python benchmarks/reference_tree_gin.py --depth 4" in text
+    # it is shown even before any long_range.json row exists
+    from brl_graph.results.long_range import long_range_section
+    assert "| 4 | 0 | 32 | 13,264 | 0.781" in long_range_section(None, [row])[0]
