@@ -73,7 +73,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
         plot_sensitivity(osq, sens_plot)
     s_text, s_verdict = scaling_section(results.get("scaling"), scaling_plot)
     lr_text, ring_verdict, tree_verdict, published_verdict = long_range_section(
-        results.get("long_range"), results.get("reference_tree_gin"))
+        results.get("long_range"), results.get("reference_tree_gin"), docs_dir)
     c_text, c_verdict, blocks_verdict = causal_part(results)
     h_text, h_stats, _ = graph_property_section(
         results.get("ogbg-molhiv"), 3, "ogbg-molhiv (OGB Evaluator, ROC-AUC)",

@@ -3,10 +3,12 @@ full attention (``experiments/long_range.py`` rows), and the published GIN rebui
 in plain PyG (``benchmarks/reference_tree_gin.py`` rows)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from brl_graph.labels import BRL, BRL_K1, FULL, MPNN, canonical_model
-from brl_graph.results.common import NOT_RUN, Verdict, commands_block, fmt, table
+from brl_graph.results.common import (NOT_RUN, Verdict, commands_block, fmt, pyplot, save_figure,
+                                      table)
 
 LR_MODELS = ((BRL, "BRL"), (MPNN, "MPNN twin (K=0)"), (FULL, "GPSConv multihead"))
 # The published-protocol table adds K = 1, the classic virtual node.
@@ -347,9 +349,40 @@ def reference_gin_section(rows: Optional[Sequence[Mapping[str, Any]]]) -> str:
             + "\n\nCommands:\n\n" + commands_block(sorted({r["command"] for r in rows})) + "\n")
 
 
+def plot_published_tree(data: Mapping[str, Any], path: Path) -> None:
+    """Best train accuracy and test accuracy against depth, one line per model of
+    the published-protocol table, with the paper's GGNN and GIN and chance."""
+    tree = cells(data, "tree-published")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=80, sharey=True)
+    for model, name in PUBLISHED_MODELS:
+        pts = sorted((size, cell.get("metric"), cell.get("test"))
+                     for (size, m), cell in tree.items() if m == model and cell.get("metric") is not None)
+        if not pts:
+            continue
+        line = axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)[0]
+        tested = [(p[0], p[2]) for p in pts if p[2] is not None]
+        axes[1].plot([p[0] for p in tested], [p[1] for p in tested], "o-",
+                     color=line.get_color(), label=name)
+    depths = list(range(2, 2 + len(TREE_ANCHORS["GIN"])))
+    for name, values in TREE_ANCHORS.items():
+        axes[0].plot(depths, values, "x--", alpha=0.7, label=f"{name} (published)")
+    axes[1].plot(depths, [2.0 ** -r for r in depths], ":", color="gray", label="chance")
+    for ax, title in zip(axes, ("best train accuracy", "test accuracy (held-out trees)")):
+        ax.set_xlabel("depth r")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(depths)
+        ax.set_ylim(0, 1.05)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=6)
+    axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def published_tree_section(data: Mapping[str, Any],
-                           reference: Optional[Sequence[Mapping[str, Any]]] = None
-                           ) -> Tuple[str, Verdict]:
+                           reference: Optional[Sequence[Mapping[str, Any]]] = None,
+                           plot: Optional[Path] = None) -> Tuple[str, Verdict]:
     """Tree-NeighborsMatch under Alon & Yahav's protocol (``tree-published`` rows),
     with the rebuilt published GIN (``reference``) where it ran."""
     tree = cells(data, "tree-published")
@@ -379,6 +412,8 @@ def published_tree_section(data: Mapping[str, Any],
             "Yahav, ICLR 2021); the authors report the better of two seeds where one got stuck, "
             "and our rows are single seeds unless marked.\n\n"
             + table(["r"] + names, lines) + "\n\n")
+    if plot is not None:
+        text += f"![Tree-NeighborsMatch, published protocol]({Path(plot).name})\n\n"
     cmds = sorted({r["command"] for r in task_rows(data, "tree-published")})
     if cmds:
         text += "Commands:\n\n" + commands_block(cmds) + "\n"
@@ -388,10 +423,13 @@ def published_tree_section(data: Mapping[str, Any],
 
 
 def long_range_section(data: Optional[Mapping[str, Any]],
-                       reference: Optional[Sequence[Mapping[str, Any]]] = None
+                       reference: Optional[Sequence[Mapping[str, Any]]] = None,
+                       docs_dir: Optional[Path] = None
                        ) -> Tuple[str, Verdict, Verdict, Verdict]:
     """Section 2's text, and the verdicts of RingTransfer, Tree-NeighborsMatch (either
-    budget fitting each depth) and Tree-NeighborsMatch (the published protocol)."""
+    budget fitting each depth) and Tree-NeighborsMatch (the published protocol).
+    With ``docs_dir``, the published protocol's plot is written there
+    (``tree_published.png``) and shown."""
     text = "## 2. Long range\n\n"
     if data is None:
         text += (f"**{NOT_RUN}** (no `benchmarks/results/long_range.json`). Command:\n\n"
@@ -433,7 +471,11 @@ def long_range_section(data: Optional[Mapping[str, Any]],
                  "at chance they reflect the schedule and budget, not a limit of the model.\n\n")
     cmds = sorted({r["command"] for r in task_rows(data, "ring") + task_rows(data, "tree")})
     text += "Commands (one per cell, from the repository root):\n\n" + commands_block(cmds) + "\n"
-    published_text, published_verdict = published_tree_section(data, reference)
+    plot = None
+    if docs_dir is not None and task_rows(data, "tree-published"):
+        plot = Path(docs_dir) / "tree_published.png"
+        plot_published_tree(data, plot)
+    published_text, published_verdict = published_tree_section(data, reference, plot)
     return (text + "\n" + published_text, ring_verdict(ring, ring_sizes),
             tree_verdict(tree, tree_sizes, bool(plateau),
                          cells(data, "tree-published", finished_only=True)),

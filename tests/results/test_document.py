@@ -46,6 +46,10 @@ def _fake_results(tmp_path):
         {**_lr_row("ring", 100, "full", None, None), "skipped": "quadratic qqz"},
         _lr_row("tree", 3, "brl", 0.555, 2.2), _lr_row("tree", 3, "full", 0.777, 3.3),
         _lr_row("ring", 200, "brl", 1.0, 5.5), {**_lr_row("ring", 200, "brl", 0.5, 5.5), "seed": 1},
+        # full attention only: the published table gets a plot, the BRL verdicts stay as they are
+        {"task": "tree-published", "size": 3, "model": "full", "seed": 0, "train_max": 1.0,
+         "metric": 1.0, "test": 0.99, "passes": 60, "seconds": 300.0, "stopped": "target",
+         "finished": True, "command": "python train.py --fake-tree"},
     ]}
     causal = {"config": {"command": "python experiments/causal_recall.py --fake",
                          "task": {"chance": 0.0625}, "budget": {"steps": 17}},
@@ -137,9 +141,10 @@ def test_main_writes_document_and_small_plots(mr, tmp_path):
     out = tmp_path / "docs" / "RESULTS.md"
     assert mr.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     assert out.read_text().startswith("# Results")
-    for name in ("scaling.png", "sensitivity.png"):
+    for name in ("scaling.png", "sensitivity.png", "tree_published.png"):
         png = out.parent / name
         assert png.exists() and 0 < png.stat().st_size < 200_000
+    assert "![Tree-NeighborsMatch, published protocol](tree_published.png)" in out.read_text()
 
 
 def test_scaling_verdict_uses_the_mpnn_twin_as_the_linear_bar(mr):
