@@ -126,9 +126,9 @@ def _state(model, optimizer, scheduler, generator, progress: Dict[str, Any],
 
 def _save(path: Path, state: Dict[str, Any]) -> None:
     from brl_graph.io import atomic_write
+    from brl_graph.train.checkpoint import non_finite_entries
 
-    bad = [k for k, v in state["model"].items()
-           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = non_finite_entries(state["model"])
     if bad:
         raise RuntimeError(f"refusing to checkpoint non-finite weights: {bad[:5]}")
     atomic_write(path, lambda f: torch.save(state, f))
