@@ -12,6 +12,7 @@ See ``datasets/README.md`` for the folder layout and the cache rules.
 """
 from .api import available_datasets, load_dataset
 from .benchmark import Benchmark, from_pyg
+from .loader import SharedStructureLoader
 from .metrics import HIGHER_IS_BETTER, compute_metric, filtered_mrr, macro_f1
 from .raw import RawDataError
 
@@ -19,6 +20,7 @@ __all__ = [
     "Benchmark",
     "HIGHER_IS_BETTER",
     "RawDataError",
+    "SharedStructureLoader",
     "available_datasets",
     "compute_metric",
     "filtered_mrr",

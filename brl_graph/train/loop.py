@@ -14,7 +14,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -22,9 +22,13 @@ from torch.utils.data import DistributedSampler, Subset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.loader import SharedStructureLoader, stackable
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, shard_range, unwrap
 from .losses import task_loss
 from .optim import WeightAverage
+
+#: Either loader yields the same batches; see :mod:`brl_graph.data.loader`.
+Loader = Union[DataLoader, SharedStructureLoader]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,7 +50,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def train_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext,
-                 generator: torch.Generator) -> Tuple[DataLoader, Optional[DistributedSampler]]:
+                 generator: torch.Generator) -> Tuple[Loader, Optional[DistributedSampler]]:
     """The shuffled training loader (and its sampler under DDP, else ``None``);
     its order comes from ``generator``, re-seeded by the caller every epoch."""
     t = cfg["train"]
@@ -56,16 +60,24 @@ def train_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext,
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=True, seed=t["seed"], drop_last=False)
         return DataLoader(dataset, sampler=sampler, **common), sampler
+    if t["num_workers"] == 0 and stackable(dataset):
+        # The same batches in the same order, sliced from stacked tensors.
+        return SharedStructureLoader(dataset, t["batch_size"], shuffle=True,
+                                     generator=generator), None
     return DataLoader(dataset, shuffle=True, **common), None
 
 
-def eval_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext) -> DataLoader:
+def eval_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext) -> Loader:
     """This rank's contiguous shard of ``dataset``, in order."""
     t = cfg["train"]
     shard = Subset(dataset, list(shard_range(len(dataset), ctx)))
+    batch_size = t["eval_batch_size"] or t["batch_size"]
     # Its own generator keeps evaluation from consuming the global RNG.
-    return DataLoader(shard, batch_size=t["eval_batch_size"] or t["batch_size"], shuffle=False,
-                      num_workers=t["num_workers"], generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    if t["num_workers"] == 0 and stackable(shard):
+        return SharedStructureLoader(shard, batch_size, generator=generator)
+    return DataLoader(shard, batch_size=batch_size, shuffle=False,
+                      num_workers=t["num_workers"], generator=generator)
 
 
 @dataclass
@@ -75,11 +87,11 @@ class Loaders:
     A logged epoch is ``passes`` passes over the training set of
     ``steps_per_pass`` optimizer steps each.
     """
-    train: DataLoader
+    train: Loader
     sampler: Optional[DistributedSampler]
-    valid: DataLoader
-    test: DataLoader
-    train_eval: Optional[DataLoader]
+    valid: Loader
+    test: Loader
+    train_eval: Optional[Loader]
     steps_per_pass: int
     passes: int
 
@@ -273,7 +285,7 @@ def train_epoch(model: torch.nn.Module, loaders: Loaders, optimizer, scheduler, 
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, ctx: DistContext,
+def predict(model: torch.nn.Module, loader: Loader, ctx: DistContext,
             bf16: bool = False) -> Tuple[Tensor, Tensor]:
     """Predictions and labels of the whole split, gathered from every rank in order."""
     model.eval()
@@ -292,7 +304,7 @@ def predict(model: torch.nn.Module, loader: DataLoader, ctx: DistContext,
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, bench, ctx: DistContext,
+def evaluate(model: torch.nn.Module, loader: Loader, bench, ctx: DistContext,
              bf16: bool = False, split: Optional[str] = None) -> Dict[str, float]:
     """The benchmark's metrics on a whole split (every rank gets the same dict).
 

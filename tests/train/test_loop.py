@@ -44,3 +44,19 @@ def test_a_dead_head_is_reported_and_blocks_every_gradient(tmp_path, readout_ben
     assert all(p.grad is None or not p.grad.any()
                for n, p in model.named_parameters() if n not in last)
     assert model.head[-1].bias.grad.abs().sum() > 0
+
+
+def test_shared_structure_tasks_get_the_stacked_loader(tmp_path, readout_bench):
+    from brl_graph.data import load_dataset
+    from brl_graph.data.loader import SharedStructureLoader
+    from brl_graph.train.loop import make_loaders
+
+    cfg = load_config(tiny_config(tmp_path, batch_size=16, eval_train=True))
+    tree = load_dataset("tree-neighbors-match", depth=2, edges="upward")
+    loaders = make_loaders(tree, cfg, CPU, torch.Generator().manual_seed(0))
+    for loader in (loaders.train, loaders.valid, loaders.test, loaders.train_eval):
+        assert isinstance(loader, SharedStructureLoader)
+    assert loaders.steps_per_pass == len(DataLoader(tree.train, batch_size=16))
+    # Graphs of their own structures keep PyG's loader.
+    loaders = make_loaders(readout_bench, cfg, CPU, torch.Generator().manual_seed(0))
+    assert isinstance(loaders.train, DataLoader) and isinstance(loaders.test, DataLoader)
