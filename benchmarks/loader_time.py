@@ -17,18 +17,22 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from brl_graph.data import load_dataset
 from brl_graph.data.loader import SharedStructureLoader
 
-LOADERS = {"pyg DataLoader": DataLoader, "SharedStructureLoader": SharedStructureLoader}
+#: PyG's loader first: the reference the other's batches must equal.
+LOADERS = [DataLoader, SharedStructureLoader]
 
 
-def one_pass(loader_cls, dataset, batch_size: int, seed: int) -> tuple:
+def one_pass(loader_cls: type, dataset: Dataset, batch_size: int,
+             seed: int) -> Tuple[float, List[Batch]]:
     """Seconds for one shuffled pass, and the batches it made."""
     loader = loader_cls(dataset, batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -37,22 +41,29 @@ def one_pass(loader_cls, dataset, batch_size: int, seed: int) -> tuple:
     return time.perf_counter() - start, batches
 
 
-def check_equal(dataset, batch_size: int) -> None:
-    (_, theirs), (_, ours) = (one_pass(cls, dataset, batch_size, 0) for cls in LOADERS.values())
-    for a, b in zip(theirs, ours, strict=True):
+def check_equal(dataset: Dataset, batch_size: int) -> None:
+    """Stops the script unless both loaders make the same batches in one pass."""
+    (_, theirs), (_, ours) = (one_pass(cls, dataset, batch_size, 0) for cls in LOADERS)
+    if len(theirs) != len(ours):
+        raise SystemExit(f"the loaders make {len(theirs)} and {len(ours)} batches")
+    for a, b in zip(theirs, ours):
+        if sorted(a.keys()) != sorted(b.keys()) or a.num_graphs != b.num_graphs:
+            raise SystemExit(f"the loaders' batches differ in keys or size: {a} against {b}")
         for key in a.keys():
             if a[key].dtype != b[key].dtype or not torch.equal(a[key], b[key]):
                 raise SystemExit(f"the loaders' batches differ in {key!r}")
 
 
-def time_depth(depth: int, batch_size: int, rounds: int) -> Dict[str, float]:
+def time_depth(depth: int, batch_size: int, rounds: int) -> Tuple[int, List[float]]:
+    """The training split's size at depth ``depth``, and each loader's median
+    seconds per pass, in the order of :data:`LOADERS`."""
     dataset = load_dataset("tree-neighbors-match", depth=depth, edges="upward").train
     check_equal(dataset, batch_size)
-    seconds: Dict[str, List[float]] = {name: [] for name in LOADERS}
+    seconds: List[List[float]] = [[] for _ in LOADERS]
     for r in range(rounds):
-        for name, cls in LOADERS.items():
-            seconds[name].append(one_pass(cls, dataset, batch_size, r + 1)[0])
-    return {name: statistics.median(s) for name, s in seconds.items()} | {"graphs": len(dataset)}
+        for times, cls in zip(seconds, LOADERS):
+            times.append(one_pass(cls, dataset, batch_size, r + 1)[0])
+    return len(dataset), [statistics.median(times) for times in seconds]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -68,11 +79,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"tree-neighbors-match, upward edges, batch {args.batch_size}, {args.threads} thread(s), "
           f"median of {args.rounds} rounds; batches checked equal")
     for depth in args.depths:
-        t = time_depth(depth, args.batch_size, args.rounds)
-        old, new = t["pyg DataLoader"], t["SharedStructureLoader"]
-        print(f"r = {depth} ({t['graphs']} graphs): pyg DataLoader {old:.3f} s/pass "
-              f"({t['graphs'] / old:,.0f} graphs/s) | SharedStructureLoader {new:.3f} s/pass "
-              f"({t['graphs'] / new:,.0f} graphs/s) | {old / new:.1f}x")
+        graphs, (old, new) = time_depth(depth, args.batch_size, args.rounds)
+        print(f"r = {depth} ({graphs} graphs): pyg DataLoader {old:.3f} s/pass "
+              f"({graphs / old:,.0f} graphs/s) | SharedStructureLoader {new:.3f} s/pass "
+              f"({graphs / new:,.0f} graphs/s) | {old / new:.1f}x")
     return 0
 
 

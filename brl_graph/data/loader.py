@@ -28,7 +28,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import BatchSampler, Dataset, RandomSampler, SequentialSampler, Subset
 from torch_geometric.data import Batch, Data
 
 from .synthetic import SharedStructureDataset
@@ -39,7 +39,7 @@ from .transforms import PairOneHot
 NODEWISE_TRANSFORMS = (PairOneHot,)
 
 
-def _unwrap(dataset) -> Tuple[Optional[SharedStructureDataset], List[int]]:
+def _unwrap(dataset: Dataset) -> Tuple[Optional[SharedStructureDataset], List[int]]:
     """The shared-structure dataset under ``dataset`` (a ``torch`` ``Subset``
     chain is followed) and the stacked rows its positions stand for."""
     positions: Optional[List[int]] = None
@@ -47,29 +47,34 @@ def _unwrap(dataset) -> Tuple[Optional[SharedStructureDataset], List[int]]:
         inner = [int(i) for i in dataset.indices]
         positions = inner if positions is None else [inner[p] for p in positions]
         dataset = dataset.dataset
-    if not isinstance(dataset, SharedStructureDataset):
+    # Exact types: a subclass may override get(), which stacking would bypass.
+    if type(dataset) is not SharedStructureDataset:
         return None, []
     rows = [int(i) for i in dataset.indices()]
     return dataset, rows if positions is None else [rows[p] for p in positions]
 
 
-def stackable(dataset) -> bool:
+def stackable(dataset: Dataset) -> bool:
     """Whether :class:`SharedStructureLoader` can batch ``dataset``: a
     :class:`SharedStructureDataset` (or a ``Subset`` of one) whose transform is
-    none or node-wise and whose shared attributes are not offset in a batch."""
+    none or node-wise and whose shared attributes are node attributes (one row
+    per node) that PyG concatenates without an offset."""
     base, _ = _unwrap(dataset)
     if base is None:
         return False
-    if base.transform is not None and not isinstance(base.transform, NODEWISE_TRANSFORMS):
+    if base.transform is not None and type(base.transform) not in NODEWISE_TRANSFORMS:
         return False
-    template = Data(edge_index=base.edge_index, num_nodes=base.node_x.size(1))
-    return all(template.__cat_dim__(k, v) == 0 and not _increments(template, k, v)
-               for k, v in base.shared.items())
+    return all(_node_attribute(base, key, value) for key, value in base.shared.items())
 
 
-def _increments(template: Data, key: str, value: Tensor) -> bool:
-    inc = template.__inc__(key, value)
-    return bool(torch.as_tensor(inc).ne(0).any())
+def _node_attribute(base: SharedStructureDataset, key: str, value: object) -> bool:
+    """Whether PyG batches shared ``key`` by stacking its node rows unchanged."""
+    nodes = base.node_x.size(1)
+    if not isinstance(value, Tensor) or value.dim() == 0 or value.size(0) != nodes:
+        return False  # graph-level or non-tensor: sliced per graph otherwise
+    template = Data(edge_index=base.edge_index, num_nodes=nodes)
+    increment = torch.as_tensor(template.__inc__(key, value))
+    return template.__cat_dim__(key, value) == 0 and not bool(increment.ne(0).any())
 
 
 class SharedStructureLoader:
@@ -88,7 +93,7 @@ class SharedStructureLoader:
             ``RandomSampler`` does.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
+    def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False,
                  generator: Optional[torch.Generator] = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -112,11 +117,11 @@ class SharedStructureLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         batches = iter(self.batch_sampler)
-        # torch's DataLoader draws a worker base seed from the generator when a pass
-        # begins, before the sampler's permutation; drawing it too keeps the order equal.
+        # torch's DataLoader draws a worker base seed from the generator when its
+        # iterator is made, before the sampler's permutation (drawn at the first batch);
+        # drawing it here too, not lazily, keeps the generator's stream equal.
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        for positions in batches:
-            yield self.collate(positions)
+        return (self.collate(positions) for positions in batches)
 
     def collate(self, positions: Sequence[int]) -> Batch:
         """The batch of the graphs at ``positions`` of the dataset."""
@@ -133,13 +138,20 @@ class SharedStructureLoader:
             data = base.transform(data)
         # What Batch.from_data_list records, so that batch[i] and to_data_list() work.
         graphs = torch.arange(count + 1)
-        data._slice_dict = {key: graphs * (1 if key == "y" else self._edges.num_edges
-                                           if key == "edge_index" else nodes)
-                            for key in data.keys() if key not in ("batch", "ptr")}
+        keys = [key for key in data.keys() if key not in ("batch", "ptr")]
+        data._slice_dict = {key: graphs * self._rows_per_graph(key) for key in keys}
         data._inc_dict = {key: graphs[:-1] * nodes if key == "edge_index"
-                          else torch.zeros(count, dtype=torch.long) for key in data._slice_dict}
+                          else torch.zeros(count, dtype=torch.long) for key in keys}
         data._num_graphs = count
         return data
+
+    def _rows_per_graph(self, key: str) -> int:
+        """How many entries of batched ``key`` (along its cat dim) one graph has."""
+        if key == "y":
+            return 1
+        if key == "edge_index":
+            return self._edges.num_edges
+        return self._base.node_x.size(1)  # x and the shared node attributes
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({len(self.dataset)} graphs, "
@@ -158,6 +170,7 @@ class _BatchedEdges:
         self._count = 0
 
     def __call__(self, count: int) -> Tensor:
+        """The ``[2, count * E]`` edges of ``count`` graphs, graph after graph."""
         if count > self._count:
             offsets = torch.arange(count, dtype=self.edge_index.dtype) * self.num_nodes
             self._cache = (self.edge_index.unsqueeze(1) + offsets.view(1, -1, 1)).flatten(1)

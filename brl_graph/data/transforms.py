@@ -154,7 +154,9 @@ class PairOneHot(BaseTransform):
     float one-hot features of shape ``[N, F * num_values]``: column block
     :math:`f` is the one-hot code of ``x[:, f]``.
 
-    Synthetic tasks store compact integers and expand them on access.
+    Synthetic tasks store compact integers and expand them on access. A
+    ``ValueError`` names features that are not ``[N, F]`` or not in
+    ``0..num_values - 1``; float features pass unchanged (already expanded).
     """
     def __init__(self, num_values: int) -> None:
         self.num_values = num_values
@@ -163,6 +165,8 @@ class PairOneHot(BaseTransform):
         x = data.x
         if x.dtype.is_floating_point:
             return data  # already expanded
+        if x.dim() != 2:
+            raise ValueError(f"PairOneHot expects x of shape [N, F]; got {tuple(x.shape)}")
         x = x.long()
         if x.numel():
             low, high = (int(v) for v in torch.aminmax(x))
@@ -172,7 +176,8 @@ class PairOneHot(BaseTransform):
         # A scatter into float zeros: one_hot's int64 intermediate is 8 times the
         # result and made a batch of 1,024 trees at r = 6 cost 0.15 s to expand.
         offsets = torch.arange(x.size(1), device=x.device) * self.num_values
-        out = torch.zeros(x.size(0), x.size(1) * self.num_values, device=x.device)
+        out = torch.zeros(x.size(0), x.size(1) * self.num_values, dtype=torch.float32,
+                          device=x.device)
         data.x = out.scatter_(1, x + offsets, 1.0)
         return data
 

@@ -21,7 +21,7 @@ def test_stops_when_the_batches_differ(lt, monkeypatch):
             batch.y = batch.y + 1
             return batch
 
-    monkeypatch.setitem(lt.LOADERS, "SharedStructureLoader", Shifted)
+    monkeypatch.setattr(lt, "LOADERS", [lt.DataLoader, Shifted])
     with pytest.raises(SystemExit, match="differ in 'y'"):
         lt.main(["--depths", "2", "--batch-size", "16", "--rounds", "1"])
 

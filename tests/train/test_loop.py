@@ -60,3 +60,26 @@ def test_shared_structure_tasks_get_the_stacked_loader(tmp_path, readout_bench):
     # Graphs of their own structures keep PyG's loader.
     loaders = make_loaders(readout_bench, cfg, CPU, torch.Generator().manual_seed(0))
     assert isinstance(loaders.train, DataLoader) and isinstance(loaders.test, DataLoader)
+
+
+def test_fit_trains_the_same_with_either_loader(tmp_path, monkeypatch):
+    import csv
+
+    from brl_graph.data import load_dataset
+    from brl_graph.train import fit
+
+    tree = load_dataset("tree-neighbors-match", depth=2, edges="upward")
+
+    def losses(out, stacked):
+        if not stacked:
+            monkeypatch.setattr("brl_graph.train.loop.stackable", lambda dataset: False)
+        fit(tiny_config(out, epochs=2, batch_size=8, passes_per_epoch=2, eval_train=True,
+                        limit_batches=5), bench=tree)
+        monkeypatch.undo()
+        with open(out / "log.csv", encoding="utf-8") as f:
+            return [{k: v for k, v in row.items() if "loss" in k or "accuracy" in k}
+                    for row in csv.DictReader(f)]
+
+    stacked, collated = losses(tmp_path / "stacked", True), losses(tmp_path / "collated", False)
+    assert len(stacked) == 2 and stacked[0]
+    assert stacked == collated
