@@ -74,6 +74,23 @@ def test_run_writes_a_row_and_resumes_exactly(rtg, tmp_path):
         rtg.main(common + ["--max-passes", "6", "--resume", "--lr", "0.1"])
 
 
+def test_the_row_reports_the_highest_train_accuracy_logged(rtg, tmp_path):
+    common = ["--depth", "2", "--log-passes", "2", "--out", str(tmp_path / "run")]
+    assert rtg.main(common + ["--max-passes", "4"]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    # as the r = 3 run ended: a plateau reference of 0.99995, then 1.0 (a gain under 1e-4)
+    state["progress"]["history"][-2:] = [{**h, "passes": p, "train": t} for h, p, t in
+                                         zip(state["progress"]["history"][-2:], (2, 4),
+                                             (0.99995, 1.0))]
+    state["progress"].update(best_train=0.99995, best_pass=2, stop="target")
+    torch.save(state, ckpt)
+    out = tmp_path / "rows.json"
+    assert rtg.main(common + ["--max-passes", "4", "--resume", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())[0]
+    assert row["train_max"] == 1.0 and row["best_pass"] == 4 and row["stop"] == "target"
+
+
 def test_bad_arguments_are_refused(rtg):
     with pytest.raises(SystemExit, match="--log-passes must be at least 1"):
         rtg.parse_args(["--depth", "2", "--log-passes", "0"])

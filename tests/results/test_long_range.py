@@ -135,6 +135,14 @@ def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
     assert ("| 4 | 0 | 32 | 13,264 | 0.781 (pass 1,800) | 0.700 | 0.120 | 2,000 passes, 87.0 min, "
             "logged every 20, stopped: max_passes | 0.77 |") in text
     assert "    python benchmarks/reference_tree_gin.py --depth 4" in text
+    # the target's evidence quotes it beside the twin, without changing the status
+    twin = {"task": "tree-published", "size": 4, "model": "mpnn", "seed": 0, "metric": 1.0,
+            "test": 0.15, "passes": 240, "seconds": 60.0, "stopped": "target", "finished": True,
+            "command": "t"}
+    status, ev = published_tree_section({"rows": data["rows"] + [twin]}, [row])[1]
+    assert status == "fails"
+    assert ev.endswith("twin r=4: 1.000 (test 0.150) (GIN 0.77); GIN rebuilt on our trees r=4: "
+                       "0.781 after 2,000 passes (test 0.120); not run: r = 2, 3, 5")
     # it is shown even before any long_range.json row exists
     from brl_graph.results.long_range import long_range_section
     assert "| 4 | 0 | 32 | 13,264 | 0.781" in long_range_section(None, [row])[0]
