@@ -234,6 +234,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "num_params": sum(p.numel() for p in model.parameters()),
             "train_max": top["train"], "best_pass": top["passes"],
             "passes": progress["passes"], "steps": progress["steps"],
+            # the patiences this run trained under, in passes (a scheduler resumed from
+            # an older checkpoint keeps the patience it was saved with)
+            "lr_halved_after": (scheduler.patience + 1) * args.log_passes,
+            "stop_after": stop_patience * args.log_passes,
             "minutes": round(progress["seconds"] / 60, 1), "stop": progress["stop"],
             "train_eval": accuracy(model, bench.train, readout_attr),
             "test": accuracy(model, bench.test, readout_attr),

@@ -55,6 +55,8 @@ def test_run_writes_a_row_and_resumes_exactly(rtg, tmp_path):
     assert resumed["passes"] == 4 and resumed["stop"] == "max_passes"
     assert resumed["published_train"] == 1.0
     assert 0 <= resumed["train_max"] <= 1 and 0 <= resumed["test"] <= 1
+    # the authors' 11 and 20 logged epochs of 1,000 passes at r = 2, kept in passes
+    assert resumed["lr_halved_after"] == 11_000 and resumed["stop_after"] == 20_000
 
     straight_json = tmp_path / "straight.json"
     assert rtg.main(["--depth", "2", "--log-passes", "2", "--max-passes", "4",

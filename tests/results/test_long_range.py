@@ -143,6 +143,17 @@ def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
     assert status == "fails"
     assert ev.endswith("twin r=4: 1.000 (test 0.150) (GIN 0.77); GIN rebuilt on our trees r=4: "
                        "0.781 after 2,000 passes (test 0.120); not run: r = 2, 3, 5")
+    # alone, without any tree-published row, it decides nothing
+    from brl_graph.results.long_range import published_tree_verdict
+    assert published_tree_verdict({}, [row]) == ("untested", "no tree-published rows")
+    # a row off the published settings says which; a short run, its minutes; the patience
+    other = dict(row, seed=1, channels=64, minutes=0.02, lr_halved_after=1020)
+    status, ev = published_tree_section({"rows": data["rows"] + [twin]}, [row, other])[1]
+    assert "r=4: 0.781 after 2,000 passes (test 0.120); GIN rebuilt on our trees r=4 (seed 1, " \
+           "channels 64): 0.781" in ev
+    text = published_tree_section(data, [other])[0]
+    assert "2,000 passes, under 0.1 min, logged every 20, lr halved after 1,020 passes " \
+           "without gain, stopped: max_passes" in text
     # it is shown even before any long_range.json row exists
     from brl_graph.results.long_range import long_range_section
     assert "| 4 | 0 | 32 | 13,264 | 0.781" in long_range_section(None, [row])[0]
