@@ -157,12 +157,23 @@ def tree_verdict(tree: Cells, sizes: Sequence[int], plateau: bool,
                if plateau else ""))
     if theirs:
         parts.append("published protocol: " + ", ".join(
-            f"r={r}: BRL {v:.2f}{memo(r, theirs_memo)}" for r, v in sorted(theirs.items())))
+            f"r={r}: BRL {v:.2f}{memo(r, theirs_memo)}{_versus_full(published or {}, r)}"
+            for r, v in sorted(theirs.items())))
     ok = [r for r in done
           if any(values.get(r) is not None and found.get(r) is None and values[r] >= 0.99
                  for found, values in ((ours_memo, ours), (theirs_memo, theirs)))]
     status = "holds" if len(ok) == len(done) else ("fails" if not ok else "partial")
     return (status, "; ".join(parts))
+
+
+def _versus_full(published: Cells, r: int) -> str:
+    """`` vs full 1.00`` (and its memorising) where full attention ran at depth ``r``
+    under the published protocol; the claim is about full attention's expressiveness."""
+    cell = published.get((r, FULL))
+    if cell is None or cell.get("metric") is None:
+        return ""
+    test = memorised_test(cell)
+    return f" vs full {cell['metric']:.2f}" + ("" if test is None else f" (test {test:.2f}: memorised)")
 
 
 def _cell_text(r: Optional[Dict[str, Any]]) -> str:

@@ -118,6 +118,12 @@ def test_a_depth_fitted_by_memorising_does_not_count_as_shown():
     # a depth only memorised fails alone; without a test accuracy, train accuracy decides
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0, "test": 0.3}})[0] == "fails"
     assert tree_verdict({}, [2], False, {(6, BRL): {"metric": 1.0}})[0] == "holds"
+    # the claim is about full attention: its cell at the same depth is quoted beside BRL's
+    both = {(6, BRL): {"metric": 1.0, "test": 0.04}, (6, FULL): {"metric": 1.0, "test": 1.0},
+            (5, BRL): {"metric": 1.0, "test": 1.0}, (5, FULL): {"metric": 1.0, "test": 0.2}}
+    assert tree_verdict({}, [2], False, both)[1] == (
+        "published protocol: r=5: BRL 1.00 vs full 1.00 (test 0.20: memorised), "
+        "r=6: BRL 1.00 (test 0.04: memorised) vs full 1.00")
 
 
 def test_the_rebuilt_published_gin_is_shown_beside_the_papers_figure():
