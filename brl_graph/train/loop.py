@@ -60,11 +60,17 @@ def train_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext,
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=True, seed=t["seed"], drop_last=False)
         return DataLoader(dataset, sampler=sampler, **common), sampler
-    if t["num_workers"] == 0 and stackable(dataset):
-        # The same batches in the same order, sliced from stacked tensors.
+    if _stacks(dataset, t):
         return SharedStructureLoader(dataset, t["batch_size"], shuffle=True,
                                      generator=generator), None
     return DataLoader(dataset, shuffle=True, **common), None
+
+
+def _stacks(dataset, train_cfg: Mapping[str, Any]) -> bool:
+    """Whether ``dataset`` gets :class:`SharedStructureLoader`: the same batches in the
+    same order as PyG's loader, sliced from stacked tensors. Loader workers keep PyG's,
+    which can collate in them."""
+    return train_cfg["num_workers"] == 0 and stackable(dataset)
 
 
 def eval_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext) -> Loader:
@@ -74,7 +80,7 @@ def eval_loader(dataset, cfg: Mapping[str, Any], ctx: DistContext) -> Loader:
     batch_size = t["eval_batch_size"] or t["batch_size"]
     # Its own generator keeps evaluation from consuming the global RNG.
     generator = torch.Generator().manual_seed(0)
-    if t["num_workers"] == 0 and stackable(shard):
+    if _stacks(shard, t):
         return SharedStructureLoader(shard, batch_size, generator=generator)
     return DataLoader(shard, batch_size=batch_size, shuffle=False,
                       num_workers=t["num_workers"], generator=generator)
