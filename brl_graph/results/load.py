@@ -26,7 +26,7 @@ FILES = ("scaling", "long_range", "reference_tree_gin", "causal_recall", "oversq
          "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",
          "peptides-func-e60", "peptides-func-e60-postnorm", "peptides-func-e60-unfolded",
-         "peptides-func-e60-nodereadout",
+         "peptides-func-e60-nodereadout", "peptides-func-e60-wdema",
          "peptides-func-e60-bs128", "peptides-func-e60-dropout01")
 MODES_PREFIX = "causal_recall_modes"
 #: Scripts moved out of ``benchmarks/`` (issue #14): their stored commands name the old path.

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from brl_graph.results import load_results, render
-from brl_graph.results.protocol import MOLHIV, PEPTIDES, protocol_section
+from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, protocol_section
 
 
 def row(model, seed, test, metric="rocauc", epochs=100):
@@ -116,6 +116,32 @@ def test_peptides_post_norm_rows_are_an_earlier_recipe_beside_the_batch_128_ones
     assert "0.5320" not in text.split("## Targets")[1]
 
 
+
+def test_a_candidate_recipe_shows_its_mean_so_far_and_is_never_counted():
+    from dataclasses import replace
+
+    p = replace(PEPTIDES, candidates=(Candidate("peptides-func-e60-cand", "weight decay 0.1"),))
+    shipped = [row("brl", s, 0.61, "ap", 60) for s in range(1, 5)] + [
+        row("mpnn", s, 0.57, "ap", 60) for s in range(4)]
+    cand = [row("brl", s, v, "ap", 60) for s, v in ((1, 0.63), (2, 0.64))]
+    cand[0]["command"] += " train.weight_decay=0.1"
+    text, verdict = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand}})
+    assert "A candidate recipe under test (weight decay 0.1)" in text
+    assert "peptides-func-e60-cand.json" in text
+    assert "BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, 2 of 4 seeds)" in text
+    # its commands are printed as stored: they set the candidate's values themselves
+    after = text.split("A candidate recipe")[1]
+    commands = [line.strip() for line in after.splitlines() if line.startswith("    ")]
+    assert commands[0].endswith("fake-brl-s1 train.weight_decay=0.1") and len(commands) == 2
+    # the verdict is the shipped rows': BRL 0.61 misses 0.62 whatever the candidate shows
+    assert verdict[0] == "partial" and "0.6350" not in verdict[1] and "0.6100" in verdict[1]
+    # one seed has no spread; no rows, no text
+    one, _ = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand[:1]}})
+    assert "(mean 0.6300 (one seed), 1 of 4 seeds)" in one
+    for data in (None, {"rows": []}):
+        none, _ = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": data})
+        assert "candidate" not in none
+
 @pytest.mark.parametrize("protocol, epochs", [(MOLHIV, 100), (PEPTIDES, 200)])
 def test_the_gpu_command_is_shown_and_parses_as_a_driver_call(protocol, epochs, script_loader):
     import shlex
@@ -145,3 +171,14 @@ def test_a_protocol_note_on_its_seeds_follows_the_targets_and_any_four_seeds_cou
     targets_and_note = text.split("\n\n")[1]
     assert targets_and_note.endswith(PEPTIDES.note)
     assert verdict[0] == "holds"
+
+
+def test_peptides_reads_its_candidate_file_below_the_table(tmp_path):
+    (tmp_path / "peptides-func-e60-wdema.json").write_text(
+        json.dumps({"rows": [row("brl", 1, 0.63, "ap", 60)]}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full LRGB protocol")[1].split("## 5.")[0]
+    assert "Not run yet" in section  # the candidate's rows are not the protocol's
+    assert "A candidate recipe under test (AdamW weight decay 0.1" in section
+    assert "BRL s1 0.6300 (ep 41) (mean 0.6300 (one seed), 1 of 4 seeds)" in section
+    assert "0.6300" not in text.split("## Targets")[1]
