@@ -31,13 +31,17 @@ class Earlier(NamedTuple):
 class Candidate(NamedTuple):
     """Rows of a recipe under test, shown below a protocol's table and not counted.
 
-    Its runs set what differs from the config with ``--set``, so their stored
-    commands run the candidate as they stand. Once the config takes the recipe
-    over, its rows move into the protocol's own file and the rows they replace
-    become an :class:`Earlier` recipe.
+    Once the config takes the recipe over, its rows move into the protocol's own
+    file, the rows they replace become an :class:`Earlier` recipe, and models the
+    change touches run again under it.
     """
     stem: str  # the results file, ``benchmarks/results/<stem>.json``
-    what: str  # what differs from the config, for the text
+    what: str  # what differs from the config and why, for the text
+    # What the candidate sets on top of the config; appended to each printed
+    # command that lacks it, so the commands run the candidate whatever wrote them.
+    overrides: Tuple[str, ...]
+    # The seeds that count towards its mean: not the one it was chosen on.
+    seeds: Tuple[int, ...]
 
 
 class GpuRun(NamedTuple):
@@ -128,10 +132,10 @@ PEPTIDES = Protocol(
                      "batch 32, `pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
                      ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD))),
     candidates=(Candidate("peptides-func-e60-wdema",
-                          "AdamW weight decay 0.1 and an average of the weights, "
-                          "`train.weight_decay=0.1 train.ema_decay=0.999`, on the shipped "
-                          "config; chosen on seed 0's valid AP, so its seeds are 1-4 too "
-                          "(docs/RECIPE.md)"),),
+                          "AdamW weight decay 0.1 and an average of the weights on the shipped "
+                          "config; chosen on seed 0's valid AP, so its seeds are 1-4, as for "
+                          "the shipped BRL (docs/RECIPE.md)",
+                          ("train.weight_decay=0.1", "train.ema_decay=0.999"), (1, 2, 3, 4)),),
     note=("BRL's seeds are 1-4, not 0-3: seed 0 under this config is the run the token "
           "readout was chosen on (test AP 0.6085 at valid 0.6429), and a rerun of the same "
           "command is bit-identical on this CPU, so it cannot run fresh; it stays out of the "
@@ -216,10 +220,10 @@ def _targets_text(p: Protocol) -> str:
 
 
 def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
-                     earlier: Optional[Mapping[str, Any]] = None) -> Tuple[str, Verdict]:
+                     others: Optional[Mapping[str, Any]] = None) -> Tuple[str, Verdict]:
     """The protocol's table (our runs, then the published rows) and its verdict;
-    ``earlier`` maps the stems of :attr:`Protocol.earlier` and
-    :attr:`Protocol.candidates` to their data."""
+    ``others`` maps the stems of :attr:`Protocol.candidates` and
+    :attr:`Protocol.earlier` to their data."""
     stats = protocol_stats(data)
     command = (f"python experiments/graph_property.py --config {p.config} --root ../shared/datasets "
                f"--epochs {p.epochs} --warmup-epochs 0 --seeds 0 1 2 3 "
@@ -250,9 +254,9 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
                  "killed runs):\n\n"
                  f"    {p.gpu_command()}\n")
     for c in p.candidates:
-        text += _candidate_text(c, (earlier or {}).get(c.stem), p.seeds)
+        text += _candidate_text(c, (others or {}).get(c.stem))
     for e in p.earlier:
-        text += _earlier_text(e, (earlier or {}).get(e.stem))
+        text += _earlier_text(e, (others or {}).get(e.stem))
     return text, protocol_verdict(p, stats)
 
 
@@ -262,19 +266,28 @@ def _per_seed_text(s: ModelStats) -> str:
                      for seed, test, ep in s.per_seed)
 
 
-def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int) -> str:
-    """The rows of a recipe under test: figures, mean over the seeds so far, commands."""
-    stats = protocol_stats(data)
+def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]]) -> str:
+    """The rows of a recipe under test: figures, the mean over its seeds so far, commands."""
+    rows = [r for r in (data or {}).get("rows") or [] if int(r["seed"]) in c.seeds]
+    left_out = sorted({int(r["seed"]) for r in (data or {}).get("rows") or []} - set(c.seeds))
+    stats = protocol_stats({"rows": rows})
     if not stats:
         return ""
-    figures = "; ".join(f"{NAMES.get(m, m).split(' (')[0]} {_per_seed_text(s)} "
-                        f"(mean {_mean_std_text(s)}, {s.n} of {seeds} seeds)"
+
+    def so_far(s: ModelStats) -> str:
+        count = f"{s.n} of {len(c.seeds)} seeds so far"
+        return f"({count})" if s.n == 1 else f"(mean {_mean_std_text(s)}, {count})"
+
+    figures = "; ".join(f"{NAMES.get(m, m).split(' (')[0]} {_per_seed_text(s)} {so_far(s)}"
                         for m, s in stats.items())
-    rows = list((data or {}).get("rows") or [])
+    skipped = (f" Rows of seed {', '.join(map(str, left_out))} in the file are not the "
+               "candidate's and are left out." if left_out else "")
+    overrides = " ".join(c.overrides)
     return (f"\nA candidate recipe under test ({c.what}), `benchmarks/results/{c.stem}.json`, "
-            f"not counted above until the config takes it over: {figures}. Commands (each sets "
-            "the candidate's values itself):\n\n"
-            + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
+            f"not counted above until the config takes it over: {figures}.{skipped} Commands "
+            f"(each with `{overrides}`):\n\n"
+            + commands_block([_with_overrides(r["command"], c.overrides)
+                              for r in rows if r.get("command")]) + "\n")
 
 
 def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:

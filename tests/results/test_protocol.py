@@ -116,29 +116,37 @@ def test_peptides_post_norm_rows_are_an_earlier_recipe_beside_the_batch_128_ones
     assert "0.5320" not in text.split("## Targets")[1]
 
 
-
 def test_a_candidate_recipe_shows_its_mean_so_far_and_is_never_counted():
     from dataclasses import replace
 
-    p = replace(PEPTIDES, candidates=(Candidate("peptides-func-e60-cand", "weight decay 0.1"),))
+    wd = "train.weight_decay=0.1"
+    p = replace(PEPTIDES, earlier=PEPTIDES.earlier[-1:], candidates=(
+        Candidate("peptides-func-e60-cand", "weight decay 0.1", (wd,), (1, 2, 3, 4)),))
     shipped = [row("brl", s, 0.61, "ap", 60) for s in range(1, 5)] + [
         row("mpnn", s, 0.57, "ap", 60) for s in range(4)]
-    cand = [row("brl", s, v, "ap", 60) for s, v in ((1, 0.63), (2, 0.64))]
-    cand[0]["command"] += " train.weight_decay=0.1"
-    text, verdict = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand}})
+    # seed 0 is the run the candidate was chosen on: in the file, but not one of its seeds
+    cand = [row("brl", s, v, "ap", 60) for s, v in ((0, 0.66), (1, 0.63), (2, 0.64))]
+    cand += [row("mpnn", 1, 0.58, "ap", 60)]
+    cand[1]["command"] += f" {wd}"  # already stored: not appended twice
+    old = {"rows": [row("brl", 0, 0.49, "ap", 60)]}
+    text, verdict = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand},
+                                                            p.earlier[0].stem: old})
     assert "A candidate recipe under test (weight decay 0.1)" in text
     assert "peptides-func-e60-cand.json" in text
-    assert "BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, 2 of 4 seeds)" in text
-    # its commands are printed as stored: they set the candidate's values themselves
-    after = text.split("A candidate recipe")[1]
-    commands = [line.strip() for line in after.splitlines() if line.startswith("    ")]
-    assert commands[0].endswith("fake-brl-s1 train.weight_decay=0.1") and len(commands) == 2
-    # the verdict is the shipped rows': BRL 0.61 misses 0.62 whatever the candidate shows
-    assert verdict[0] == "partial" and "0.6350" not in verdict[1] and "0.6100" in verdict[1]
-    # one seed has no spread; no rows, no text
-    one, _ = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand[:1]}})
-    assert "(mean 0.6300 (one seed), 1 of 4 seeds)" in one
-    for data in (None, {"rows": []}):
+    assert ("BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, 2 of 4 seeds so far); "
+            "MPNN twin s1 0.5800 (ep 41) (1 of 4 seeds so far)") in text
+    assert "Rows of seed 0 in the file are not the candidate's and are left out." in text
+    assert "0.6600" not in text and "fake-brl-s0 " not in text.split("An earlier recipe")[0]
+    # its commands run the candidate: each carries the override once; then the earlier recipe's
+    mine = text.split("A candidate recipe")[1].split("An earlier recipe")[0]
+    commands = [line.split() for line in mine.splitlines() if line.startswith("    ")]
+    assert [c[-2] for c in commands] == ["fake-brl-s1", "fake-brl-s2", "fake-mpnn-s1"]
+    assert all(c.count(wd) == 1 and c[-1] == wd for c in commands)
+    assert "BRL s0 0.4900 (ep 40)" in text.split("An earlier recipe")[1]
+    # the verdict is the shipped rows': BRL's 0.61 misses 0.62 whatever the candidate shows
+    assert verdict[0] == "partial" and "brl 0.6100" in verdict[1] and "0.63" not in verdict[1]
+    # no rows of its seeds, no text
+    for data in (None, {"rows": []}, {"rows": cand[:1]}):
         none, _ = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": data})
         assert "candidate" not in none
 
@@ -180,5 +188,6 @@ def test_peptides_reads_its_candidate_file_below_the_table(tmp_path):
     section = text.split("### Full LRGB protocol")[1].split("## 5.")[0]
     assert "Not run yet" in section  # the candidate's rows are not the protocol's
     assert "A candidate recipe under test (AdamW weight decay 0.1" in section
-    assert "BRL s1 0.6300 (ep 41) (mean 0.6300 (one seed), 1 of 4 seeds)" in section
+    assert "BRL s1 0.6300 (ep 41) (1 of 4 seeds so far)" in section
+    assert "fake-brl-s1 train.weight_decay=0.1 train.ema_decay=0.999" in section
     assert "0.6300" not in text.split("## Targets")[1]
