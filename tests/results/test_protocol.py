@@ -121,12 +121,13 @@ def test_a_candidate_recipe_shows_its_mean_so_far_and_is_never_counted():
 
     wd = "train.weight_decay=0.1"
     p = replace(PEPTIDES, earlier=PEPTIDES.earlier[-1:], candidates=(
-        Candidate("peptides-func-e60-cand", "weight decay 0.1", (wd,), (1, 2, 3, 4)),))
+        Candidate("peptides-func-e60-cand", "weight decay 0.1", (wd,), (("brl", 0),)),))
     shipped = [row("brl", s, 0.61, "ap", 60) for s in range(1, 5)] + [
         row("mpnn", s, 0.57, "ap", 60) for s in range(4)]
-    # seed 0 is the run the candidate was chosen on: in the file, but not one of its seeds
+    # BRL's seed 0 is the run the candidate was chosen on: in the file, but left out;
+    # the twin's seed 0 counts
     cand = [row("brl", s, v, "ap", 60) for s, v in ((0, 0.66), (1, 0.63), (2, 0.64))]
-    cand += [row("mpnn", 1, 0.58, "ap", 60)]
+    cand += [row("mpnn", 0, 0.58, "ap", 60)]
     cand[1]["command"] += f" {wd}"  # already stored: not appended twice
     old = {"rows": [row("brl", 0, 0.49, "ap", 60)]}
     text, verdict = protocol_section(p, {"rows": shipped}, {"peptides-func-e60-cand": {"rows": cand},
@@ -134,13 +135,13 @@ def test_a_candidate_recipe_shows_its_mean_so_far_and_is_never_counted():
     assert "A candidate recipe under test (weight decay 0.1)" in text
     assert "peptides-func-e60-cand.json" in text
     assert ("BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, 2 of 4 seeds so far); "
-            "MPNN twin s1 0.5800 (ep 41) (1 of 4 seeds so far)") in text
-    assert "Rows of seed 0 in the file are not the candidate's and are left out." in text
+            "MPNN twin s0 0.5800 (ep 40) (1 of 4 seeds so far)") in text
+    assert "BRL's seed 0 is the run the candidate was chosen on and is left out." in text
     assert "0.6600" not in text and "fake-brl-s0 " not in text.split("An earlier recipe")[0]
     # its commands run the candidate: each carries the override once; then the earlier recipe's
     mine = text.split("A candidate recipe")[1].split("An earlier recipe")[0]
     commands = [line.split() for line in mine.splitlines() if line.startswith("    ")]
-    assert [c[-2] for c in commands] == ["fake-brl-s1", "fake-brl-s2", "fake-mpnn-s1"]
+    assert [c[-2] for c in commands] == ["fake-brl-s1", "fake-brl-s2", "fake-mpnn-s0"]
     assert all(c.count(wd) == 1 and c[-1] == wd for c in commands)
     assert "BRL s0 0.4900 (ep 40)" in text.split("An earlier recipe")[1]
     # the verdict is the shipped rows': BRL's 0.61 misses 0.62 whatever the candidate shows
