@@ -214,7 +214,7 @@ def _model_line(s: ModelStats) -> List[str]:
 
 
 def _targets_text(p: Protocol) -> str:
-    bars = " and ".join(f"{NAMES[m].split(' (')[0]} >= {bar}" for m, bar in p.targets.items())
+    bars = " and ".join(f"{_short_name(m)} >= {bar}" for m, bar in p.targets.items())
     clear = (", BRL above the MPNN twin by more than the larger of their stds over seeds"
              if p.clear_of_mpnn else "")
     return f"Targets: {bars}{clear}; a verdict once every model named has {p.seeds} seeds."
@@ -280,16 +280,15 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
         count = f"{s.n} of {seeds} seeds so far"
         return f"({count})" if s.n == 1 else f"(mean {_mean_std_text(s)}, {count})"
 
-    figures = "; ".join(f"{NAMES.get(m, m).split(' (')[0]} {_per_seed_text(s)} {so_far(s)}"
+    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)} {so_far(s)}"
                         for m, s in stats.items())
-    skipped = ("".join(f" {NAMES.get(m, m).split(' (')[0]}'s seed {seed} is the run the "
+    skipped = ("".join(f" {_short_name(m)}'s seed {seed} is the run the "
                        "candidate was chosen on and is left out." for m, seed in left_out))
     overrides = " ".join(c.overrides)
     return (f"\nA candidate recipe under test ({c.what}), `benchmarks/results/{c.stem}.json`, "
             f"not counted above until the config takes it over: {figures}.{skipped} Commands "
             f"(each with `{overrides}`):\n\n"
-            + commands_block([_with_overrides(r["command"], c.overrides)
-                              for r in rows if r.get("command")]) + "\n")
+            + _commands_with(rows, c.overrides) + "\n")
 
 
 def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
@@ -297,7 +296,7 @@ def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
     stats = protocol_stats(data)
     if not stats:
         return ""
-    figures = "; ".join(f"{NAMES.get(m, m).split(' (')[0]} {_per_seed_text(s)}"
+    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}"
                         for m, s in stats.items())
     rows = list((data or {}).get("rows") or [])
     overrides = " ".join(e.overrides)
@@ -305,8 +304,18 @@ def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
            if overrides else "")
     return (f"\nAn earlier recipe ({e.what}), `benchmarks/results/{e.stem}.json`, not counted "
             f"above: {figures}. Commands{how}:\n\n"
-            + commands_block([_with_overrides(r["command"], e.overrides)
-                              for r in rows if r.get("command")]) + "\n")
+            + _commands_with(rows, e.overrides) + "\n")
+
+
+def _short_name(model: str) -> str:
+    """``BRL``, ``MPNN twin``: the model's name without its parenthesised detail."""
+    return NAMES.get(model, model).split(" (")[0]
+
+
+def _commands_with(rows: Sequence[Mapping[str, Any]], overrides: Sequence[str]) -> str:
+    """The rows' stored commands as a block, each carrying ``overrides``."""
+    return commands_block([_with_overrides(r["command"], overrides)
+                           for r in rows if r.get("command")])
 
 
 def _with_overrides(command: str, overrides: Sequence[str]) -> str:
