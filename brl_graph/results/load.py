@@ -26,7 +26,7 @@ FILES = ("scaling", "long_range", "reference_tree_gin", "causal_recall", "oversq
          "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",
          "peptides-func-e60", "peptides-func-e60-postnorm", "peptides-func-e60-unfolded",
-         "peptides-func-e60-nodereadout", "peptides-func-e60-wdema",
+         "peptides-func-e60-nodereadout", "peptides-func-e60-nodecay",
          "peptides-func-e60-bs128", "peptides-func-e60-dropout01")
 MODES_PREFIX = "causal_recall_modes"
 #: Scripts moved out of ``benchmarks/`` (issue #14): their stored commands name the old path.
@@ -50,7 +50,10 @@ PORTABLE_PATHS = ((re.compile(_START + _PATH + r"/\.cache/brl_graph/runs(?![^/\s
                    r"\1"))
 #: Results files renamed since their rows were written: a stored command names the old file.
 RENAMED_RESULTS = {"benchmarks/results/peptides-func-e60-prenorm.json":
-                   "benchmarks/results/peptides-func-e60-dropout01.json"}
+                   "benchmarks/results/peptides-func-e60-dropout01.json",
+                   # the candidate's rows, now the protocol's own
+                   "benchmarks/results/peptides-func-e60-wdema.json":
+                   "benchmarks/results/peptides-func-e60.json"}
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 

@@ -36,18 +36,30 @@ def _seeds(figures: Optional[PeptidesStats]) -> int:
     return min((figures[m][2] if figures and m in figures else 0) for m in (BRL, MPNN))
 
 
-def task_level(short: Optional[PeptidesStats], protocol: Mapping[str, ModelStats]) -> TaskLevel:
+def _figures(protocol: Mapping[str, ModelStats]) -> PeptidesStats:
+    return {m: (*protocol[m].mean_std, protocol[m].n) for m in (BRL, MPNN) if m in protocol}
+
+
+def _so_far(found: PeptidesStats) -> str:
+    return ", ".join(f"{'BRL' if m == BRL else 'twin'} {f[0]:.4f} (n={f[2]})"
+                     for m, f in found.items())
+
+
+def task_level(short: Optional[PeptidesStats], protocol: Mapping[str, ModelStats],
+               earlier: Sequence[Tuple[str, Mapping[str, ModelStats]]] = ()) -> TaskLevel:
     """The task-level figures for the claim.
 
     The full protocol's, once BRL and the twin each have two seeds there (a spread
-    needs two); until then section 4's short runs, with the protocol's figures so
-    far named in the source. The longest budget is the one a reader compares with
-    the leaderboards, so a 3-epoch figure never settles the claim once protocol
-    runs exist. Either table settles it only with the protocol's seed count per
-    model: one seed has no spread, and two seeds' std is too rough to call a gap
-    clear of it."""
-    pair = (BRL, MPNN)
-    found = {m: (*protocol[m].mean_std, protocol[m].n) for m in pair if m in protocol}
+    needs two). Until then, the newest earlier recipe of the protocol
+    (``earlier``: ``(results file stem, stats)``, newest first) in which both have
+    the full seed count: one budget for both, so still a fair comparison, named
+    as such in the source. Failing both, section 4's short runs, with the
+    protocol's figures so far named in the source. The longest budget is the one
+    a reader compares with the leaderboards, so a 3-epoch figure never settles
+    the claim once protocol runs exist. Any table settles it only with the
+    protocol's seed count per model: one seed has no spread, and two seeds' std
+    is too rough to call a gap clear of it."""
+    found = _figures(protocol)
     full = PEPTIDES.seeds
     if _seeds(found) >= 2:
         settled = _seeds(found) >= full
@@ -55,11 +67,16 @@ def task_level(short: Optional[PeptidesStats], protocol: Mapping[str, ModelStats
         if not settled:
             source += f"; provisional: {_seeds(found)} of {full} seeds"
         return TaskLevel(found, source, settled)
+    begun = f"the config's recipe has {_so_far(found)} of {full} seeds so far" if found else ""
+    for stem, stats in earlier:
+        before = _figures(stats)
+        if _seeds(before) >= full:
+            source = (f"full protocol, {PEPTIDES.epochs} epochs, under the earlier recipe of "
+                      f"`{stem}.json`")
+            return TaskLevel(before, source + (f"; {begun}" if begun else ""), True)
     if found:
-        so_far = ", ".join(f"{'BRL' if m == BRL else 'twin'} {f[0]:.4f} (n={f[2]})"
-                           for m, f in found.items())
-        return TaskLevel(short, f"table 4; the full protocol has begun, {so_far} of {full} "
-                                "seeds", False)
+        return TaskLevel(short, f"table 4; the full protocol has begun, {_so_far(found)} of "
+                                f"{full} seeds", False)
     return TaskLevel(short, "table 4", _seeds(short) >= full)
 
 

@@ -101,25 +101,31 @@ MOLHIV = Protocol(
                      ("model.pre_norm=false", "model.fold=false"))),
     gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
                f"--epochs 100 --warmup-epochs 0 {_GPU}"))
-# Every Peptides-func recipe before the folded one (stored commands name their own
-# width): unfolded projections and a head on the pooled nodes only.
-_UNFOLDED_NODE_HEAD = ("model.fold=false", "model.readout_tokens=false")
+# Every Peptides-func recipe before weight decay 0.1 with the weight average ran
+# without either; every one before the folded one (stored commands name their own
+# width) also had unfolded projections and a head on the pooled nodes only.
+_NO_DECAY = ("train.weight_decay=0.0", "train.ema_decay=null")
+_UNFOLDED_NODE_HEAD = ("model.fold=false", "model.readout_tokens=false", *_NO_DECAY)
 _BEFORE_FOLD = ("; unfolded at 64 channels with a head on the pooled nodes only, as every "
-                "recipe before `fold: true`")
+                "recipe before `fold: true`, and without weight decay or the average")
+_BRL_ONLY = ("; BRL only: the twin has no tokens, and its matched width is 104 under both")
 PEPTIDES = Protocol(
     "peptides-func-e60", "Full LRGB protocol: 60 epochs, 4 seeds", "configs/peptides-func.yaml",
     60, "AP", (("GPS", 0.6535, 0.0041), ("tuned GCN", 0.6860, 0.0050)),
     "LRGB (GPS) and Tönshoff et al. 2023 (tuned GCN), test AP", {BRL: 0.62}, clear_of_mpnn=True,
-    earlier=(Earlier("peptides-func-e60-nodereadout",
+    earlier=(Earlier("peptides-func-e60-nodecay",
+                     "no weight decay and no average of the weights, the config's values before "
+                     "`weight_decay: 0.1` and `ema_decay: 0.999`; both models",
+                     _NO_DECAY),
+             Earlier("peptides-func-e60-nodereadout",
                      "a head that reads the pooled nodes only (418k parameters), the config's "
-                     "value before `readout_tokens: true`; the twin has no tokens, and its "
-                     "matched width is 104 under both, so its rows stay in the table",
-                     ("model.readout_tokens=false",)),
+                     "value before `readout_tokens: true`, without weight decay or the "
+                     "average" + _BRL_ONLY,
+                     ("model.readout_tokens=false", *_NO_DECAY)),
              Earlier("peptides-func-e60-unfolded",
                      "unfolded reservoir projections at 64 channels (438k parameters) and a "
                      "head on the pooled nodes only, the config's values before `fold: true` "
-                     "at 68 channels; the twin's matched width is 104 under both, so its rows "
-                     "stay in the table",
+                     "at 68 channels, without weight decay or the average" + _BRL_ONLY,
                      ("model.channels=64", *_UNFOLDED_NODE_HEAD)),
              Earlier("peptides-func-e60-dropout01",
                      "dropout 0.1, the config's value before `dropout: 0.0`" + _BEFORE_FOLD,
@@ -132,13 +138,8 @@ PEPTIDES = Protocol(
                      "batch 128, post-norm layers and dropout 0.1, the config's values before "
                      "batch 32, `pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
                      ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD))),
-    candidates=(Candidate("peptides-func-e60-wdema",
-                          "AdamW weight decay 0.1 and an average of the weights on the shipped "
-                          "config; chosen on BRL's seed 0, so BRL's seeds are 1-4, as in the "
-                          "table (docs/RECIPE.md)",
-                          ("train.weight_decay=0.1", "train.ema_decay=0.999"), ((BRL, 0),)),),
-    note=("BRL's seeds are 1-4, not 0-3: seed 0 under this config is the run the token "
-          "readout was chosen on (test AP 0.6085 at valid 0.6429), and a rerun of the same "
+    note=("BRL's seeds are 1-4, not 0-3: seed 0 under this config is the run weight decay "
+          "0.1 with the average was chosen on (test AP 0.6315 at valid 0.6522), and a rerun of the same "
           "command is bit-identical on this CPU, so it cannot run fresh; it stays out of the "
           "mean so that the luck of the choice does not lift it (docs/RECIPE.md)."),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "

@@ -80,3 +80,23 @@ def test_verdict_names_its_source_and_needs_a_gap_beyond_the_larger_spread():
     status, evidence = oversquashing_verdict(ROWS, TaskLevel(None, "full protocol, 60 epochs",
                                                              True))
     assert status == "partial" and "(Peptides-func AP, full protocol, 60 epochs) not run" in evidence
+
+
+def test_an_earlier_recipe_with_every_seed_stands_in_until_the_current_one_has_two():
+    old = {BRL: _stats(BRL, [0.60, 0.61, 0.60, 0.61]), MPNN: _stats(MPNN, [0.57, 0.56, 0.57, 0.58])}
+    partial_old = {BRL: _stats(BRL, [0.70] * 4), MPNN: _stats(MPNN, [0.50] * 3)}
+    current = {BRL: _stats(BRL, [0.62, 0.62, 0.63, 0.62])}  # the twin has not run under it
+    level = task_level(SHORT, current, [("pep-partial", partial_old), ("pep-old", old)])
+    # the newest earlier recipe with four seeds per model, not one with a seed missing
+    assert level.settled and level.figures[MPNN][0] == pytest.approx(0.57)
+    assert level.source == ("full protocol, 60 epochs, under the earlier recipe of "
+                            "`pep-old.json`; the config's recipe has BRL 0.6225 (n=4) of 4 "
+                            "seeds so far")
+    assert oversquashing_verdict(ROWS, level)[0] == "holds"
+    # two seeds of each model under the current recipe take over, provisionally
+    current[MPNN] = _stats(MPNN, [0.55, 0.56])
+    level = task_level(SHORT, current, [("pep-old", old)])
+    assert not level.settled and level.source.endswith("provisional: 2 of 4 seeds")
+    # no complete earlier recipe: table 4, unsettled, as before
+    del current[MPNN]
+    assert task_level(SHORT, current, [("pep-partial", partial_old)]).figures == SHORT

@@ -182,13 +182,27 @@ def test_a_protocol_note_on_its_seeds_follows_the_targets_and_any_four_seeds_cou
     assert verdict[0] == "holds"
 
 
-def test_peptides_reads_its_candidate_file_below_the_table(tmp_path):
-    (tmp_path / "peptides-func-e60-wdema.json").write_text(
-        json.dumps({"rows": [row("brl", 1, 0.63, "ap", 60)]}))
+def test_peptides_shows_the_recipe_before_weight_decay_below_the_table(tmp_path):
+    # Weight decay 0.1 with the weight average shipped: the rows before it (both models)
+    # are an earlier recipe whose commands undo both, and never count.
+    old = [dict(row(m, s, 0.60, "ap", 60), command=f"python train.py x.yaml fake-{m}-s{s}")
+           for m in ("brl", "mpnn") for s in (1, 2, 3, 4)]
+    (tmp_path / "peptides-func-e60-nodecay.json").write_text(json.dumps({"rows": old}))
     text = render(load_results(tmp_path), docs_dir=None)
     section = text.split("### Full LRGB protocol")[1].split("## 5.")[0]
-    assert "Not run yet" in section  # the candidate's rows are not the protocol's
-    assert "A candidate recipe under test (AdamW weight decay 0.1" in section
-    assert "BRL s1 0.6300 (ep 41) (1 of 4 seeds so far)" in section
-    assert "fake-brl-s1 train.weight_decay=0.1 train.ema_decay=0.999" in section
-    assert "0.6300" not in text.split("## Targets")[1]
+    assert "Not run yet" in section
+    assert "An earlier recipe (no weight decay and no average of the weights" in section
+    assert "fake-mpnn-s4 train.weight_decay=0.0 train.ema_decay=null" in section
+    assert "0.6000" not in text.split("## Targets")[1]
+
+
+def test_a_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
+    # The candidate's rows moved into the protocol's file; their stored driver calls
+    # name the candidate's file, which no longer exists.
+    moved = dict(row("brl", 1, 0.63, "ap", 60),
+                 driver="python experiments/graph_property.py --models brl "
+                        "--json benchmarks/results/peptides-func-e60-wdema.json")
+    (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [moved]}))
+    section = render(load_results(tmp_path), docs_dir=None).split("### Full LRGB protocol")[1]
+    assert "--json benchmarks/results/peptides-func-e60.json" in section
+    assert "e60-wdema" not in section
