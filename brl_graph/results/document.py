@@ -86,7 +86,7 @@ def render(results: Mapping[str, Any], docs_dir: Optional[Path] = None) -> str:
     p_text += "\n" + protocols[PEPTIDES.stem][0]
     o_text, o_verdict = oversquashing_section(
         osq, sens_plot, task_level(p_stats, protocol_stats(results.get(PEPTIDES.stem)),
-                                   [(e.stem, protocol_stats(results.get(e.stem)))
+                                   [(e, protocol_stats(results.get(e.stem)))
                                     for e in PEPTIDES.earlier]))
     # the CPU's step-time rows and the GPU's (benchmarks/device_check.sh), one table
     steps = (results.get("step_time") or []) + (results.get("step_time_gpu") or [])

@@ -51,8 +51,11 @@ PORTABLE_PATHS = ((re.compile(_START + _PATH + r"/\.cache/brl_graph/runs(?![^/\s
 #: Results files renamed since their rows were written: a stored command names the old file.
 RENAMED_RESULTS = {"benchmarks/results/peptides-func-e60-prenorm.json":
                    "benchmarks/results/peptides-func-e60-dropout01.json",
-                   # the candidate's rows, now the protocol's own
+                   # the candidate's rows, now the protocol's own; its seed 1 began as a
+                   # probe writing to a scratch file, and its row was copied over
                    "benchmarks/results/peptides-func-e60-wdema.json":
+                   "benchmarks/results/peptides-func-e60.json",
+                   "$BRL_RUNS/recipe/pep-wdema-protocol.json":
                    "benchmarks/results/peptides-func-e60.json"}
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")

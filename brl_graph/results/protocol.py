@@ -69,7 +69,7 @@ class Protocol:
     targets: Mapping[str, float]
     clear_of_mpnn: bool = False
     seeds: int = 4
-    earlier: Tuple[Earlier, ...] = ()
+    earlier: Tuple[Earlier, ...] = ()  # newest first: the first complete one can stand in
     candidates: Tuple[Candidate, ...] = ()
     gpu: Optional[GpuRun] = None
     note: str = ""  # which seeds run and why, when it is not simply 0 to seeds - 1
@@ -105,7 +105,7 @@ MOLHIV = Protocol(
 # without either; every one before the folded one (stored commands name their own
 # width) also had unfolded projections and a head on the pooled nodes only.
 _NO_DECAY = ("train.weight_decay=0.0", "train.ema_decay=null")
-_UNFOLDED_NODE_HEAD = ("model.fold=false", "model.readout_tokens=false", *_NO_DECAY)
+_UNFOLDED_NODE_HEAD = ("model.fold=false", "model.readout_tokens=false")
 _BEFORE_FOLD = ("; unfolded at 64 channels with a head on the pooled nodes only, as every "
                 "recipe before `fold: true`, and without weight decay or the average")
 _BRL_ONLY = ("; BRL only: the twin has no tokens, and its matched width is 104 under both")
@@ -126,22 +126,24 @@ PEPTIDES = Protocol(
                      "unfolded reservoir projections at 64 channels (438k parameters) and a "
                      "head on the pooled nodes only, the config's values before `fold: true` "
                      "at 68 channels, without weight decay or the average" + _BRL_ONLY,
-                     ("model.channels=64", *_UNFOLDED_NODE_HEAD)),
+                     ("model.channels=64", *_UNFOLDED_NODE_HEAD, *_NO_DECAY)),
              Earlier("peptides-func-e60-dropout01",
                      "dropout 0.1, the config's value before `dropout: 0.0`" + _BEFORE_FOLD,
-                     ("model.dropout=0.1", *_UNFOLDED_NODE_HEAD)),
+                     ("model.dropout=0.1", *_UNFOLDED_NODE_HEAD, *_NO_DECAY)),
              Earlier("peptides-func-e60-postnorm",
                      "post-norm layers and dropout 0.1, the config's values before "
                      "`pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
-                     ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD)),
+                     ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD,
+                      *_NO_DECAY)),
              Earlier("peptides-func-e60-bs128",
                      "batch 128, post-norm layers and dropout 0.1, the config's values before "
                      "batch 32, `pre_norm: true` and `dropout: 0.0`" + _BEFORE_FOLD,
-                     ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD))),
+                     ("model.pre_norm=false", "model.dropout=0.1", *_UNFOLDED_NODE_HEAD,
+                      *_NO_DECAY))),
     note=("BRL's seeds are 1-4, not 0-3: seed 0 under this config is the run weight decay "
-          "0.1 with the average was chosen on (test AP 0.6315 at valid 0.6522), and a rerun of the same "
-          "command is bit-identical on this CPU, so it cannot run fresh; it stays out of the "
-          "mean so that the luck of the choice does not lift it (docs/RECIPE.md)."),
+          "0.1 with the average was chosen on (test AP 0.6315 at valid 0.6522), and a rerun "
+          "of the same command is bit-identical on this CPU, so it cannot run fresh; it stays "
+          "out of the mean so that the luck of the choice does not lift it (docs/RECIPE.md)."),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
                "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
@@ -186,7 +188,7 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     """Holds when every target is met over :attr:`Protocol.seeds` seeds; "partial:
     <model> N, ... of 4 seeds" (each model named by a target that has fewer)
     while any of them has fewer."""
-    needed = list(p.targets) + ([MPNN] if p.clear_of_mpnn else [])
+    needed = _needed(p)
     if not stats:
         return ("untested", f"{p.stem}: no runs yet")
     ev = "; ".join(f"{m} {_mean_std_text(s)} (n={s.n})"
@@ -201,6 +203,11 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
         ok.append(clear_gap(stats[BRL].mean_std, stats[MPNN].mean_std))
     status = "holds" if all(ok) else ("fails" if not any(ok) else "partial")
     return (status, f"{p.metric} {ev}")
+
+
+def _needed(p: Protocol) -> List[str]:
+    """The models :attr:`Protocol.targets` (and the twin, when BRL must clear it) name."""
+    return list(p.targets) + ([MPNN] if p.clear_of_mpnn and MPNN not in p.targets else [])
 
 
 def _mean_std_text(s: ModelStats) -> str:
@@ -249,6 +256,11 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
         text += ("Driver calls:\n\n" + commands_block(drivers or [command]) + "\n\n"
                  "Commands (one per model and seed):\n\n"
                  + commands_block([r["command"] for r in rows if r.get("command")]) + "\n")
+        # a model the targets name with no rows yet, e.g. after a recipe change
+        missing = [m for m in _needed(p) if m not in stats]
+        if missing:
+            text += ("\nNot run yet: " + ", ".join(_short_name(m) for m in missing) + ".\n\n"
+                     + commands_block([f"{command} --models {m}" for m in missing]) + "\n")
     if p.gpu is not None:
         text += (f"\nOn a CUDA GPU, {p.gpu.what}, four seeds each, in one command (`DATA`: the "
                  "folder holding the dataset; `$BRL_RUNS`: a folder outside the work tree for "

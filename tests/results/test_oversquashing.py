@@ -3,7 +3,7 @@ import pytest
 
 from brl_graph.labels import BRL, MPNN
 from brl_graph.results.oversquashing import TaskLevel, oversquashing_verdict, task_level
-from brl_graph.results.protocol import ModelStats
+from brl_graph.results.protocol import Earlier, ModelStats
 
 SHORT = {BRL: (0.2054, 0.0141, 2), MPNN: (0.1951, 0.0039, 2)}
 ROWS = [{"dataset": "peptides-func", "ratio": {"median": 85.0},
@@ -35,9 +35,10 @@ def test_task_level_prefers_the_full_protocol_once_both_have_two_seeds(
         # begun protocol runs keep the 3-epoch figures from settling the claim,
         # and the source names the protocol's figures so far
         assert level.figures == SHORT
-        assert level.source == ("table 4; the full protocol has begun, BRL "
-                                f"{sum(brl_seeds) / len(brl_seeds):.4f} (n={len(brl_seeds)})"
-                                + (", twin 0.5650 (n=2)" if twin_seeds else "") + " of 4 seeds")
+        assert level.source == ("table 4; the full protocol has begun: BRL "
+                                f"{sum(brl_seeds) / len(brl_seeds):.4f} ({len(brl_seeds)} of 4 "
+                                "seeds), twin " + ("0.5650 (2 of 4 seeds)" if twin_seeds
+                                                   else "none yet"))
         assert oversquashing_verdict(ROWS, level)[0] == "partial"
 
 
@@ -84,19 +85,29 @@ def test_verdict_names_its_source_and_needs_a_gap_beyond_the_larger_spread():
 
 def test_an_earlier_recipe_with_every_seed_stands_in_until_the_current_one_has_two():
     old = {BRL: _stats(BRL, [0.60, 0.61, 0.60, 0.61]), MPNN: _stats(MPNN, [0.57, 0.56, 0.57, 0.58])}
+    older = {BRL: _stats(BRL, [0.55] * 4), MPNN: _stats(MPNN, [0.50] * 4)}
     partial_old = {BRL: _stats(BRL, [0.70] * 4), MPNN: _stats(MPNN, [0.50] * 3)}
     current = {BRL: _stats(BRL, [0.62, 0.62, 0.63, 0.62])}  # the twin has not run under it
-    level = task_level(SHORT, current, [("pep-partial", partial_old), ("pep-old", old)])
-    # the newest earlier recipe with four seeds per model, not one with a seed missing
-    assert level.settled and level.figures[MPNN][0] == pytest.approx(0.57)
-    assert level.source == ("full protocol, 60 epochs, under the earlier recipe of "
-                            "`pep-old.json`; the config's recipe has BRL 0.6225 (n=4) of 4 "
-                            "seeds so far")
+    earlier = [(Earlier("pep-partial", "a recipe with a seed missing"), partial_old),
+               (Earlier("pep-old", "no weight decay"), old),
+               (Earlier("pep-older", "post-norm"), older)]
+    level = task_level(SHORT, current, earlier)
+    # the newest earlier recipe with four seeds per model: not the one with a seed
+    # missing, nor an older complete one
+    assert level.settled and level.figures[BRL][0] == pytest.approx(0.605)
+    assert level.figures[MPNN][0] == pytest.approx(0.57)
+    assert level.source == ("full protocol, 60 epochs, under an earlier recipe (no weight decay; "
+                            "`benchmarks/results/pep-old.json`) until the twin has two seeds "
+                            "under the config's own; so far BRL 0.6225 (4 of 4 seeds), twin none yet")
     assert oversquashing_verdict(ROWS, level)[0] == "holds"
+    # neither model under the current recipe yet
+    assert "until BRL and the twin have two seeds" in task_level(SHORT, {}, earlier).source
     # two seeds of each model under the current recipe take over, provisionally
     current[MPNN] = _stats(MPNN, [0.55, 0.56])
-    level = task_level(SHORT, current, [("pep-old", old)])
+    level = task_level(SHORT, current, earlier)
     assert not level.settled and level.source.endswith("provisional: 2 of 4 seeds")
     # no complete earlier recipe: table 4, unsettled, as before
     del current[MPNN]
-    assert task_level(SHORT, current, [("pep-partial", partial_old)]).figures == SHORT
+    level = task_level(SHORT, current, earlier[:1])
+    assert level.figures == SHORT and not level.settled
+    assert level.source.startswith("table 4; the full protocol has begun: BRL 0.6225 (4 of")

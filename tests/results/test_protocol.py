@@ -6,6 +6,7 @@ import pytest
 
 from brl_graph.results import load_results, render
 from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, protocol_section
+from brl_graph.train.config import load_config
 
 
 def row(model, seed, test, metric="rocauc", epochs=100):
@@ -206,3 +207,27 @@ def test_a_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
     section = render(load_results(tmp_path), docs_dir=None).split("### Full LRGB protocol")[1]
     assert "--json benchmarks/results/peptides-func-e60.json" in section
     assert "e60-wdema" not in section
+
+
+def test_a_model_the_targets_name_without_rows_gets_its_command():
+    # After a recipe change BRL's rows may land before the twin runs under it.
+    text, verdict = protocol_section(PEPTIDES, {"rows": [row("brl", s, 0.62, "ap", 60)
+                                                         for s in (1, 2, 3, 4)]})
+    assert "Not run yet: MPNN twin.\n\n    python experiments/graph_property.py" in text
+    assert text.count("--models mpnn") == 1 and "--models brl\n" not in text
+    assert verdict == ("partial", "partial: mpnn 0 of 4 seeds; AP brl 0.6200 ± 0.0000 (n=4)")
+    full = {"rows": [row(m, s, 0.62, "ap", 60) for m in ("brl", "mpnn") for s in range(4)]}
+    assert "Not run yet" not in protocol_section(PEPTIDES, full)[0]
+
+
+@pytest.mark.parametrize("protocol, earlier", [(p, e) for p in (MOLHIV, PEPTIDES)
+                                               for e in p.earlier])
+def test_earlier_overrides_load_under_todays_config(protocol, earlier):
+    # A printed earlier command must run: every override names a real key and value.
+    config = load_config(protocol.config, earlier.overrides)
+    for override in earlier.overrides:
+        key, value = override.split("=", 1)
+        section, name = key.split(".")
+        assert str(config[section][name]).lower() == {"null": "none"}.get(value, value)
+    if protocol is PEPTIDES:  # every earlier Peptides recipe ran without decay or the average
+        assert config["train"]["weight_decay"] == 0.0 and config["train"]["ema_decay"] is None
