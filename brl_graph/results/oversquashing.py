@@ -33,7 +33,12 @@ class TaskLevel(NamedTuple):
 
 def _seeds(figures: Optional[PeptidesStats]) -> int:
     """The fewer seeds of BRL and the twin in ``figures`` (0: one is missing)."""
-    return min((figures[m][2] if figures and m in figures else 0) for m in (BRL, MPNN))
+    return min(_count(figures, m) for m in (BRL, MPNN))
+
+
+def _count(figures: Optional[PeptidesStats], model: str) -> int:
+    """``model``'s seeds in ``figures`` (0 where it has none)."""
+    return figures[model][2] if figures and model in figures else 0
 
 
 def _figures(protocol: Mapping[str, ModelStats]) -> PeptidesStats:
@@ -77,7 +82,7 @@ def task_level(short: Optional[PeptidesStats], protocol: Mapping[str, ModelStats
         before = _figures(stats)
         if _seeds(before) >= full:
             short_of_two = [("the twin" if m == MPNN else "BRL") for m in (BRL, MPNN)
-                            if (found[m][2] if m in found else 0) < 2]
+                            if _count(found, m) < 2]
             waiting = " and ".join(short_of_two) + (" have" if len(short_of_two) > 1 else " has")
             return TaskLevel(before, f"full protocol, {PEPTIDES.epochs} epochs, under an earlier "
                                      f"recipe ({recipe.what}; `benchmarks/results/{recipe.stem}"
