@@ -220,14 +220,15 @@ def test_a_model_the_targets_name_without_rows_gets_its_command():
     assert "Not run yet" not in protocol_section(PEPTIDES, full)[0]
 
 
-@pytest.mark.parametrize("protocol, earlier", [(p, e) for p in (MOLHIV, PEPTIDES)
-                                               for e in p.earlier])
-def test_earlier_overrides_load_under_todays_config(protocol, earlier):
-    # A printed earlier command must run: every override names a real key and value.
-    config = load_config(protocol.config, earlier.overrides)
-    for override in earlier.overrides:
+@pytest.mark.parametrize("protocol, recipe", [(p, r) for p in (MOLHIV, PEPTIDES)
+                                               for r in (*p.earlier, *p.candidates)])
+def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, recipe):
+    # A printed earlier or candidate command must run: every override names a real key and value.
+    config = load_config(protocol.config, recipe.overrides)
+    for override in recipe.overrides:
         key, value = override.split("=", 1)
         section, name = key.split(".")
         assert str(config[section][name]).lower() == {"null": "none"}.get(value, value)
-    if protocol is PEPTIDES:  # every earlier Peptides recipe ran without decay or the average
+    if protocol is PEPTIDES and recipe in protocol.earlier:
+        # every earlier Peptides recipe ran without decay or the average
         assert config["train"]["weight_decay"] == 0.0 and config["train"]["ema_decay"] is None
