@@ -162,10 +162,18 @@ class ModelStats:
     per_seed: List[Tuple[int, float, Optional[int]]] = field(default_factory=list)  # seed, test, epoch
     epochs: List[int] = field(default_factory=list)
     num_params: Optional[int] = None
+    valid: List[Optional[float]] = field(default_factory=list)  # per seed, at the selected epoch
 
     @property
     def mean_std(self) -> Tuple[float, float]:
         return mean_std([t for _, t, _ in self.per_seed])
+
+    @property
+    def valid_mean_std(self) -> Optional[Tuple[float, float]]:
+        """The valid metric at the selected epochs, mean and std; ``None`` if a row lacks it."""
+        if not self.valid or any(v is None for v in self.valid):
+            return None
+        return mean_std([float(v) for v in self.valid])
 
     @property
     def n(self) -> int:
@@ -185,6 +193,7 @@ def protocol_stats(data: Optional[Mapping[str, Any]]) -> Dict[str, ModelStats]:
             continue
         s = stats.setdefault(r["model"], ModelStats(r["model"]))
         s.per_seed.append((int(r["seed"]), float(r["test"]), r.get("best_epoch")))
+        s.valid.append(r.get("valid"))
         s.epochs = sorted(set(s.epochs) | {r.get("epochs")} - {None})
         s.num_params = r.get("num_params", s.num_params)
     return stats
@@ -222,9 +231,18 @@ def _mean_std_text(s: ModelStats) -> str:
     return f"{mean:.4f} ± {std:.4f}" if s.n > 1 else f"{mean:.4f} (one seed)"
 
 
+def _valid_text(s: ModelStats) -> str:
+    """The valid metric at the selected epochs as ``mean ± std`` (one seed: its value)."""
+    valid = s.valid_mean_std
+    if valid is None:
+        return "—"
+    return f"{valid[0]:.4f} ± {valid[1]:.4f}" if s.n > 1 else f"{valid[0]:.4f}"
+
+
 def _model_line(s: ModelStats) -> List[str]:
     return [f"{NAMES.get(s.model, s.model)} (`{s.model}`)", _per_seed_text(s), _mean_std_text(s),
-            str(s.n), ", ".join(str(e) for e in s.epochs) or "—", fmt(s.num_params)]
+            _valid_text(s), str(s.n), ", ".join(str(e) for e in s.epochs) or "—",
+            fmt(s.num_params)]
 
 
 def _targets_text(p: Protocol) -> str:
@@ -245,14 +263,15 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
                f"--json benchmarks/results/{p.stem}.json")
     lines = [_model_line(stats[m]) for m in NAMES if m in stats]
     lines += [_model_line(s) for m, s in stats.items() if m not in NAMES]
-    lines += [[f"{name} (published)", "—", f"{mean:.4f} ± {std:.4f}", "—", "—", "—"]
+    lines += [[f"{name} (published)", "—", f"{mean:.4f} ± {std:.4f}", "—", "—", "—", "—"]
               for name, mean, std in p.published]
     text = (f"### {p.title}\n\n"
             f"Test {p.metric} at each seed's best validation epoch (ep), mean ± sample std over "
-            f"seeds, from `benchmarks/results/{p.stem}.json`. Published rows: {p.source}. "
+            f"seeds, from `benchmarks/results/{p.stem}.json`; beside it the valid {p.metric} at "
+            f"the same epochs, the figure selection maximised. Published rows: {p.source}. "
             + _targets_text(p) + (f" {p.note}" if p.note else "") + "\n\n"
-            + table(["model", f"test {p.metric} per seed", "mean ± std", "seeds", "epochs",
-                     "parameters"], lines) + "\n\n")
+            + table(["model", f"test {p.metric} per seed", "mean ± std", "valid, mean ± std",
+                     "seeds", "epochs", "parameters"], lines) + "\n\n")
     rows = list((data or {}).get("rows") or [])
     drivers = list(dict.fromkeys(r["driver"] for r in rows if r.get("driver")))
     if not stats:
@@ -296,7 +315,8 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
         return ""
 
     def so_far(s: ModelStats) -> str:
-        count = f"{s.n} of {seeds} seeds so far"
+        # the valid figure is what decides whether the config takes the candidate over
+        count = f"valid {_valid_text(s)}, {s.n} of {seeds} seeds so far"
         return f"({count})" if s.n == 1 else f"(mean {_mean_std_text(s)}, {count})"
 
     figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)} {so_far(s)}"

@@ -34,7 +34,7 @@ def test_rows_of_an_older_driver_count_as_mpnn_and_fewer_seeds_are_partial(tmp_p
     text = render(load_results(tmp_path), docs_dir=None)
     section = text.split("### Full OGB protocol")[1].split("## 4.")[0]
     assert ("| BRL (`brl`) | s0 0.7900 (ep 40), s1 0.7910 (ep 41), s2 0.7920 (ep 42), "
-            "s3 0.7930 (ep 43) | 0.7915 ± 0.0013 | 4 | 100 | 437,000 |") in section
+            "s3 0.7930 (ep 43) | 0.7915 ± 0.0013 | 0.8015 ± 0.0013 | 4 | 100 | 437,000 |") in section
     assert "| MPNN twin (K=0, widened) (`mpnn`) | s0 0.7750 (ep 40), s1 0.7750 (ep 41) |" in section
     assert "twin`" not in section and "fake-brl-s3" in section
     targets = text.split("## Targets")[1]
@@ -135,8 +135,10 @@ def test_a_candidate_recipe_shows_its_mean_so_far_and_is_never_counted():
                                                             p.earlier[0].stem: old})
     assert "A candidate recipe under test (weight decay 0.1)" in text
     assert "peptides-func-e60-cand.json" in text
-    assert ("BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, 2 of 4 seeds so far); "
-            "MPNN twin s0 0.5800 (ep 40) (1 of 4 seeds so far)") in text
+    # beside the test figures, the valid ones that decide whether the config takes it over
+    assert ("BRL s1 0.6300 (ep 41), s2 0.6400 (ep 42) (mean 0.6350 ± 0.0071, valid "
+            "0.6450 ± 0.0071, 2 of 4 seeds so far); MPNN twin s0 0.5800 (ep 40) (valid 0.5900, "
+            "1 of 4 seeds so far)") in text
     assert "BRL's seed 0 is the run the candidate was chosen on and is left out." in text
     assert "0.6600" not in text and "fake-brl-s0 " not in text.split("An earlier recipe")[0]
     # its commands run the candidate: each carries the override once; then the earlier recipe's
