@@ -5,7 +5,8 @@ import json
 import pytest
 
 from brl_graph.results import load_results, render
-from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, protocol_section
+from brl_graph.results.load import FILES
+from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, Earlier, protocol_section
 from brl_graph.train.config import load_config
 
 
@@ -222,8 +223,11 @@ def test_a_model_the_targets_name_without_rows_gets_its_command():
     assert "Not run yet" not in protocol_section(PEPTIDES, full)[0]
 
 
-@pytest.mark.parametrize("protocol, recipe", [(p, r) for p in (MOLHIV, PEPTIDES)
-                                               for r in (*p.earlier, *p.candidates)])
+_RECIPES = [(p, r) for p in (MOLHIV, PEPTIDES) for r in (*p.earlier, *p.candidates)]
+
+
+@pytest.mark.parametrize("protocol, recipe", _RECIPES,
+                         ids=[f"{p.stem}:{r.stem}" for p, r in _RECIPES])
 def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, recipe):
     # A printed earlier or candidate command must run: every override names a real key and value.
     config = load_config(protocol.config, recipe.overrides)
@@ -231,6 +235,25 @@ def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, reci
         key, value = override.split("=", 1)
         section, name = key.split(".")
         assert str(config[section][name]).lower() == {"null": "none"}.get(value, value)
-    if protocol is PEPTIDES and recipe in protocol.earlier:
+    if protocol is PEPTIDES and isinstance(recipe, Earlier):
         # every earlier Peptides recipe ran without decay or the average
         assert config["train"]["weight_decay"] == 0.0 and config["train"]["ema_decay"] is None
+    if isinstance(recipe, Candidate):
+        # a candidate the config has taken over is stale: it must move to its protocol file
+        assert config != load_config(protocol.config)
+    # and its rows are read at all
+    assert recipe.stem in FILES
+
+
+def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
+    rows = [row("brl", s, 0.78) for s in range(4)] + [row("mpnn", s, 0.77) for s in range(4)]
+    for r, valid in zip(rows, (0.80, 0.82, 0.84, 0.86)):  # BRL: the test values do not vary
+        r["valid"] = valid
+    text, _ = protocol_section(MOLHIV, {"rows": rows})
+    assert "| 0.7800 ± 0.0000 | 0.8300 ± 0.0258 | 4 |" in text
+    del rows[5]["valid"]  # one twin row written without it: no mean over three seeds
+    text, _ = protocol_section(MOLHIV, {"rows": rows})
+    assert "| 0.7700 ± 0.0000 | — | 4 |" in text
+    cand = {"rows": [dict(rows[5], command="python train.py fake-mpnn-s1")]}
+    text, _ = protocol_section(MOLHIV, {"rows": rows}, {MOLHIV.candidates[0].stem: cand})
+    assert "MPNN twin s1 0.7700 (ep 41) (valid —, 1 of 4 seeds so far)" in text
