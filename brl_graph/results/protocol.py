@@ -156,18 +156,25 @@ PEPTIDES = Protocol(
                "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
 
 
+class SeedRun(NamedTuple):
+    """One seed's run under a protocol, read at its best validation epoch."""
+    seed: int
+    test: float
+    epoch: Optional[int]  # the best validation epoch, where the row holds it
+    valid: Optional[float] = None  # the valid metric there, where the row holds it
+
+
 @dataclass
 class ModelStats:
     """One model's runs under the protocol: test at the best valid epoch per seed."""
     model: str
-    per_seed: List[Tuple[int, float, Optional[int]]] = field(default_factory=list)  # seed, test, epoch
+    per_seed: List[SeedRun] = field(default_factory=list)
     epochs: List[int] = field(default_factory=list)
     num_params: Optional[int] = None
-    valid: List[Optional[float]] = field(default_factory=list)  # per seed, at the selected epoch
 
     @property
     def mean_std(self) -> Tuple[float, float]:
-        return mean_std([t for _, t, _ in self.per_seed])
+        return mean_std([r.test for r in self.per_seed])
 
     @property
     def valid_mean_std(self) -> Optional[Tuple[float, float]]:
@@ -176,9 +183,10 @@ class ModelStats:
         All or nothing: ``None`` (shown as "—") if any seed's row lacks it, so that
         the figure never silently covers fewer seeds than the test figure beside it.
         """
-        if not self.valid or any(v is None for v in self.valid):
+        valid = [r.valid for r in self.per_seed]
+        if not valid or any(v is None for v in valid):
             return None
-        return mean_std([float(v) for v in self.valid])
+        return mean_std([float(v) for v in valid])
 
     @property
     def n(self) -> int:
@@ -197,8 +205,9 @@ def protocol_stats(data: Optional[Mapping[str, Any]]) -> Dict[str, ModelStats]:
         if r.get("test") is None:
             continue
         s = stats.setdefault(r["model"], ModelStats(r["model"]))
-        s.per_seed.append((int(r["seed"]), float(r["test"]), r.get("best_epoch")))
-        s.valid.append(r.get("valid"))
+        valid = r.get("valid")
+        s.per_seed.append(SeedRun(int(r["seed"]), float(r["test"]), r.get("best_epoch"),
+                                  None if valid is None else float(valid)))
         s.epochs = sorted(set(s.epochs) | {r.get("epochs")} - {None})
         s.num_params = r.get("num_params", s.num_params)
     return stats
@@ -306,8 +315,8 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
 
 def _per_seed_text(s: ModelStats) -> str:
     """``s1 0.6063 (ep 45), s2 ...``: each seed's test figure and its epoch."""
-    return ", ".join(f"s{seed} {test:.4f}" + (f" (ep {ep})" if ep is not None else "")
-                     for seed, test, ep in s.per_seed)
+    return ", ".join(f"s{r.seed} {r.test:.4f}" + (f" (ep {r.epoch})" if r.epoch is not None else "")
+                     for r in s.per_seed)
 
 
 def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int) -> str:

@@ -3,7 +3,7 @@ import pytest
 
 from brl_graph.labels import BRL, MPNN
 from brl_graph.results.oversquashing import TaskLevel, oversquashing_verdict, task_level
-from brl_graph.results.protocol import Earlier, ModelStats
+from brl_graph.results.protocol import Earlier, ModelStats, SeedRun
 
 SHORT = {BRL: (0.2054, 0.0141, 2), MPNN: (0.1951, 0.0039, 2)}
 ROWS = [{"dataset": "peptides-func", "ratio": {"median": 85.0},
@@ -12,7 +12,7 @@ ROWS = [{"dataset": "peptides-func", "ratio": {"median": 85.0},
 
 
 def _stats(model, tests):
-    return ModelStats(model, per_seed=[(s, t, 50) for s, t in enumerate(tests)], epochs=[60])
+    return ModelStats(model, per_seed=[SeedRun(s, t, 50) for s, t in enumerate(tests)], epochs=[60])
 
 
 @pytest.mark.parametrize("brl_seeds, twin_seeds, protocol_used", [
