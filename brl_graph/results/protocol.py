@@ -186,7 +186,7 @@ class ModelStats:
         valid = [r.valid for r in self.per_seed]
         if not valid or any(v is None for v in valid):
             return None
-        return mean_std([float(v) for v in valid])
+        return mean_std(valid)
 
     @property
     def n(self) -> int:
@@ -241,16 +241,19 @@ def _needed(p: Protocol) -> List[str]:
 
 def _mean_std_text(s: ModelStats) -> str:
     """``mean ± std``; one seed has no spread, so only its value is shown."""
-    mean, std = s.mean_std
-    return f"{mean:.4f} ± {std:.4f}" if s.n > 1 else f"{mean:.4f} (one seed)"
+    return _spread_text(s.mean_std, s.n, " (one seed)")
+
+
+def _spread_text(figure: Tuple[float, float], n: int, one: str = "") -> str:
+    """``mean ± std`` over ``n`` seeds; one seed has no spread, so its value and ``one``."""
+    mean, std = figure
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}{one}"
 
 
 def _valid_text(s: ModelStats) -> str:
     """The valid metric at the selected epochs as ``mean ± std`` (one seed: its value)."""
     valid = s.valid_mean_std
-    if valid is None:
-        return "—"
-    return f"{valid[0]:.4f} ± {valid[1]:.4f}" if s.n > 1 else f"{valid[0]:.4f}"
+    return "—" if valid is None else _spread_text(valid, s.n)
 
 
 def _model_line(s: ModelStats) -> List[str]:
