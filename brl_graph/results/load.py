@@ -25,7 +25,7 @@ FILES = ("scaling", "long_range", "reference_tree_gin", "causal_recall", "oversq
          "peptides-func", "gpu_check", "scaling_gpu", "causal_recall_gpu", "step_time",
          "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",
-         "ogbg-molhiv-e100-wdema",
+         "ogbg-molhiv-e100-wd1e5",
          "peptides-func-e60", "peptides-func-e60-postnorm", "peptides-func-e60-unfolded",
          "peptides-func-e60-nodereadout", "peptides-func-e60-nodecay",
          "peptides-func-e60-bs128", "peptides-func-e60-dropout01")
@@ -57,7 +57,9 @@ RENAMED_RESULTS = {"benchmarks/results/peptides-func-e60-prenorm.json":
                    "benchmarks/results/peptides-func-e60-wdema.json":
                    "benchmarks/results/peptides-func-e60.json",
                    "$BRL_RUNS/recipe/pep-wdema-protocol.json":
-                   "benchmarks/results/peptides-func-e60.json"}
+                   "benchmarks/results/peptides-func-e60.json",
+                   "benchmarks/results/ogbg-molhiv-e100-wdema.json":
+                   "benchmarks/results/ogbg-molhiv-e100.json"}
 # A repeat of a recall/cost run under another seed: ``<name>_seed<N>.json``.
 SEED_SUFFIX = re.compile(r"^(?P<base>.*?)_?seed(?P<seed>\d+)$")
 

@@ -7,7 +7,7 @@ import pytest
 from brl_graph.results import load_results, render
 from brl_graph.results.load import FILES
 from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, Earlier, protocol_section
-from brl_graph.train.config import load_config
+from brl_graph.train.config import load_config, parse_value
 
 
 def row(model, seed, test, metric="rocauc", epochs=100):
@@ -212,6 +212,33 @@ def test_a_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
     assert "e60-wdema" not in section
 
 
+def test_molhiv_shows_the_recipe_before_weight_decay_below_the_table(tmp_path):
+    # Weight decay 0.1 with the weight average shipped on molhiv too: the rows before it
+    # are an earlier recipe whose commands restore weight decay 1e-5 without the average.
+    old = [row(m, s, 0.76) for m in ("brl", "mpnn") for s in range(4)]
+    (tmp_path / "ogbg-molhiv-e100-wd1e5.json").write_text(json.dumps({"rows": old}))
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(
+        json.dumps({"rows": [row("brl", s, 0.79) for s in range(4)]}))
+    text = render(load_results(tmp_path), docs_dir=None)
+    section = text.split("### Full OGB protocol")[1].split("## 4.")[0]
+    assert "An earlier recipe (AdamW weight decay 1e-5 and no average of the weights" in section
+    assert "fake-mpnn-s3 train.weight_decay=1e-5 train.ema_decay=null" in section
+    # the table and the verdict are the new rows' alone: the twin has not run under them
+    assert "Not run yet: MPNN twin." in section
+    targets = text.split("## Targets")[1]
+    assert "partial: mpnn 0 of 4 seeds; ROC-AUC brl 0.7900" in targets and "0.7600" not in targets
+
+
+def test_a_molhiv_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
+    moved = dict(row("mpnn", 1, 0.80),
+                 driver="python experiments/graph_property.py --models mpnn "
+                        "--json benchmarks/results/ogbg-molhiv-e100-wdema.json")
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(json.dumps({"rows": [moved]}))
+    section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
+    assert "--json benchmarks/results/ogbg-molhiv-e100.json" in section
+    assert "e100-wdema" not in section
+
+
 def test_a_model_the_targets_name_without_rows_gets_its_command():
     # After a recipe change BRL's rows may land before the twin runs under it.
     text, verdict = protocol_section(PEPTIDES, {"rows": [row("brl", s, 0.62, "ap", 60)
@@ -234,10 +261,12 @@ def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, reci
     for override in recipe.overrides:
         key, value = override.split("=", 1)
         section, name = key.split(".")
-        assert str(config[section][name]).lower() == {"null": "none"}.get(value, value)
-    if protocol is PEPTIDES and isinstance(recipe, Earlier):
-        # every earlier Peptides recipe ran without decay or the average
-        assert config["train"]["weight_decay"] == 0.0 and config["train"]["ema_decay"] is None
+        assert config[section][name] == parse_value(value)
+    if isinstance(recipe, Earlier):
+        # every earlier recipe ran without the weight average, and with weight decay 0
+        # (Peptides-func) or 1e-5 (molhiv)
+        decay = 0.0 if protocol is PEPTIDES else 1e-5
+        assert config["train"]["weight_decay"] == decay and config["train"]["ema_decay"] is None
     if isinstance(recipe, Candidate):
         # a candidate the config has taken over is stale: it must move to its protocol file
         assert config != load_config(protocol.config)
@@ -246,6 +275,8 @@ def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, reci
 
 
 def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
+    from dataclasses import replace
+
     rows = [row("brl", s, 0.78) for s in range(4)] + [row("mpnn", s, 0.77) for s in range(4)]
     for r, valid in zip(rows, (0.80, 0.82, 0.84, 0.86)):  # BRL: the test values do not vary
         r["valid"] = valid
@@ -255,5 +286,6 @@ def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
     text, _ = protocol_section(MOLHIV, {"rows": rows})
     assert "| 0.7700 ± 0.0000 | — | 4 |" in text
     cand = {"rows": [dict(rows[5], command="python train.py fake-mpnn-s1")]}
-    text, _ = protocol_section(MOLHIV, {"rows": rows}, {MOLHIV.candidates[0].stem: cand})
+    p = replace(MOLHIV, candidates=(Candidate("hiv-cand", "dropout 0", ("model.dropout=0.0",)),))
+    text, _ = protocol_section(p, {"rows": rows}, {"hiv-cand": cand})
     assert "MPNN twin s1 0.7700 (ep 41) (valid —, 1 of 4 seeds so far)" in text
