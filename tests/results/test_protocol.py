@@ -200,16 +200,20 @@ def test_peptides_shows_the_recipe_before_weight_decay_below_the_table(tmp_path)
     assert "0.6000" not in text.split("## Targets")[1]
 
 
-def test_a_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
+@pytest.mark.parametrize("protocol, metric, heading", [(PEPTIDES, "ap", "### Full LRGB protocol"),
+                                                      (MOLHIV, "rocauc", "### Full OGB protocol")])
+def test_a_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path, protocol, metric,
+                                                                   heading):
     # The candidate's rows moved into the protocol's file; their stored driver calls
     # name the candidate's file, which no longer exists.
-    moved = dict(row("brl", 1, 0.63, "ap", 60),
+    stem = protocol.stem
+    moved = dict(row("brl", 1, 0.63, metric, protocol.epochs),
                  driver="python experiments/graph_property.py --models brl "
-                        "--json benchmarks/results/peptides-func-e60-wdema.json")
-    (tmp_path / "peptides-func-e60.json").write_text(json.dumps({"rows": [moved]}))
-    section = render(load_results(tmp_path), docs_dir=None).split("### Full LRGB protocol")[1]
-    assert "--json benchmarks/results/peptides-func-e60.json" in section
-    assert "e60-wdema" not in section
+                        f"--json benchmarks/results/{stem}-wdema.json")
+    (tmp_path / f"{stem}.json").write_text(json.dumps({"rows": [moved]}))
+    section = render(load_results(tmp_path), docs_dir=None).split(heading)[1]
+    assert f"--json benchmarks/results/{stem}.json" in section
+    assert "-wdema" not in section
 
 
 def test_molhiv_shows_the_recipe_before_weight_decay_below_the_table(tmp_path):
@@ -227,16 +231,6 @@ def test_molhiv_shows_the_recipe_before_weight_decay_below_the_table(tmp_path):
     assert "Not run yet: MPNN twin." in section
     targets = text.split("## Targets")[1]
     assert "partial: mpnn 0 of 4 seeds; ROC-AUC brl 0.7900" in targets and "0.7600" not in targets
-
-
-def test_a_molhiv_candidate_file_once_shipped_reads_as_the_protocol_file(tmp_path):
-    moved = dict(row("mpnn", 1, 0.80),
-                 driver="python experiments/graph_property.py --models mpnn "
-                        "--json benchmarks/results/ogbg-molhiv-e100-wdema.json")
-    (tmp_path / "ogbg-molhiv-e100.json").write_text(json.dumps({"rows": [moved]}))
-    section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
-    assert "--json benchmarks/results/ogbg-molhiv-e100.json" in section
-    assert "e100-wdema" not in section
 
 
 def test_a_model_the_targets_name_without_rows_gets_its_command():
