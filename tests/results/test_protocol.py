@@ -1,6 +1,7 @@
 """Tests for :mod:`brl_graph.results.protocol`: the full-protocol tables and their verdicts,
 from small synthetic results files like those ``experiments/graph_property.py`` writes."""
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -267,8 +268,6 @@ def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, reci
 
 
 def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
-    from dataclasses import replace
-
     rows = [row("brl", s, 0.78) for s in range(4)] + [row("mpnn", s, 0.77) for s in range(4)]
     for r, valid in zip(rows, (0.80, 0.82, 0.84, 0.86)):  # BRL: the test values do not vary
         r["valid"] = valid
