@@ -7,7 +7,8 @@ import pytest
 
 from brl_graph.results import load_results, render
 from brl_graph.results.load import FILES
-from brl_graph.results.protocol import MOLHIV, PEPTIDES, Candidate, Earlier, protocol_section
+from brl_graph.results.protocol import (MOLHIV, PEPTIDES, Candidate, Earlier, Probe,
+                                        protocol_section)
 from brl_graph.train.config import load_config, parse_value
 
 
@@ -243,7 +244,7 @@ def test_a_model_the_targets_name_without_rows_gets_its_command():
     assert "Not run yet" not in protocol_section(PEPTIDES, full)[0]
 
 
-_RECIPES = [(p, r) for p in (MOLHIV, PEPTIDES) for r in (*p.earlier, *p.candidates)]
+_RECIPES = [(p, r) for p in (MOLHIV, PEPTIDES) for r in (*p.earlier, *p.candidates, *p.probes)]
 
 
 @pytest.mark.parametrize("protocol, recipe", _RECIPES,
@@ -260,8 +261,9 @@ def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, reci
         # (Peptides-func) or 1e-5 (molhiv)
         decay = 0.0 if protocol is PEPTIDES else 1e-5
         assert config["train"]["weight_decay"] == decay and config["train"]["ema_decay"] is None
-    if isinstance(recipe, Candidate):
-        # a candidate the config has taken over is stale: it must move to its protocol file
+    if isinstance(recipe, (Candidate, Probe)):
+        # a candidate the config has taken over is stale: it must move to its protocol file;
+        # a probe the config has taken over is no longer one
         assert config != load_config(protocol.config)
     # and its rows are read at all
     assert recipe.stem in FILES
@@ -280,3 +282,37 @@ def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
     p = replace(MOLHIV, candidates=(Candidate("hiv-cand", "dropout 0", ("model.dropout=0.0",)),))
     text, _ = protocol_section(p, {"rows": rows}, {"hiv-cand": cand})
     assert "MPNN twin s1 0.7700 (ep 41) (valid —, 1 of 4 seeds so far)" in text
+
+
+def test_a_probe_not_taken_over_is_shown_with_its_rule_and_never_counted(tmp_path):
+    # Every recipe tried against the config stays on the record, with why it stopped.
+    attn = "model.attn_dropout=0.5"
+    p = replace(MOLHIV, earlier=(), candidates=(), probes=(
+        Probe("ogbg-molhiv-e100-p1", "attention dropout 0.5", "its valid fell short", (attn,)),))
+    shipped = [row("brl", s, 0.78) for s in range(4)] + [row("mpnn", s, 0.80) for s in range(4)]
+    probe = [row("brl", 0, 0.7869)]
+    probe[0]["valid"] = 0.8204
+    text, verdict = protocol_section(p, {"rows": shipped}, {"ogbg-molhiv-e100-p1": {"rows": probe}})
+    mine = text.split("A probe not taken over")[1]
+    assert mine.startswith(" (attention dropout 0.5), `benchmarks/results/ogbg-molhiv-e100-p1.json`")
+    assert ("not counted above: BRL s0 0.7869 (ep 40) (valid 0.8204). It stopped because its "
+            "valid fell short.") in mine
+    commands = [line.split() for line in mine.splitlines() if line.startswith("    ")]
+    assert [c[-2:] for c in commands] == [["fake-brl-s0", attn]]
+    # the table and the verdict are the shipped rows' alone
+    assert "0.7869" not in text.split("A probe not taken over")[0]
+    assert verdict == ("partial", "ROC-AUC brl 0.7800 ± 0.0000 (n=4); mpnn 0.8000 ± 0.0000 (n=4)")
+    for data in (None, {"rows": []}):
+        assert "probe" not in protocol_section(p, {"rows": shipped},
+                                               {"ogbg-molhiv-e100-p1": data})[0]
+
+
+def test_molhiv_probes_are_read_from_their_files(tmp_path):
+    (tmp_path / "ogbg-molhiv-e100.json").write_text(
+        json.dumps({"rows": [row("brl", s, 0.78) for s in range(4)]}))
+    (tmp_path / "ogbg-molhiv-e100-c72.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.7922)]}))
+    section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
+    assert "A probe not taken over (72 channels instead of the config's 64" in section
+    assert "fake-brl-s0 model.channels=72" in section
+    assert "A probe not taken over (attention dropout" not in section  # its file is absent
