@@ -249,8 +249,9 @@ _RECIPES = [(p, r) for p in (MOLHIV, PEPTIDES) for r in (*p.earlier, *p.candidat
 
 @pytest.mark.parametrize("protocol, recipe", _RECIPES,
                          ids=[f"{p.stem}:{r.stem}" for p, r in _RECIPES])
-def test_earlier_and_candidate_overrides_load_under_todays_config(protocol, recipe):
-    # A printed earlier or candidate command must run: every override names a real key and value.
+def test_recipe_overrides_load_under_todays_config(protocol, recipe):
+    # A printed earlier, candidate or probe command must run: every override names a real key
+    # and value.
     config = load_config(protocol.config, recipe.overrides)
     for override in recipe.overrides:
         key, value = override.split("=", 1)
@@ -284,19 +285,18 @@ def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
     assert "MPNN twin s1 0.7700 (ep 41) (valid —, 1 of 4 seeds so far)" in text
 
 
-def test_a_probe_not_taken_over_is_shown_with_its_rule_and_never_counted(tmp_path):
+def test_a_probe_not_taken_over_is_shown_with_its_rule_and_never_counted():
     # Every recipe tried against the config stays on the record, with why it stopped.
     attn = "model.attn_dropout=0.5"
-    p = replace(MOLHIV, earlier=(), candidates=(), probes=(
-        Probe("ogbg-molhiv-e100-p1", "attention dropout 0.5", "its valid fell short", (attn,)),))
+    p = replace(MOLHIV, earlier=(), candidates=(), probes_note="", probes=(
+        Probe("ogbg-molhiv-e100-p1", "attention dropout 0.5", (attn,), "Its valid fell short"),))
     shipped = [row("brl", s, 0.78) for s in range(4)] + [row("mpnn", s, 0.80) for s in range(4)]
     probe = [row("brl", 0, 0.7869)]
     probe[0]["valid"] = 0.8204
     text, verdict = protocol_section(p, {"rows": shipped}, {"ogbg-molhiv-e100-p1": {"rows": probe}})
     mine = text.split("A probe not taken over")[1]
     assert mine.startswith(" (attention dropout 0.5), `benchmarks/results/ogbg-molhiv-e100-p1.json`")
-    assert ("not counted above: BRL s0 0.7869 (ep 40) (valid 0.8204). It stopped because its "
-            "valid fell short.") in mine
+    assert "not counted above: BRL s0 0.7869 (ep 40) (valid 0.8204). Its valid fell short." in mine
     commands = [line.split() for line in mine.splitlines() if line.startswith("    ")]
     assert [c[-2:] for c in commands] == [["fake-brl-s0", attn]]
     # the table and the verdict are the shipped rows' alone
@@ -312,7 +312,23 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
         json.dumps({"rows": [row("brl", s, 0.78) for s in range(4)]}))
     (tmp_path / "ogbg-molhiv-e100-c72.json").write_text(
         json.dumps({"rows": [row("brl", 0, 0.7922)]}))
+    (tmp_path / "ogbg-molhiv-e100-attn05.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.7869)]}))
+    (tmp_path / "ogbg-molhiv-e100-drop02.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.7844)]}))
+    (tmp_path / "ogbg-molhiv-e100-wd1e5.json").write_text(
+        json.dumps({"rows": [row("brl", 0, 0.7841)]}))
     section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
-    assert "A probe not taken over (72 channels instead of the config's 64" in section
+    assert ("A probe not taken over (72 channels (465,985 parameters) instead of the config's 64"
+            in section)
+    assert ("Seeds 1-3 did not run: seed 0's best valid, 0.819301, did not reach the shipped BRL "
+            "seed 0's 0.820577") in section
     assert "fake-brl-s0 model.channels=72" in section
-    assert "A probe not taken over (attention dropout" not in section  # its file is absent
+    # the count of probes comes first, then the candidate, the probes newest first, and the
+    # earlier recipes
+    order = [section.index(text) for text in (
+        "Four probes have run against the shipped recipe", "A candidate recipe under test",
+        "A probe not taken over (72 channels", "A probe not taken over (attention dropout",
+        "An earlier recipe")]
+    assert order == sorted(order)
+    assert "0.7869" not in section.split("Four probes")[0]
