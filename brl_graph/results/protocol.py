@@ -391,14 +391,21 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
             + _commands_with(rows, c.overrides) + "\n")
 
 
+def _recipe_figures(data: Optional[Mapping[str, Any]], valid: bool = False
+                    ) -> Tuple[str, List[Mapping[str, Any]]]:
+    """A recipe file's per-seed figures by model (``""``: no rows with a test value), with
+    the valid figure beside them when ``valid``, and its rows."""
+    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}"
+                        + (f" (valid {_valid_text(s)})" if valid else "")
+                        for m, s in protocol_stats(data).items())
+    return figures, list((data or {}).get("rows") or [])
+
+
 def _probe_text(probe: Probe, data: Optional[Mapping[str, Any]]) -> str:
     """The rows of a probe not taken over: test and the valid that decided, and commands."""
-    stats = protocol_stats(data)
-    if not stats:
+    figures, rows = _recipe_figures(data, valid=True)
+    if not figures:
         return ""
-    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)} (valid {_valid_text(s)})"
-                        for m, s in stats.items())
-    rows = list((data or {}).get("rows") or [])
     overrides = " ".join(probe.overrides)
     return (f"\nA probe not taken over ({probe.what}), `benchmarks/results/{probe.stem}.json`, "
             f"not counted above: {figures}. {probe.outcome}. Commands "
@@ -408,12 +415,9 @@ def _probe_text(probe: Probe, data: Optional[Mapping[str, Any]]) -> str:
 
 def _earlier_text(e: Earlier, data: Optional[Mapping[str, Any]]) -> str:
     """The rows of an earlier recipe: figures and commands, outside the verdict."""
-    stats = protocol_stats(data)
-    if not stats:
+    figures, rows = _recipe_figures(data)
+    if not figures:
         return ""
-    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}"
-                        for m, s in stats.items())
-    rows = list((data or {}).get("rows") or [])
     overrides = " ".join(e.overrides)
     how = (f" (each with `{overrides}`, which runs the earlier recipe under today's config)"
            if overrides else "")
