@@ -286,7 +286,7 @@ def test_the_valid_column_is_its_own_spread_and_a_dash_when_a_row_lacks_it():
 
 
 def test_a_probe_not_taken_over_is_shown_with_its_rule_and_never_counted():
-    # Every recipe tried against the config stays on the record, with why it stopped.
+    # A probe that left a row stays on the record, with why it went no further.
     attn = "model.attn_dropout=0.5"
     p = replace(MOLHIV, earlier=(), candidates=(), probes_note="", probes=(
         Probe("ogbg-molhiv-e100-p1", "attention dropout 0.5", (attn,), "Its valid fell short"),))
