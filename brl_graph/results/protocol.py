@@ -394,9 +394,15 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
 def _recipe_figures(data: Optional[Mapping[str, Any]], valid: bool = False
                     ) -> Tuple[str, List[Mapping[str, Any]]]:
     """A recipe file's per-seed figures by model (``""``: no rows with a test value), with
-    the valid figure beside them when ``valid``, and its rows."""
-    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}"
-                        + (f" (valid {_valid_text(s)})" if valid else "")
+    the test mean over two or more seeds and, when ``valid``, the valid figure beside
+    them; and its rows."""
+    def summary(s: ModelStats) -> str:
+        # the mean is what a reader sets beside the protocol table's
+        parts = ([f"mean {_mean_std_text(s)}"] if s.n > 1 else []) + (
+            [f"valid {_valid_text(s)}"] if valid else [])
+        return f" ({', '.join(parts)})" if parts else ""
+
+    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}{summary(s)}"
                         for m, s in protocol_stats(data).items())
     return figures, list((data or {}).get("rows") or [])
 

@@ -227,6 +227,9 @@ def test_molhiv_shows_the_recipe_before_weight_decay_below_the_table(tmp_path):
     section = text.split("### Full OGB protocol")[1].split("## 4.")[0]
     assert "An earlier recipe (AdamW weight decay 1e-5 and no average of the weights" in section
     assert "fake-mpnn-s3 train.weight_decay=1e-5 train.ema_decay=null" in section
+    # each model's mean over its seeds stands beside them, to be read against the table's
+    assert "MPNN twin s0 0.7600 (ep 40), s1" in section
+    assert "s3 0.7600 (ep 43) (mean 0.7600 ± 0.0000); " in section.split("An earlier recipe")[1]
     # the table and the verdict are the new rows' alone: the twin has not run under them
     assert "Not run yet: MPNN twin." in section
     targets = text.split("## Targets")[1]
@@ -305,6 +308,11 @@ def test_a_probe_not_taken_over_is_shown_with_its_rule_and_never_counted():
     for data in (None, {"rows": []}):
         assert "probe" not in protocol_section(p, {"rows": shipped},
                                                {"ogbg-molhiv-e100-p1": data})[0]
+    # a probe that ran more than one seed shows its test mean beside the valid that decided
+    probe = [dict(row("brl", s, t), valid=v) for s, t, v in ((0, 0.78, 0.82), (1, 0.80, 0.83))]
+    text, _ = protocol_section(p, {"rows": shipped}, {"ogbg-molhiv-e100-p1": {"rows": probe}})
+    assert ("BRL s0 0.7800 (ep 40), s1 0.8000 (ep 41) (mean 0.7900 ± 0.0141, valid "
+            "0.8250 ± 0.0071). Its valid fell short." in text)
 
 
 def test_molhiv_probes_are_read_from_their_files(tmp_path):
