@@ -2,6 +2,7 @@
 from small synthetic results files like those ``experiments/graph_property.py`` writes."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -332,11 +333,38 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
     assert ("Seeds 1-3 did not run: seed 0's best valid, 0.819301, did not reach the shipped BRL "
             "seed 0's 0.820577") in section
     assert "fake-brl-s0 model.channels=72" in section
-    # the count of probes comes first, then the candidate, the probes newest first, and the
-    # earlier recipes
+    # the dropout probe ran all four seeds and its rule is what stopped it
+    assert ("A probe not taken over (dropout 0.2 instead of the config's 0.05, BRL only)"
+            in section)
+    assert ("All four seeds ran, and BRL's mean best valid over them, 0.819942, is not above "
+            "the shipped rows' 0.827189") in section
+    assert "A candidate recipe" not in section
+    # the count of probes comes first, then the probes newest first, and the earlier recipes
     order = [section.index(text) for text in (
-        "Four probes have run against the shipped recipe", "A candidate recipe under test",
+        "Four probes have run against the shipped recipe", "A probe not taken over (dropout 0.2",
         "A probe not taken over (72 channels", "A probe not taken over (attention dropout",
         "An earlier recipe")]
     assert order == sorted(order)
     assert "0.7869" not in section.split("Four probes")[0]
+
+
+def test_molhiv_probe_outcomes_quote_the_committed_rows():
+    # The outcomes are written by hand; each figure they quote must be the committed rows'.
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+    def brl_valid(stem):
+        rows = json.loads((results / f"{stem}.json").read_text())["rows"]
+        return {r["seed"]: r["valid"] for r in rows if r["model"] == "brl"}
+
+    shipped = brl_valid("ogbg-molhiv-e100")
+    outcomes = {p.stem: p.outcome for p in MOLHIV.probes}
+    drop02 = brl_valid("ogbg-molhiv-e100-drop02")
+    assert sorted(drop02) == [0, 1, 2, 3] and sorted(shipped) == [0, 1, 2, 3]
+    mean = sum(drop02.values()) / 4
+    assert mean <= sum(shipped.values()) / 4  # the rule did not ship it
+    assert f"{mean:.6f}" in outcomes["ogbg-molhiv-e100-drop02"]
+    assert f"{sum(shipped.values()) / 4:.6f}" in outcomes["ogbg-molhiv-e100-drop02"]
+    for stem in ("ogbg-molhiv-e100-c72", "ogbg-molhiv-e100-attn05"):
+        (seed0,) = brl_valid(stem).values()
+        assert seed0 < shipped[0]  # the gate it missed
+        assert f"{seed0:.6f}" in outcomes[stem] and f"{shipped[0]:.6f}" in outcomes[stem]
