@@ -33,7 +33,8 @@ class Candidate(NamedTuple):
 
     Once the config takes the recipe over, its rows move into the protocol's own
     file, the rows they replace become an :class:`Earlier` recipe, and models the
-    change touches run again under it.
+    change touches run again under it. Once its rule turns it down, it becomes a
+    :class:`Probe`, with that rule as its outcome.
     """
     stem: str  # the results file, ``benchmarks/results/<stem>.json``
     what: str  # what differs from the config and why, for the text
