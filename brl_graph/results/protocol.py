@@ -374,17 +374,10 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
     every = list((data or {}).get("rows") or [])
     rows = [r for r in every if (r["model"], int(r["seed"])) not in c.chosen_on]
     left_out = sorted({(r["model"], int(r["seed"])) for r in every} & set(c.chosen_on))
-    stats = protocol_stats({"rows": rows})
-    if not stats:
+    # the valid figure is what decides whether the config takes the candidate over
+    figures = _seed_figures(protocol_stats({"rows": rows}), valid=True, of_seeds=seeds)
+    if not figures:
         return ""
-
-    def so_far(s: ModelStats) -> str:
-        # the valid figure is what decides whether the config takes the candidate over
-        count = f"valid {_valid_text(s)}, {s.n} of {seeds} seeds so far"
-        return f"({count})" if s.n == 1 else f"(mean {_mean_std_text(s)}, {count})"
-
-    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)} {so_far(s)}"
-                        for m, s in stats.items())
     skipped = ("".join(f" {_short_name(m)}'s seed {seed} is the run the "
                        "candidate was chosen on and is left out." for m, seed in left_out))
     overrides = " ".join(c.overrides)
@@ -394,20 +387,28 @@ def _candidate_text(c: Candidate, data: Optional[Mapping[str, Any]], seeds: int)
             + _commands_with(rows, c.overrides) + "\n")
 
 
-def _recipe_figures(data: Optional[Mapping[str, Any]], valid: bool = False
-                    ) -> Tuple[str, List[Mapping[str, Any]]]:
-    """A recipe file's per-seed figures by model (``""``: no rows with a test value), with
-    the test mean over two or more seeds and, when ``valid``, the valid figure beside
-    them; and its rows."""
+def _seed_figures(stats: Mapping[str, ModelStats], valid: bool = False,
+                  of_seeds: Optional[int] = None) -> str:
+    """``BRL s0 0.7844 (ep 34), s1 ... (mean 0.7820 ± 0.0083, valid ...)`` per model,
+    ``; ``-joined (``""``: no models): the test mean over two or more seeds, which a
+    reader sets beside the protocol table's, the valid figure when ``valid``, and
+    ``n of <of_seeds> seeds so far`` when ``of_seeds`` is given."""
     def summary(s: ModelStats) -> str:
-        # the mean is what a reader sets beside the protocol table's
         parts = ([f"mean {_mean_std_text(s)}"] if s.n > 1 else []) + (
-            [f"valid {_valid_text(s)}"] if valid else [])
+            [f"valid {_valid_text(s)}"] if valid else []) + (
+            [f"{s.n} of {of_seeds} seeds so far"] if of_seeds is not None else [])
         return f" ({', '.join(parts)})" if parts else ""
 
-    figures = "; ".join(f"{_short_name(m)} {_per_seed_text(s)}{summary(s)}"
-                        for m, s in protocol_stats(data).items())
-    return figures, list((data or {}).get("rows") or [])
+    return "; ".join(f"{_short_name(m)} {_per_seed_text(s)}{summary(s)}"
+                     for m, s in stats.items())
+
+
+def _recipe_figures(data: Optional[Mapping[str, Any]], valid: bool = False
+                    ) -> Tuple[str, List[Mapping[str, Any]]]:
+    """A recipe file's :func:`_seed_figures` (``""``: no rows with a test value) and
+    its rows."""
+    return (_seed_figures(protocol_stats(data), valid),
+            list((data or {}).get("rows") or []))
 
 
 def _probe_text(probe: Probe, data: Optional[Mapping[str, Any]]) -> str:
