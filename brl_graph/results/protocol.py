@@ -1,5 +1,5 @@
-"""The full-protocol tables of sections 3 and 4: ogbg-molhiv at 100 epochs and
-Peptides-func at 60, four seeds, beside the published rows.
+"""The full-protocol tables of sections 3 and 4: ogbg-molhiv at 100 epochs over
+OGB's ten seeds and Peptides-func at 60 over LRGB's four, beside the published rows.
 
 Rows come from ``experiments/graph_property.py`` (``--epochs 100`` into
 ``ogbg-molhiv-e100.json``, ``--epochs 60`` into ``peptides-func-e60.json``) and
@@ -62,7 +62,7 @@ class Probe(NamedTuple):
 class GpuRun(NamedTuple):
     """The whole published protocol on a CUDA GPU, as one driver call."""
     what: str  # what the call runs, for the text
-    options: str  # driver options beyond config, root, runs and JSON file
+    options: str  # driver options beyond config, root, runs, models, seeds, device and JSON file
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ class Protocol:
     targets: Mapping[str, float]
     clear_of_mpnn: bool = False
     seeds: int = 4
+    # An earlier seed count whose figures stay shown (each model's first
+    # ``interim_seeds`` seeds) once the protocol asks for more; ``None``: none.
+    interim_seeds: Optional[int] = None
     earlier: Tuple[Earlier, ...] = ()  # newest first: the first complete one can stand in
     candidates: Tuple[Candidate, ...] = ()
     probes: Tuple[Probe, ...] = ()  # newest first, as ``earlier``
@@ -92,18 +95,22 @@ class Protocol:
     gpu: Optional[GpuRun] = None
     note: str = ""  # which seeds run and why, when it is not simply 0 to seeds - 1
 
+    def seed_list(self) -> str:
+        """``0 1 ... seeds-1``, as the driver's ``--seeds`` takes them."""
+        return " ".join(str(s) for s in range(self.seeds))
+
     def gpu_command(self) -> str:
-        """The one ``graph_property.py`` call that runs :attr:`gpu` (``""``: none)."""
+        """The one ``graph_property.py`` call that runs :attr:`gpu` (``""``: none): BRL,
+        the widened twin and GPSConv for each of the protocol's seeds, one run after
+        another; calling it again resumes killed runs and skips finished rows."""
         if self.gpu is None:
             return ""
         return (f"python experiments/graph_property.py --config {self.config} --root DATA "
                 f"--runs $BRL_RUNS/graph_property_gpu {self.gpu.options} "
+                f"--models brl mpnn full --seeds {self.seed_list()} --device cuda "
                 f"--json benchmarks/results/{self.stem.rsplit('-e', 1)[0]}-gpu.json")
 
 
-# Both GPU calls run BRL, the widened twin and GPSConv for seeds 0-3, one run
-# after another; calling again resumes killed runs and skips finished rows.
-_GPU = "--models brl mpnn full --seeds 0 1 2 3 --device cuda"
 # The gate every molhiv probe had to pass before its seeds 1-3 ran, fixed in RECIPE
 # before each run: the shipped BRL seed 0's best valid.
 _BELOW_GATE = ("Seeds 1-3 did not run: seed 0's best valid, {valid}, did not reach the shipped "
@@ -113,9 +120,17 @@ _BELOW_GATE = ("Seeds 1-3 did not run: seed 0's best valid, {valid}, did not rea
 _WD_1E5 = ("train.weight_decay=1e-5", "train.ema_decay=null")
 _WITH_WD_1E5 = ", with weight decay 1e-5 and no average of the weights"
 MOLHIV = Protocol(
-    "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 4 seeds", "configs/ogbg-molhiv.yaml",
+    "ogbg-molhiv-e100", "Full OGB protocol: 100 epochs, 10 seeds", "configs/ogbg-molhiv.yaml",
     100, "ROC-AUC", (("GPS", 0.7880, 0.0101), ("GIN-virtual", 0.7707, 0.0149)),
     "OGB leaderboard, test ROC-AUC", {BRL: 0.785, MPNN: 0.77},
+    # OGB's leaderboard takes mean and std over seeds 0-9; the table had four (issue
+    # 11's minimum) until docs/RECIPE.md fixed the rule for seeds 4-9 before they ran.
+    seeds=10, interim_seeds=4,
+    note=("OGB's leaderboard takes the mean and unbiased std over ten seeds, 0-9, as the "
+          "published rows do. Seeds 4-9 were added after seeds 0-3, issue 11's minimum, left "
+          "BRL short of its target; the rule for them, fixed in docs/RECIPE.md before they "
+          "ran, is that the ten-seed figure of each model is the one set against the targets, "
+          "whatever it is, and that no interim mean decides anything."),
     earlier=(Earlier("ogbg-molhiv-e100-wd1e5",
                      "AdamW weight decay 1e-5 and no average of the weights, the config's "
                      "values before `weight_decay: 0.1` and `ema_decay: 0.999`; both models",
@@ -150,7 +165,7 @@ MOLHIV = Protocol(
                  "the first two (docs/RECIPE.md). None was taken over. A probe is chosen on "
                  "valid; the test figures below are reported and choose nothing."),
     gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
-               f"--epochs 100 --warmup-epochs 0 {_GPU}"))
+               "--epochs 100 --warmup-epochs 0"))
 # Every Peptides-func recipe before weight decay 0.1 with the weight average ran
 # without either; every one before the folded one (stored commands name their own
 # width) also had unfolded projections and a head on the pooled nodes only.
@@ -196,7 +211,7 @@ PEPTIDES = Protocol(
           "out of the mean so that the luck of the choice does not lift it (docs/RECIPE.md)."),
     gpu=GpuRun("LRGB's own budget (200 epochs at batch 128, 5 warm-up epochs; the config's "
                "other settings, lr 1e-3 included, which were chosen at batch 32) for all three "
-               "models", f"--epochs 200 --warmup-epochs 5 --set train.batch_size=128 {_GPU}"))
+               "models", "--epochs 200 --warmup-epochs 5 --set train.batch_size=128"))
 
 
 class SeedRun(NamedTuple):
@@ -319,7 +334,7 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
     and :attr:`Protocol.earlier` to their data."""
     stats = protocol_stats(data)
     command = (f"python experiments/graph_property.py --config {p.config} --root ../shared/datasets "
-               f"--epochs {p.epochs} --warmup-epochs 0 --seeds 0 1 2 3 "
+               f"--epochs {p.epochs} --warmup-epochs 0 --seeds {p.seed_list()} "
                f"--json benchmarks/results/{p.stem}.json")
     lines = [_model_line(stats[m]) for m in NAMES if m in stats]
     lines += [_model_line(s) for m, s in stats.items() if m not in NAMES]
@@ -331,7 +346,8 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
             f"the same epochs, the figure selection maximised. Published rows: {p.source}. "
             + _targets_text(p) + (f" {p.note}" if p.note else "") + "\n\n"
             + table(["model", f"test {p.metric} per seed", "mean ± std", "valid, mean ± std",
-                     "seeds", "epochs", "parameters"], lines) + "\n\n")
+                     "seeds", "epochs", "parameters"], lines) + "\n\n"
+            + _interim_text(p, stats))
     rows = list((data or {}).get("rows") or [])
     drivers = list(dict.fromkeys(r["driver"] for r in rows if r.get("driver")))
     if not stats:
@@ -347,10 +363,10 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
             text += ("\nNot run yet: " + ", ".join(_short_name(m) for m in missing) + ".\n\n"
                      + commands_block([f"{command} --models {m}" for m in missing]) + "\n")
     if p.gpu is not None:
-        text += (f"\nOn a CUDA GPU, {p.gpu.what}, four seeds each, in one command (`DATA`: the "
-                 "folder holding the dataset; `$BRL_RUNS`: a folder outside the work tree for "
-                 "the run folders, e.g. `~/.cache/brl_graph/runs`; calling it again resumes "
-                 "killed runs):\n\n"
+        text += (f"\nOn a CUDA GPU, {p.gpu.what}, {p.seeds} seeds each, one run after "
+                 "another, in one command (`DATA`: the folder holding the dataset; "
+                 "`$BRL_RUNS`: a folder outside the work tree for the run folders, e.g. "
+                 "`~/.cache/brl_graph/runs`; calling it again resumes killed runs):\n\n"
                  f"    {p.gpu_command()}\n")
     if p.probes_note:
         text += f"\n{p.probes_note}\n"
@@ -361,6 +377,22 @@ def protocol_section(p: Protocol, data: Optional[Mapping[str, Any]],
     for e in p.earlier:
         text += _earlier_text(e, (others or {}).get(e.stem))
     return text, protocol_verdict(p, stats)
+
+
+def _interim_text(p: Protocol, stats: Mapping[str, ModelStats]) -> str:
+    """Each target model's figures over its first :attr:`Protocol.interim_seeds` seeds,
+    the figure reported before the protocol took more (``""``: no interim count, or a
+    model short of it)."""
+    n = p.interim_seeds
+    needed = _needed(p)
+    if n is None or any(m not in stats or stats[m].n < n for m in needed):
+        return ""
+    first = {m: ModelStats(m, stats[m].per_seed[:n]) for m in needed}
+    figures = "; ".join(f"{_short_name(m)} {_mean_std_text(s)} (valid {_valid_text(s)}, seeds "
+                        f"{', '.join(str(r.seed) for r in s.per_seed)})"
+                        for m, s in first.items())
+    return (f"Over each model's first {n} seeds, the figures reported while the protocol took "
+            f"{n} seeds, kept for the record and not a verdict: {figures}.\n\n")
 
 
 def _per_seed_text(s: ModelStats) -> str:
