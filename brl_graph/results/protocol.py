@@ -93,7 +93,7 @@ class Protocol:
     # including probes that left no row; shown before the candidates and probes.
     probes_note: str = ""
     gpu: Optional[GpuRun] = None
-    note: str = ""  # which seeds run and why, when it is not simply 0 to seeds - 1
+    note: str = ""  # which seeds run and why, when that needs saying
 
     def seed_list(self) -> str:
         """``0 1 ... seeds-1``, as the driver's ``--seeds`` takes them."""
@@ -146,13 +146,13 @@ MOLHIV = Protocol(
                      ("model.pre_norm=false", "model.fold=false", *_WD_1E5))),
     # The fourth probe ran all four seeds, under a rule that docs/RECIPE.md fixed
     # before they ran: it ships only if BRL's mean valid over them is above the
-    # shipped rows' 0.827189.
+    # shipped seeds 0-3's 0.827189.
     probes=(Probe("ogbg-molhiv-e100-drop02",
                   "dropout 0.2 instead of the config's 0.05, BRL only",
                   ("model.dropout=0.2",),
                   "All four seeds ran, and BRL's mean best valid over them, 0.819942, is not "
-                  "above the shipped rows' 0.827189, the bar fixed in docs/RECIPE.md before "
-                  "its seeds ran"),
+                  "above the shipped seeds 0-3's 0.827189, the bar fixed in docs/RECIPE.md "
+                  "before its seeds ran"),
             Probe("ogbg-molhiv-e100-c72",
                   "72 channels (465,985 parameters) instead of the config's 64 (370,689), "
                   "BRL only", ("model.channels=72",), _BELOW_GATE.format(valid=0.819301)),
@@ -273,7 +273,7 @@ def protocol_stats(data: Optional[Mapping[str, Any]]) -> Dict[str, ModelStats]:
 
 def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     """Holds when every target is met over :attr:`Protocol.seeds` seeds; "partial:
-    <model> N, ... of 4 seeds" (each model named by a target that has fewer)
+    <model> N, ... of <seeds> seeds" (each model named by a target that has fewer)
     while any of them has fewer."""
     needed = _needed(p)
     if not stats:

@@ -348,7 +348,7 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
     assert ("A probe not taken over (dropout 0.2 instead of the config's 0.05, BRL only)"
             in section)
     assert ("All four seeds ran, and BRL's mean best valid over them, 0.819942, is not above "
-            "the shipped rows' 0.827189") in section
+            "the shipped seeds 0-3's 0.827189") in section
     assert "A candidate recipe" not in section
     # the count of probes comes first, then the probes newest first, and the earlier recipes
     order = [section.index(text) for text in (
@@ -399,8 +399,9 @@ def test_the_figures_over_the_first_seeds_stay_shown_once_more_seeds_run():
     assert verdict[1].startswith("partial: brl 6, mpnn 4 of 10 seeds; ROC-AUC brl 0.8050")
     # the first seeds in order, whichever they are; nothing while a model has fewer
     late = [dict(r, seed=r["seed"] + 3) for r in rows if r["model"] == "mpnn"]
-    text, _ = protocol_section(MOLHIV, {"rows": rows[:6] + late})
+    text, _ = protocol_section(MOLHIV, {"rows": list(reversed(rows[:6] + late))})
     assert "MPNN twin 0.8000 ± 0.0000 (valid 0.8100 ± 0.0000, seeds 3, 4, 5, 6)" in text
+    assert "BRL 0.7950 ± 0.0129 (valid 0.8050 ± 0.0129, seeds 0, 1, 2, 3)" in text  # rows reversed
     for fewer in (rows[:6] + rows[6:9], rows[:3] + rows[6:]):
         assert "first 4 seeds" not in protocol_section(MOLHIV, {"rows": fewer})[0]
     assert "kept for the record" not in protocol_section(PEPTIDES, {"rows": [
