@@ -389,6 +389,9 @@ def test_the_figures_over_the_first_seeds_stay_shown_once_more_seeds_run():
     # molhiv took OGB's ten seeds after reporting four: each model's first four stay on
     # the record beside the table, and decide nothing.
     assert MOLHIV.interim_seeds == 4 and PEPTIDES.interim_seeds is None
+    for bad in (0, 10, 12):  # an interim count must be fewer seeds than the protocol's
+        with pytest.raises(ValueError, match="interim_seeds"):
+            replace(MOLHIV, interim_seeds=bad)
     rows = ([row("brl", s, 0.78 + s / 100) for s in range(6)]
             + [row("mpnn", s, 0.80) for s in (0, 1, 2, 3)])
     text, verdict = protocol_section(MOLHIV, {"rows": rows})
