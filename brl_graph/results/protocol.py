@@ -280,7 +280,8 @@ def protocol_stats(data: Optional[Mapping[str, Any]]) -> Dict[str, ModelStats]:
 def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     """Holds when every target is met over :attr:`Protocol.seeds` seeds; "partial:
     <model> N, ... of <seeds> seeds" (each model named by a target that has fewer)
-    while any of them has fewer."""
+    while any of them has fewer. Once complete, the evidence names each target as
+    hit or missed with the mean and the bar, ahead of the figures."""
     needed = _needed(p)
     if not stats:
         return ("untested", f"{p.stem}: no runs yet")
@@ -291,11 +292,21 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     if fewest < p.seeds:
         short = ", ".join(f"{m} {n}" for m, n in counts.items() if n < p.seeds)
         return ("partial", f"partial: {short} of {p.seeds} seeds; {p.metric} {ev}")
-    ok = [stats[m].mean_std[0] >= bar for m, bar in p.targets.items()]
+    # Each target is named with its outcome, so that a "partial" verdict says which
+    # part was hit and which was missed without the reader redoing the comparison.
+    ok, parts = [], []
+    for m, bar in p.targets.items():
+        mean = stats[m].mean_std[0]
+        ok.append(mean >= bar)
+        parts.append(f"{m} {'hit' if ok[-1] else 'missed'} ({mean:.4f} "
+                     f"{'>=' if ok[-1] else '<'} {bar})")
     if p.clear_of_mpnn:
-        ok.append(clear_gap(stats[BRL].mean_std, stats[MPNN].mean_std))
+        (b, b_std), (t, t_std) = stats[BRL].mean_std, stats[MPNN].mean_std
+        ok.append(clear_gap((b, b_std), (t, t_std)))
+        parts.append(f"{BRL} above {MPNN} {'by more' if ok[-1] else 'by no more'} than the "
+                     f"larger std ({b - t:.4f} vs {max(b_std, t_std):.4f})")
     status = "holds" if all(ok) else ("fails" if not any(ok) else "partial")
-    return (status, f"{p.metric} {ev}")
+    return (status, f"{'; '.join(parts)}; {p.metric} {ev}")
 
 
 def _needed(p: Protocol) -> List[str]:

@@ -61,6 +61,20 @@ def test_molhiv_verdict_waits_for_ogbs_ten_seeds(brl, mpnn, status):
     assert got == "partial" and ev.startswith("partial: brl 4, mpnn 4 of 10 seeds")
 
 
+def test_a_complete_verdict_names_each_target_hit_or_missed():
+    rows = [row(m, s, v) for m, v in (("brl", 0.78), ("mpnn", 0.775)) for s in range(10)]
+    _, (got, ev) = protocol_section(MOLHIV, {"rows": rows})
+    assert got == "partial"
+    assert ev.startswith("brl missed (0.7800 < 0.785); mpnn hit (0.7750 >= 0.77); ROC-AUC brl")
+    brl = [0.645, 0.65, 0.655, 0.65]  # mean 0.65, std 0.0041
+    rows = ([row("brl", s, v, "ap", 60) for s, v in enumerate(brl)]
+            + [row("mpnn", s, 0.6475, "ap", 60) for s in range(4)])
+    _, (got, ev) = protocol_section(PEPTIDES, {"rows": rows})
+    assert got == "partial"  # BRL clears 0.62 but not the twin by more than the spread
+    assert ev.startswith("brl hit (0.6500 >= 0.62); brl above mpnn by no more than the larger "
+                         "std (0.0025 vs 0.0041); AP brl 0.6500")
+
+
 @pytest.mark.parametrize("mpnn, status", [(0.63, "holds"), (0.6475, "partial")])
 def test_peptides_needs_a_gap_larger_than_the_seed_spread(mpnn, status):
     brl = [0.645, 0.65, 0.655, 0.65]  # std 0.0041
