@@ -297,14 +297,15 @@ def protocol_verdict(p: Protocol, stats: Mapping[str, ModelStats]) -> Verdict:
     ok, parts = [], []
     for m, bar in p.targets.items():
         mean = stats[m].mean_std[0]
-        ok.append(mean >= bar)
-        parts.append(f"{m} {'hit' if ok[-1] else 'missed'} ({mean:.4f} "
-                     f"{'>=' if ok[-1] else '<'} {bar})")
+        hit = mean >= bar
+        ok.append(hit)
+        parts.append(f"{m} {'hit' if hit else 'missed'} ({mean:.4f} {'>=' if hit else '<'} {bar})")
     if p.clear_of_mpnn:
-        (b, b_std), (t, t_std) = stats[BRL].mean_std, stats[MPNN].mean_std
-        ok.append(clear_gap((b, b_std), (t, t_std)))
-        parts.append(f"{BRL} above {MPNN} {'by more' if ok[-1] else 'by no more'} than the "
-                     f"larger std ({b - t:.4f} vs {max(b_std, t_std):.4f})")
+        brl, twin = stats[BRL].mean_std, stats[MPNN].mean_std
+        clear = clear_gap(brl, twin)
+        ok.append(clear)
+        parts.append(f"{BRL} above {MPNN} by {'more' if clear else 'no more'} than the larger "
+                     f"std ({brl[0] - twin[0]:.4f} vs {max(brl[1], twin[1]):.4f})")
     status = "holds" if all(ok) else ("fails" if not any(ok) else "partial")
     return (status, f"{'; '.join(parts)}; {p.metric} {ev}")
 
