@@ -352,6 +352,8 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
         json.dumps({"rows": [row("brl", 0, 0.7844)]}))
     (tmp_path / "ogbg-molhiv-e100-wd1e5.json").write_text(
         json.dumps({"rows": [row("brl", 0, 0.7841)]}))
+    (tmp_path / "ogbg-molhiv-e100-rtok.json").write_text(
+        json.dumps({"rows": [dict(row("brl", 0, 0.7931), valid=0.8301)]}))
     section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
     assert ("A probe not taken over (72 channels (465,985 parameters) instead of the config's 64"
             in section)
@@ -363,14 +365,21 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
             in section)
     assert ("All four seeds ran, and BRL's mean best valid over them, 0.819942, is not above "
             "the shipped seeds 0-3's 0.827189") in section
-    assert "A candidate recipe" not in section
-    # the count of probes comes first, then the probes newest first, and the earlier recipes
+    # the token readout is under test: its row is shown with its valid, which decides, and
+    # its command carries its override
+    assert ("A candidate recipe under test (a head that also reads the mean of the last "
+            "layer's tokens") in section
+    assert "BRL s0 0.7931 (ep 40) (valid 0.8301, 1 of 10 seeds so far)" in section
+    assert "fake-brl-s0 model.readout_tokens=true" in section
+    # the count of probes comes first, then the candidate, the probes newest first, and the
+    # earlier recipes
     order = [section.index(text) for text in (
-        "Four probes have run against the shipped recipe", "A probe not taken over (dropout 0.2",
-        "A probe not taken over (72 channels", "A probe not taken over (attention dropout",
-        "An earlier recipe")]
+        "Six probes have run against the shipped recipe", "A candidate recipe under test",
+        "A probe not taken over (dropout 0.2", "A probe not taken over (72 channels",
+        "A probe not taken over (attention dropout", "An earlier recipe")]
     assert order == sorted(order)
-    assert "0.7869" not in section.split("Four probes")[0]
+    for figure in ("0.7869", "0.7931"):  # neither is in the table or the verdict
+        assert figure not in section.split("Six probes")[0]
 
 
 def test_molhiv_probe_outcomes_quote_the_committed_rows():
