@@ -406,6 +406,11 @@ def test_molhiv_probe_outcomes_quote_the_committed_rows():
         (seed0,) = brl_valid(stem, [0]).values()
         assert seed0 < shipped[0]  # the gate it missed
         assert f"{seed0:.6f}" in outcomes[stem] and f"{shipped[0]:.6f}" in outcomes[stem]
+    # a candidate is one whose seed 0 reached that gate, and its rule 2 is the probes' bar
+    for c in MOLHIV.candidates:
+        (seed0,) = brl_valid(c.stem, [0], more=True).values()
+        assert seed0 >= shipped[0]
+        assert f"{sum(shipped.values()) / 4:.6f}" in c.what
 
 
 def test_the_figures_over_the_first_seeds_stay_shown_once_more_seeds_run():
