@@ -365,16 +365,16 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
             in section)
     assert ("All four seeds ran, and BRL's mean best valid over them, 0.819942, is not above "
             "the shipped seeds 0-3's 0.827189") in section
-    # the token readout is under test: its row is shown with its valid, which decides, and
-    # its command carries its override
-    assert ("A candidate recipe under test (a head that also reads the mean of the last "
+    # the token readout passed the gate and its rule 2 stopped it: its row is shown with
+    # its valid, which decided, and its command carries its override
+    assert ("A probe not taken over (a head that also reads the mean of the last "
             "layer's tokens") in section
-    assert "BRL s0 0.7931 (ep 40) (valid 0.8301, 1 of 10 seeds so far)" in section
+    assert "BRL s0 0.7931 (ep 40) (valid 0.8301)" in section
     assert "fake-brl-s0 model.readout_tokens=true" in section
-    # the count of probes comes first, then the candidate, the probes newest first, and the
-    # earlier recipes
+    assert "A candidate recipe" not in section
+    # the count of probes comes first, then the probes newest first, and the earlier recipes
     order = [section.index(text) for text in (
-        "Six probes have run against the shipped recipe", "A candidate recipe under test",
+        "Six probes have run against the shipped recipe", "A probe not taken over (a head",
         "A probe not taken over (dropout 0.2", "A probe not taken over (72 channels",
         "A probe not taken over (attention dropout", "An earlier recipe")]
     assert order == sorted(order)
@@ -402,6 +402,13 @@ def test_molhiv_probe_outcomes_quote_the_committed_rows():
     assert mean <= sum(shipped.values()) / 4  # the rule did not ship it
     assert f"{mean:.6f}" in outcomes["ogbg-molhiv-e100-drop02"]
     assert f"{sum(shipped.values()) / 4:.6f}" in outcomes["ogbg-molhiv-e100-drop02"]
+    # the token readout passed the gate, ran four seeds, and rule 2 did not ship it
+    rtok = brl_valid("ogbg-molhiv-e100-rtok", [0, 1, 2, 3])
+    assert rtok[0] >= shipped[0]
+    mean = sum(rtok.values()) / 4
+    assert mean <= sum(shipped.values()) / 4
+    assert f"{mean:.6f}" in outcomes["ogbg-molhiv-e100-rtok"]
+    assert f"{rtok[0]:.6f}" in outcomes["ogbg-molhiv-e100-rtok"]
     for stem in ("ogbg-molhiv-e100-c72", "ogbg-molhiv-e100-attn05"):
         (seed0,) = brl_valid(stem, [0]).values()
         assert seed0 < shipped[0]  # the gate it missed
