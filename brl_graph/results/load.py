@@ -26,7 +26,7 @@ FILES = ("scaling", "long_range", "reference_tree_gin", "causal_recall", "oversq
          "step_time_gpu",
          "ogbg-molhiv-e100", "ogbg-molhiv-e100-postnorm", "ogbg-molhiv-e100-unfolded",
          "ogbg-molhiv-e100-wd1e5", "ogbg-molhiv-e100-drop02", "ogbg-molhiv-e100-attn05",
-         "ogbg-molhiv-e100-c72", "ogbg-molhiv-e100-rtok",
+         "ogbg-molhiv-e100-c72", "ogbg-molhiv-e100-rtok", "ogbg-molhiv-e100-k16",
          "peptides-func-e60", "peptides-func-e60-postnorm", "peptides-func-e60-unfolded",
          "peptides-func-e60-nodereadout", "peptides-func-e60-nodecay",
          "peptides-func-e60-bs128", "peptides-func-e60-dropout01")

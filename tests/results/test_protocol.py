@@ -354,6 +354,8 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
         json.dumps({"rows": [row("brl", 0, 0.7841)]}))
     (tmp_path / "ogbg-molhiv-e100-rtok.json").write_text(
         json.dumps({"rows": [dict(row("brl", 0, 0.7931), valid=0.8301)]}))
+    (tmp_path / "ogbg-molhiv-e100-k16.json").write_text(
+        json.dumps({"rows": [dict(row("brl", 0, 0.7897), valid=0.8288)]}))
     section = render(load_results(tmp_path), docs_dir=None).split("### Full OGB protocol")[1]
     assert ("A probe not taken over (72 channels (465,985 parameters) instead of the config's 64"
             in section)
@@ -371,15 +373,22 @@ def test_molhiv_probes_are_read_from_their_files(tmp_path):
             "layer's tokens") in section
     assert "BRL s0 0.7931 (ep 40) (valid 0.8301)" in section
     assert "fake-brl-s0 model.readout_tokens=true" in section
-    assert "A candidate recipe" not in section
-    # the count of probes comes first, then the probes newest first, and the earlier recipes
+    # sixteen tokens is under test: its row is shown with its valid, which decides, and
+    # its command carries its override
+    assert ("A candidate recipe under test (sixteen tokens instead of the config's eight"
+            in section)
+    assert "BRL s0 0.7897 (ep 40) (valid 0.8288, 1 of 10 seeds so far)" in section
+    assert "fake-brl-s0 model.num_tokens=16" in section
+    # the count of probes comes first, then the candidate, the probes newest first, and the
+    # earlier recipes
     order = [section.index(text) for text in (
-        "Six probes have run against the shipped recipe", "A probe not taken over (a head",
-        "A probe not taken over (dropout 0.2", "A probe not taken over (72 channels",
-        "A probe not taken over (attention dropout", "An earlier recipe")]
+        "Seven probes have run against the shipped recipe", "A candidate recipe under test",
+        "A probe not taken over (a head", "A probe not taken over (dropout 0.2",
+        "A probe not taken over (72 channels", "A probe not taken over (attention dropout",
+        "An earlier recipe")]
     assert order == sorted(order)
-    for figure in ("0.7869", "0.7931"):  # neither is in the table or the verdict
-        assert figure not in section.split("Six probes")[0]
+    for figure in ("0.7869", "0.7931", "0.7897"):  # none is in the table or the verdict
+        assert figure not in section.split("Seven probes")[0]
 
 
 def test_molhiv_probe_outcomes_quote_the_committed_rows():
