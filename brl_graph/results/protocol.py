@@ -191,7 +191,7 @@ MOLHIV = Protocol(
                  "tokens side by side, then sixteen tokens. Depth 5 and four tokens stopped at "
                  "epoch 60 with no row, their seed 0's best valid (0.804585 and 0.811150) short "
                  "of the same gate as the first two (docs/RECIPE.md). None has been taken over; "
-                 "sixteen tokens is the candidate above. A probe is chosen on valid; the test "
+                 "sixteen tokens is the candidate below. A probe is chosen on valid; the test "
                  "figures below are reported and choose nothing."),
     gpu=GpuRun("OGB's protocol as above (100 epochs) for all three models",
                "--epochs 100 --warmup-epochs 0"))
